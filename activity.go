@@ -1,0 +1,230 @@
+package activitystore
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/activitystore/activitystore/internal/codec"
+)
+
+// Size limits on the fields of an Activity, in bytes. Append refuses an
+// activity that exceeds one.
+const (
+	// MaxLabelBytes bounds Type, UserID, Module, Action and Resource.
+	MaxLabelBytes = 256
+	// MaxAPICallBytes bounds APICall.
+	MaxAPICallBytes = 1024
+	// MaxDetailsBytes bounds Details.
+	MaxDetailsBytes = 64 << 10
+	// MaxBatch is the most activities one Append call takes.
+	MaxBatch = 100_000
+	// MaxFutureSkew is how far past the store's clock an event time may be.
+	MaxFutureSkew = 24 * time.Hour
+)
+
+// Activity is one thing that happened on the platform: a user action, a system
+// event or a resource operation.
+type Activity struct {
+	// ID is assigned by Append; Append ignores what the caller puts here.
+	ID ID
+	// Time is the event time, stored in UTC with nanosecond precision. A
+	// zero Time means the time of the Append call. It may not be before 1970
+	// nor more than MaxFutureSkew after the store's clock.
+	Time time.Time
+	// Type names what happened, e.g. "user.login", "model.deploy". Required.
+	Type string
+	// UserID is the actor; empty for system events.
+	UserID string
+	// Module is the part of the platform, e.g. "auth", "models", "lab".
+	Module string
+	// Action is the verb, e.g. "create", "deploy".
+	Action string
+	// APICall is the call that caused it, e.g. "POST /api/serving/deploy".
+	// Optional and not indexed.
+	APICall string
+	// Resource is what it acted on, e.g. "model/42". Optional.
+	Resource string
+	// Details is a JSON object with anything else; empty means none.
+	Details json.RawMessage
+}
+
+// activityJSON is the JSON form. It carries the platform's existing activity
+// fields (id, user_id, module, apicall, action, created_at) and the seed
+// documentation's (type, timestamp, details).
+type activityJSON struct {
+	ID        string          `json:"id,omitempty"`
+	Type      string          `json:"type"`
+	UserID    string          `json:"user_id"`
+	Module    string          `json:"module"`
+	Action    string          `json:"action"`
+	APICall   string          `json:"apicall"`
+	Resource  string          `json:"resource"`
+	Details   json.RawMessage `json:"details"`
+	Timestamp *time.Time      `json:"timestamp,omitempty"`
+	CreatedAt *time.Time      `json:"created_at,omitempty"`
+	Time      *time.Time      `json:"time,omitempty"`
+}
+
+var emptyObject = json.RawMessage("{}")
+
+// MarshalJSON writes the JSON form: id (UUID text), type, user_id, module,
+// action, apicall, resource, details (an object, {} when empty), and the event
+// time twice, as timestamp and created_at (RFC 3339 with nanoseconds, UTC).
+func (a Activity) MarshalJSON() ([]byte, error) {
+	j := activityJSON{
+		Type: a.Type, UserID: a.UserID, Module: a.Module, Action: a.Action,
+		APICall: a.APICall, Resource: a.Resource, Details: a.Details,
+	}
+	if !a.ID.IsZero() {
+		j.ID = a.ID.String()
+	}
+	if len(bytes.TrimSpace(j.Details)) == 0 {
+		j.Details = emptyObject
+	}
+	if !a.Time.IsZero() {
+		t := a.Time.UTC()
+		j.Timestamp, j.CreatedAt = &t, &t
+	}
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads the JSON form. The event time may be named time,
+// timestamp or created_at (the first present, in that order, wins); absent,
+// Time stays zero. An id, when present, must be an activity ID.
+func (a *Activity) UnmarshalJSON(b []byte) error {
+	var j activityJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*a = Activity{
+		Type: j.Type, UserID: j.UserID, Module: j.Module, Action: j.Action,
+		APICall: j.APICall, Resource: j.Resource,
+	}
+	if d := bytes.TrimSpace(j.Details); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
+		a.Details = append(json.RawMessage(nil), d...)
+	}
+	if j.ID != "" {
+		id, err := ParseID(j.ID)
+		if err != nil {
+			return err
+		}
+		a.ID = id
+	}
+	for _, t := range []*time.Time{j.Time, j.Timestamp, j.CreatedAt} {
+		if t != nil {
+			a.Time = t.UTC()
+			break
+		}
+	}
+	return nil
+}
+
+// validate checks a against the documented rules; i is its index in the batch.
+func (a *Activity) validate(i int, now time.Time) error {
+	bad := func(field, format string, args ...any) error {
+		return &ValidationError{Index: i, Field: field, Reason: fmt.Sprintf(format, args...)}
+	}
+	if a.Type == "" {
+		return bad("type", "is required")
+	}
+	labels := [...]struct {
+		name, v string
+		max     int
+	}{
+		{"type", a.Type, MaxLabelBytes},
+		{"user_id", a.UserID, MaxLabelBytes},
+		{"module", a.Module, MaxLabelBytes},
+		{"action", a.Action, MaxLabelBytes},
+		{"apicall", a.APICall, MaxAPICallBytes},
+		{"resource", a.Resource, MaxLabelBytes},
+	}
+	for _, l := range labels {
+		if len(l.v) > l.max {
+			return bad(l.name, "is %d bytes, over the limit of %d", len(l.v), l.max)
+		}
+		if !utf8.ValidString(l.v) {
+			return bad(l.name, "is not valid UTF-8")
+		}
+	}
+	if len(a.Details) > MaxDetailsBytes {
+		return bad("details", "is %d bytes, over the limit of %d", len(a.Details), MaxDetailsBytes)
+	}
+	if d := bytes.TrimLeft(a.Details, " \t\r\n"); len(d) > 0 {
+		if d[0] != '{' || !json.Valid(d) {
+			return bad("details", "is not a JSON object")
+		}
+		if !utf8.Valid(d) {
+			return bad("details", "is not valid UTF-8")
+		}
+	}
+	if !a.Time.IsZero() {
+		if a.Time.Before(time.Unix(0, 0)) {
+			return bad("time", "%s is before 1970", a.Time.Format(time.RFC3339Nano))
+		}
+		if a.Time.After(now.Add(MaxFutureSkew)) {
+			return bad("time", "%s is more than %s in the future", a.Time.Format(time.RFC3339Nano), MaxFutureSkew)
+		}
+	}
+	return nil
+}
+
+// recordVersion is the first byte of every record value. Bump it when the
+// record encoding changes.
+const recordVersion = 1
+
+// appendRecord appends the pebble value of a to dst. The ID and the time live
+// in the key.
+func appendRecord(dst []byte, a *Activity) []byte {
+	dst = append(dst, recordVersion)
+	dst = codec.AppendString(dst, a.Type)
+	dst = codec.AppendString(dst, a.UserID)
+	dst = codec.AppendString(dst, a.Module)
+	dst = codec.AppendString(dst, a.Action)
+	dst = codec.AppendString(dst, a.APICall)
+	dst = codec.AppendString(dst, a.Resource)
+	return codec.AppendBytes(dst, bytes.TrimSpace(a.Details))
+}
+
+// decodeRecord fills a from the record value v of the activity id. The
+// strings and Details of a alias v, which the caller must own and not change.
+func decodeRecord(id ID, v []byte, a *Activity) error {
+	d := codec.Decoder{B: v}
+	if ver := d.Byte(); d.Err == nil && ver != recordVersion {
+		return fmt.Errorf("unknown record version %d", ver)
+	}
+	a.ID = id
+	a.Time = id.Time()
+	a.Type = str(d.Bytes())
+	a.UserID = str(d.Bytes())
+	a.Module = str(d.Bytes())
+	a.Action = str(d.Bytes())
+	a.APICall = str(d.Bytes())
+	a.Resource = str(d.Bytes())
+	det := d.Bytes()
+	if d.Err != nil {
+		return d.Err
+	}
+	if len(det) > 0 {
+		a.Details = json.RawMessage(det)
+	} else {
+		a.Details = nil
+	}
+	return nil
+}
+
+// str returns a string sharing b's memory; b must never change afterwards.
+func str(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// labels returns the indexed field values of a, in field order.
+func (a *Activity) labels() [numFields]string {
+	return [numFields]string{a.Type, a.UserID, a.Module, a.Action, a.Resource}
+}

@@ -1,0 +1,169 @@
+package activitystore
+
+import (
+	"strings"
+	"sync"
+
+	"github.com/RoaringBitmap/roaring/v2"
+)
+
+// field names an indexed field of Activity.
+type field uint8
+
+const (
+	fieldType field = iota
+	fieldUser
+	fieldModule
+	fieldAction
+	fieldResource
+	numFields
+)
+
+var fieldNames = [numFields]string{"type", "user_id", "module", "action", "resource"}
+
+func (f field) String() string { return fieldNames[f] }
+
+// dict numbers the values of one field, store-wide, so that segments key their
+// bitmaps by a small integer instead of a string.
+type dict struct {
+	mu   sync.RWMutex
+	ids  map[string]uint32
+	vals []string
+}
+
+// lookup returns the number of v, if v was ever seen.
+func (d *dict) lookup(v string) (uint32, bool) {
+	d.mu.RLock()
+	n, ok := d.ids[v]
+	d.mu.RUnlock()
+	return n, ok
+}
+
+// intern returns the number of v, giving it one if it has none. The dict
+// keeps a copy of v, never v's memory.
+func (d *dict) intern(v string) uint32 {
+	if n, ok := d.lookup(v); ok {
+		return n
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if n, ok := d.ids[v]; ok {
+		return n
+	}
+	if d.ids == nil {
+		d.ids = make(map[string]uint32)
+	}
+	v = strings.Clone(v)
+	n := uint32(len(d.vals))
+	d.ids[v] = n
+	d.vals = append(d.vals, v)
+	return n
+}
+
+// value returns the string of value number n.
+func (d *dict) value(n uint32) string {
+	d.mu.RLock()
+	defer d.mu.RUnlock()
+	return d.vals[n]
+}
+
+// ordSet is a set of ordinals of one segment: a bitmap, or, when bm is nil,
+// every ordinal in [0, n).
+type ordSet struct {
+	bm *roaring.Bitmap
+	n  uint32
+}
+
+// countRange returns how many members lie in [lo, hi).
+func (c ordSet) countRange(lo, hi uint32) uint64 {
+	if hi <= lo {
+		return 0
+	}
+	if c.bm == nil {
+		return uint64(min(hi, c.n) - min(lo, c.n))
+	}
+	return c.bm.CardinalityInRange(uint64(lo), uint64(hi))
+}
+
+// prev returns the largest member <= x, or -1.
+func (c ordSet) prev(x uint32) int64 {
+	if c.bm == nil {
+		if c.n == 0 {
+			return -1
+		}
+		return int64(min(x, c.n-1))
+	}
+	return c.bm.PreviousValue(x)
+}
+
+// contains reports whether x is a member.
+func (c ordSet) contains(x uint32) bool {
+	if c.bm == nil {
+		return x < c.n
+	}
+	return c.bm.Contains(x)
+}
+
+// countRangeBM is countRange for a bitmap that may be nil (empty).
+func countRangeBM(bm *roaring.Bitmap, lo, hi uint32) uint64 {
+	if bm == nil || hi <= lo {
+		return 0
+	}
+	return bm.CardinalityInRange(uint64(lo), uint64(hi))
+}
+
+// filterSet is the resolved form of a query's label filters: per field, the
+// value numbers to OR; fields with no filter are nil. none is set when some
+// filtered field has no known value, so nothing can match.
+type filterSet struct {
+	vals [numFields][]uint32
+	none bool
+	any  bool // at least one field is filtered
+}
+
+// candidates returns the ordinals of seg that pass the filters, and false
+// when none can. The result may be one of seg's own bitmaps: read it only
+// under seg.mu and never change it. The caller holds seg.mu.
+func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
+	n := uint32(len(seg.ids))
+	if !fs.any {
+		return ordSet{n: n}, n > 0
+	}
+	var ands [numFields]*roaring.Bitmap
+	k := 0
+	for f := range numFields {
+		vs := fs.vals[f]
+		if vs == nil {
+			continue
+		}
+		var ors [8]*roaring.Bitmap
+		list := ors[:0]
+		for _, v := range vs {
+			if bm := seg.bms[f][v]; bm != nil {
+				list = append(list, bm)
+			}
+		}
+		switch len(list) {
+		case 0:
+			return ordSet{}, false
+		case 1:
+			ands[k] = list[0]
+		default:
+			ands[k] = roaring.FastOr(list...)
+		}
+		k++
+	}
+	var bm *roaring.Bitmap
+	switch k {
+	case 1:
+		bm = ands[0]
+	case 2:
+		bm = roaring.And(ands[0], ands[1])
+	default:
+		bm = roaring.FastAnd(ands[:k]...)
+	}
+	if bm.IsEmpty() {
+		return ordSet{}, false
+	}
+	return ordSet{bm: bm, n: n}, true
+}

@@ -1,0 +1,118 @@
+package activitystore
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// Options configure a Store. The zero value (or nil) gives the defaults;
+// Open never changes the caller's Options.
+type Options struct {
+	// NoSync makes Append return once the batch is in the operating system's
+	// hands instead of on disk: a machine crash may lose the last moments of
+	// appends, a process crash loses nothing. The default is false: every
+	// Append is durable when it returns.
+	NoSync bool
+
+	// SegmentWidth is the event-time window of one segment. Wider segments
+	// make smaller indexes; narrower ones make finer archiving. It is fixed
+	// when the store is created; reopening with a different non-zero value is
+	// an error. The default is 24h.
+	SegmentWidth time.Duration
+
+	// SealAfter is how long after its window ends a segment with new
+	// activities is sealed (sorted and its index written to disk). Late
+	// arrivals after that reopen the segment until the next seal. The default
+	// is 10 minutes.
+	SealAfter time.Duration
+
+	// SealEvery is how often the background sealer looks for segments to
+	// seal. The default is 30 seconds.
+	SealEvery time.Duration
+
+	// MemTableSize is pebble's memtable size in bytes. The default is 64 MiB,
+	// which keeps batched writes out of write stalls.
+	MemTableSize uint64
+
+	// BlockCacheSize is pebble's block cache in bytes. The default is 256 MiB.
+	BlockCacheSize int64
+
+	// Pebble, when set, is called with the pebble options the store is about
+	// to use, after the defaults above are applied, to change anything else.
+	// It must not change Comparer or Merger.
+	Pebble func(*pebble.Options)
+
+	// Logger receives pebble's log lines. The default discards info lines and
+	// prints errors to standard error.
+	Logger pebble.Logger
+
+	// Now is the clock, for zero activity times, validation and sealing. The
+	// default is time.Now.
+	Now func() time.Time
+}
+
+func (o *Options) withDefaults() (Options, error) {
+	var c Options
+	if o != nil {
+		c = *o
+	}
+	if c.SegmentWidth < 0 || (c.SegmentWidth > 0 && c.SegmentWidth < time.Second) {
+		return c, fmt.Errorf("%w: SegmentWidth %s is below one second", ErrInvalidOptions, c.SegmentWidth)
+	}
+	if c.SealAfter < 0 || c.SealEvery < 0 || c.BlockCacheSize < 0 {
+		return c, fmt.Errorf("%w: SealAfter, SealEvery and BlockCacheSize may not be negative", ErrInvalidOptions)
+	}
+	if c.MemTableSize != 0 && (c.MemTableSize < 1<<20 || c.MemTableSize >= 4<<30) {
+		return c, fmt.Errorf("%w: MemTableSize %d is outside [1 MiB, 4 GiB)", ErrInvalidOptions, c.MemTableSize)
+	}
+	if c.SealAfter == 0 {
+		c.SealAfter = 10 * time.Minute
+	}
+	if c.SealEvery == 0 {
+		c.SealEvery = 30 * time.Second
+	}
+	if c.MemTableSize == 0 {
+		c.MemTableSize = 64 << 20
+	}
+	if c.BlockCacheSize == 0 {
+		c.BlockCacheSize = 256 << 20
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = quietLogger{}
+	}
+	return c, nil
+}
+
+// pebbleOptions returns the pebble options for this workload: appends of
+// whole batches, point reads in key order.
+func (o *Options) pebbleOptions() *pebble.Options {
+	po := &pebble.Options{
+		FormatMajorVersion:          pebble.FormatNewest,
+		MemTableSize:                o.MemTableSize,
+		MemTableStopWritesThreshold: 4,
+		L0CompactionThreshold:       4,
+		L0StopWritesThreshold:       24,
+		Logger:                      o.Logger,
+	}
+	po.CompactionConcurrencyRange = func() (int, int) { return 1, 2 }
+	return po
+}
+
+// defaultSegmentWidth is used when a new store is created with no
+// SegmentWidth.
+const defaultSegmentWidth = 24 * time.Hour
+
+type quietLogger struct{}
+
+func (quietLogger) Infof(string, ...any) {}
+func (quietLogger) Errorf(format string, args ...any) {
+	pebble.DefaultLogger.Errorf(format, args...)
+}
+func (quietLogger) Fatalf(format string, args ...any) {
+	pebble.DefaultLogger.Fatalf(format, args...)
+}
