@@ -2,10 +2,10 @@ package activitystore
 
 import (
 	"context"
-	"math"
 	"encoding/base64"
 	"fmt"
 	"iter"
+	"math"
 	"time"
 )
 

@@ -90,7 +90,10 @@ func (s *segment) add(id ID, vals *[numFields]uint32) {
 
 // lateLimit is how many late ordinals a segment of n activities keeps before
 // it is renumbered.
-func lateLimit(n int) int { return max(1024, n/32) }
+func lateLimit(n int) int { return max(lateMin, n/32) }
+
+// lateMin is the smallest late list that triggers a renumber; tests lower it.
+var lateMin = 1024
 
 // bound returns the first in-order ordinal whose ID is >= x: in-order
 // ordinals below it have smaller IDs, those at or above it larger or equal.
@@ -299,11 +302,11 @@ func (s *segment) sorted() *segment {
 // Persisted segment index: under segmentKey(window, part), one value per
 // part, each ending in the CRC-32C of what precedes it.
 //
-//	part 'h': version byte, activity count n (uvarint)
-//	part 'i': n IDs of 16 bytes, ascending (ordinal order)
 //	part '0'+f: for field f, value count (uvarint), then per value: the
 //	            value (uvarint length + bytes), the roaring bitmap
 //	            (uvarint length + portable serialization)
+//	part 'h':   version byte, activity count n (uvarint)
+//	part 'i':   n IDs of 16 bytes, ascending (ordinal order)
 const segmentVersion = 1
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -320,14 +323,21 @@ func checkCRC(b []byte) ([]byte, bool) {
 	return body, crc32.Checksum(body, crcTable) == binary.BigEndian.Uint32(b[len(b)-4:])
 }
 
-// segmentParts lists the part bytes of a persisted segment.
+// segmentParts lists the part bytes of a persisted segment in key order:
+// the fields' bitmaps, the header, the ID column.
 var segmentParts = func() []byte {
-	p := []byte{'h', 'i'}
+	var p []byte
 	for f := range numFields {
 		p = append(p, '0'+byte(f))
 	}
-	return p
+	return append(p, 'h', 'i')
 }()
+
+// Indexes of the parts in segmentParts.
+const (
+	partHeader = int(numFields)
+	partIDs    = int(numFields) + 1
+)
 
 // encode returns the persisted parts of a sorted segment, in segmentParts
 // order. The caller holds s.mu.
@@ -335,15 +345,15 @@ func (s *segment) encode(dicts *[numFields]dict) ([][]byte, error) {
 	if s.late != nil {
 		return nil, fmt.Errorf("segment %d is not sorted", s.window)
 	}
-	parts := make([][]byte, 0, len(segmentParts))
+	parts := make([][]byte, len(segmentParts))
 	h := []byte{segmentVersion}
 	h = binary.AppendUvarint(h, uint64(len(s.ids)))
-	parts = append(parts, appendCRC(h))
+	parts[partHeader] = appendCRC(h)
 	ids := make([]byte, 0, 16*len(s.ids)+4)
 	for _, id := range s.ids {
 		ids = append(ids, id[:]...)
 	}
-	parts = append(parts, appendCRC(ids))
+	parts[partIDs] = appendCRC(ids)
 	for f := range numFields {
 		keys := make([]uint32, 0, len(s.bms[f]))
 		for v := range s.bms[f] {
@@ -361,7 +371,7 @@ func (s *segment) encode(dicts *[numFields]dict) ([][]byte, error) {
 			b = codec.AppendString(b, dicts[f].value(v))
 			b = codec.AppendBytes(b, data)
 		}
-		parts = append(parts, appendCRC(b))
+		parts[f] = appendCRC(b)
 	}
 	return parts, nil
 }
@@ -381,26 +391,26 @@ func decodeSegment(window int64, width int64, parts [][]byte, dicts *[numFields]
 		}
 		body = append(body, b)
 	}
-	d := codec.Decoder{B: body[0]}
+	d := codec.Decoder{B: body[partHeader]}
 	if v := d.Byte(); d.Err == nil && v != segmentVersion {
 		return nil, corruptf(where, "unknown version %d", v)
 	}
 	n := d.Uvarint()
-	if d.Err != nil || n >= 1<<32 || uint64(len(body[1])) != 16*n {
+	if d.Err != nil || n >= 1<<32 || uint64(len(body[partIDs])) != 16*n {
 		return nil, corruptf(where, "bad header or ID column")
 	}
 	s := newSegment(window)
 	s.ids = make([]ID, n)
 	start, end := idFloor(window*width), idFloor((window+1)*width)
 	for i := range s.ids {
-		copy(s.ids[i][:], body[1][16*i:])
+		copy(s.ids[i][:], body[partIDs][16*i:])
 		id := s.ids[i]
 		if !id.valid() || id.Compare(start) < 0 || id.Compare(end) >= 0 || (i > 0 && id.Compare(s.ids[i-1]) <= 0) {
 			return nil, corruptf(where, "ID column entry %d is out of order or outside the window", i)
 		}
 	}
 	for f := range numFields {
-		d := codec.Decoder{B: body[2+f]}
+		d := codec.Decoder{B: body[f]}
 		k := d.Uvarint()
 		if d.Err != nil || k > uint64(len(d.B)) {
 			return nil, corruptf(where, "field %s: bad value count", field(f))

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -213,6 +214,7 @@ func (s *Store) load() error {
 	if err := it.Close(); err != nil {
 		return err
 	}
+	marked := maps.Clone(dirty)
 
 	// Sealed segments: one key per part, grouped by window.
 	it, err = s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSegment}, UpperBound: []byte{prefixSegment + 1}})
@@ -251,6 +253,13 @@ func (s *Store) load() error {
 		return err
 	}
 	for w := range dirty {
+		if !marked[w] {
+			// A repaired segment: mark it so a crash before its next seal
+			// rebuilds it again.
+			if err := s.db.Set(windowKey(prefixDirty, w), nil, pebble.Sync); err != nil {
+				return err
+			}
+		}
 		seg, err := s.rebuild(w)
 		if err != nil {
 			return err

@@ -247,4 +247,3 @@ func (s *Store) verifyPersisted(seg *segment, report func(string, ...any)) error
 	}
 	return nil
 }
-
