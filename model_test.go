@@ -123,7 +123,11 @@ func TestModel(t *testing.T) {
 		t.Run(fmt.Sprintf("lateMin=%d", lm), func(t *testing.T) {
 			defer func(v int) { lateMin = v }(lateMin)
 			lateMin = lm
-			runModel(t, *modelOps/2)
+			ops := *modelOps / 2
+			if testing.Short() {
+				ops /= 5
+			}
+			runModel(t, ops)
 		})
 	}
 }

@@ -1,0 +1,248 @@
+package activitystore
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestConcurrentAppendsAndQueries runs writers, cursor walkers and counters
+// at once. Run it with -race.
+func TestConcurrentAppendsAndQueries(t *testing.T) {
+	defer func(v int) { lateMin = v }(lateMin)
+	lateMin = 64 // renumber while queries run
+	ctx := context.Background()
+	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour, SealAfter: time.Minute, NoSync: true})
+	const writers, batches, per = 4, 40, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	stop := make(chan struct{})
+	for w := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 1))
+			for b := range batches {
+				batch := make([]Activity, per)
+				for i := range batch {
+					at := testBase.Add(time.Duration(b*per+i)*time.Second - time.Duration(r.IntN(600))*time.Second)
+					batch[i] = act(pick(r, mTypes), pick(r, mUsers), at)
+				}
+				if _, err := s.Append(ctx, batch...); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	var readers sync.WaitGroup
+	for range 2 {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				// A cursor walk: IDs strictly descending, never repeated.
+				q := s.Query().Types("user.login", "model.deploy").Limit(37)
+				var last ID
+				for {
+					page, err := q.All(ctx)
+					if err != nil {
+						errs <- err
+						return
+					}
+					for _, a := range page.Activities {
+						if !last.IsZero() && a.ID.Compare(last) >= 0 {
+							errs <- fmt.Errorf("cursor walk went back: %s after %s", a.ID, last)
+							return
+						}
+						last = a.ID
+					}
+					if page.Next == "" {
+						break
+					}
+					q.After(page.Next)
+				}
+				if _, err := s.Query().Users("u1").Since(testBase).Count(ctx); err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	readers.Add(1)
+	go func() { // seals while the others run
+		defer readers.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			clock.Set(testBase.Add(time.Duration(i) * time.Minute))
+			if err := s.sealDue(ctx); err != nil {
+				errs <- err
+				return
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	readers.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	n, err := s.Query().Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, writers*batches*per, n)
+	seen := map[ID]bool{}
+	var prev ID
+	for a, err := range s.Query().Iter(ctx) {
+		require.NoError(t, err)
+		require.False(t, seen[a.ID])
+		seen[a.ID] = true
+		if !prev.IsZero() {
+			require.Equal(t, -1, a.ID.Compare(prev))
+		}
+		prev = a.ID
+	}
+	assert.Len(t, seen, n)
+	require.NoError(t, s.Verify(ctx))
+}
+
+const crashEnv = "ACTIVITYSTORE_CRASH_CHILD_DIR"
+
+// TestCrashChild is the child of TestCrash: it appends with Sync until
+// killed, printing each acknowledged ID.
+func TestCrashChild(t *testing.T) {
+	dir := os.Getenv(crashEnv)
+	if dir == "" {
+		t.Skip("run by TestCrash")
+	}
+	s, err := Open(dir, &Options{SegmentWidth: 10 * time.Minute, SealAfter: time.Millisecond, SealEvery: 5 * time.Millisecond})
+	if err != nil {
+		fmt.Println("error", err)
+		os.Exit(2)
+	}
+	out := bufio.NewWriter(os.Stdout)
+	r := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 3))
+	for b := 0; ; b++ {
+		batch := make([]Activity, 1+r.IntN(30))
+		for i := range batch {
+			at := time.Now().Add(-time.Duration(r.Int64N(int64(2 * time.Hour))))
+			batch[i] = act(pick(r, mTypes), pick(r, mUsers), at)
+		}
+		ids, err := s.Append(context.Background(), batch...)
+		if err != nil {
+			fmt.Println("error", err)
+			os.Exit(2)
+		}
+		for _, id := range ids {
+			fmt.Fprintln(out, "ack", id)
+		}
+		out.Flush()
+	}
+}
+
+// TestCrash kills a child process that appends with Sync at random moments
+// and checks after each kill that every acknowledged activity is there
+// exactly once and that Verify is clean.
+func TestCrash(t *testing.T) {
+	if os.Getenv(crashEnv) != "" {
+		t.Skip("child")
+	}
+	dir := t.TempDir()
+	ctx := context.Background()
+	r := rand.New(rand.NewPCG(11, 5))
+	acked := map[ID]bool{}
+	rounds := 5
+	if testing.Short() {
+		rounds = 2
+	}
+	for round := range rounds {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
+		cmd.Env = append(os.Environ(), crashEnv+"="+dir)
+		stdout, err := cmd.StdoutPipe()
+		require.NoError(t, err)
+		cmd.Stderr = os.Stderr
+		require.NoError(t, cmd.Start())
+		lines := make(chan string, 1024)
+		go func() {
+			sc := bufio.NewScanner(stdout)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		// Wait for the first acknowledgement, then a random while more.
+		first := <-lines
+		require.True(t, strings.HasPrefix(first, "ack "), "child said %q", first)
+		deadline := time.After(time.Duration(50+r.IntN(400)) * time.Millisecond)
+		got := []string{first}
+	wait:
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					break wait
+				}
+				got = append(got, l)
+			case <-deadline:
+				break wait
+			}
+		}
+		require.NoError(t, cmd.Process.Signal(syscall.SIGKILL))
+		for l := range lines { // what the child wrote before dying
+			got = append(got, l)
+		}
+		_ = cmd.Wait()
+		for _, l := range got {
+			if !strings.HasPrefix(l, "ack ") {
+				require.Failf(t, "child failed", "%s", l)
+			}
+			id, err := ParseID(strings.TrimPrefix(l, "ack "))
+			if err != nil { // a line cut by the kill
+				continue
+			}
+			acked[id] = true
+		}
+
+		s, err := Open(dir, &Options{SegmentWidth: 10 * time.Minute, SealEvery: time.Hour})
+		require.NoError(t, err, "round %d", round)
+		require.NoError(t, s.Verify(ctx), "round %d", round)
+		seen := map[ID]int{}
+		for a, err := range s.Query().Iter(ctx) {
+			require.NoError(t, err)
+			seen[a.ID]++
+		}
+		for id := range acked {
+			require.Equal(t, 1, seen[id], "round %d: acknowledged %s", round, id)
+			_, err := s.Get(ctx, id)
+			require.NoError(t, err)
+		}
+		for id, n := range seen {
+			require.Equal(t, 1, n, "round %d: %s returned %d times", round, id, n)
+		}
+		n, err := s.Query().Count(ctx)
+		require.NoError(t, err)
+		require.Equal(t, len(seen), n)
+		t.Logf("round %d: %d acknowledged, %d stored", round, len(acked), n)
+		require.NoError(t, s.Close())
+	}
+}

@@ -1,0 +1,137 @@
+package activitystore_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log"
+	"os"
+	"time"
+
+	"github.com/activitystore/activitystore"
+)
+
+// day is the fixed day the examples record activity on.
+var day = time.Date(2026, 3, 14, 9, 0, 0, 0, time.UTC)
+
+// openExample opens a store in a fresh temporary directory.
+func openExample() (*activitystore.Store, func()) {
+	dir, err := os.MkdirTemp("", "activitystore-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	s, err := activitystore.Open(dir, nil)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return s, func() { s.Close(); os.RemoveAll(dir) }
+}
+
+func seed(s *activitystore.Store) []activitystore.ID {
+	ids, err := s.Append(context.Background(),
+		activitystore.Activity{Time: day, Type: "user.login", UserID: "ada", Module: "auth", Action: "login"},
+		activitystore.Activity{Time: day.Add(time.Minute), Type: "lab.create", UserID: "ada", Module: "lab",
+			Action: "create", Resource: "lab/7", Details: json.RawMessage(`{"gpus":1}`)},
+		activitystore.Activity{Time: day.Add(2 * time.Minute), Type: "model.deploy", UserID: "bob", Module: "models",
+			Action: "deploy", APICall: "POST /api/serving/deploy", Resource: "model/42"},
+		activitystore.Activity{Time: day.Add(3 * time.Minute), Type: "service.status", Module: "cluster", Action: "update"},
+	)
+	if err != nil {
+		log.Fatal(err)
+	}
+	return ids
+}
+
+func ExampleOpen() {
+	dir, _ := os.MkdirTemp("", "activitystore-example")
+	defer os.RemoveAll(dir)
+
+	s, err := activitystore.Open(dir, &activitystore.Options{NoSync: false})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+
+	_, err = activitystore.Open(dir, nil) // a second store on the same dir
+	fmt.Println(err != nil)
+	// Output: true
+}
+
+func ExampleStore_Append() {
+	s, done := openExample()
+	defer done()
+	ids, err := s.Append(context.Background(), activitystore.Activity{
+		Time: day, Type: "model.deploy", UserID: "ada", Module: "models", Action: "deploy",
+		Resource: "model/42", Details: json.RawMessage(`{"replicas":2}`),
+	})
+	if err != nil {
+		log.Fatal(err)
+	}
+	a, _ := s.Get(context.Background(), ids[0])
+	fmt.Println(a.Type, a.UserID, a.Time.Format(time.RFC3339), string(a.Details))
+
+	_, err = s.Append(context.Background(), activitystore.Activity{UserID: "ada"})
+	fmt.Println(err)
+	// Output:
+	// model.deploy ada 2026-03-14T09:00:00Z {"replicas":2}
+	// activitystore: invalid activity at index 0: field "type": is required
+}
+
+func ExampleStore_Recent() {
+	s, done := openExample()
+	defer done()
+	seed(s)
+	acts, err := s.Recent(context.Background(), 2, 0) // limit 2, skip 0
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, a := range acts {
+		fmt.Printf("%s %s user=%q\n", a.Time.Format("15:04"), a.Type, a.UserID)
+	}
+	// Output:
+	// 09:03 service.status user=""
+	// 09:02 model.deploy user="bob"
+}
+
+func ExampleStore_Query() {
+	s, done := openExample()
+	defer done()
+	seed(s)
+	ctx := context.Background()
+	q := s.Query().Users("ada").Since(day).Limit(1)
+	for {
+		page, err := q.All(ctx)
+		if err != nil {
+			log.Fatal(err)
+		}
+		for _, a := range page.Activities {
+			fmt.Printf("%s resource=%q\n", a.Type, a.Resource)
+		}
+		if page.Next == "" {
+			break
+		}
+		q.After(page.Next)
+	}
+	for a, err := range s.Query().System().Iter(ctx) {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println("system:", a.Type)
+	}
+	// Output:
+	// lab.create resource="lab/7"
+	// user.login resource=""
+	// system: service.status
+}
+
+func ExampleQuery_Count() {
+	s, done := openExample()
+	defer done()
+	seed(s)
+	n, err := s.Query().Types("user.login", "lab.create").Since(day).Until(day.Add(24 * time.Hour)).Count(context.Background())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(n)
+	// Output: 2
+}
