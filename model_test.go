@@ -291,4 +291,3 @@ func runModel(t *testing.T, ops int) {
 	require.NoError(t, err)
 	require.Equal(t, len(m.acts), st.Activities)
 }
-

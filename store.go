@@ -1,6 +1,7 @@
 package activitystore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -557,7 +558,17 @@ func (s *Store) fetch(ids []ID) ([]Activity, error) {
 	var key [17]byte
 	for i, id := range ids {
 		k := recordKey(key[:0], id)
-		if !it.SeekGE(k) || string(it.Key()) != string(k) {
+		// Matches are often adjacent keys: step with Next before seeking.
+		found := false
+		if i > 0 && it.Valid() {
+			for step := 0; step < 2 && it.Next(); step++ {
+				if c := bytes.Compare(it.Key(), k); c >= 0 {
+					found = c == 0
+					break
+				}
+			}
+		}
+		if !found && (!it.SeekGE(k) || !bytes.Equal(it.Key(), k)) {
 			if err := it.Error(); err != nil {
 				return nil, err
 			}
@@ -566,6 +577,9 @@ func (s *Store) fetch(ids []ID) ([]Activity, error) {
 		v, err := it.ValueAndErr()
 		if err != nil {
 			return nil, err
+		}
+		if arena == nil {
+			arena = make([]byte, 0, (len(v)+32)*len(ids)*5/4)
 		}
 		arena = append(arena, v...)
 		offs[i+1] = len(arena)

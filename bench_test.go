@@ -1,0 +1,203 @@
+package activitystore_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/activitystore/activitystore"
+	"github.com/activitystore/activitystore/internal/gen"
+)
+
+var benchN = flag.Int("bench.n", 1_000_000, "activities in the store the query benchmarks run on")
+
+var benchEnd = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+
+func benchNow() time.Time { return benchEnd.Add(time.Hour) }
+
+// genBatches returns n generated activities in batches of size.
+func genBatches(n, size int, seed uint64) [][]activitystore.Activity {
+	g := gen.New(gen.Config{N: n, Seed: seed, End: benchEnd})
+	var out [][]activitystore.Activity
+	var a activitystore.Activity
+	cur := make([]activitystore.Activity, 0, size)
+	for g.Next(&a) {
+		a.Details = slices.Clone(a.Details)
+		cur = append(cur, a)
+		if len(cur) == size {
+			out = append(out, cur)
+			cur = make([]activitystore.Activity, 0, size)
+		}
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+var (
+	benchOnce  sync.Once
+	benchStore *activitystore.Store
+	benchDir   string
+	benchErr   error
+)
+
+// loadedStore returns a store holding *benchN generated activities, built
+// once per test binary and sealed, as a store in steady state is.
+func loadedStore(b *testing.B) *activitystore.Store {
+	benchOnce.Do(func() {
+		benchDir, benchErr = os.MkdirTemp("", "activitystore-bench")
+		if benchErr != nil {
+			return
+		}
+		s, err := activitystore.Open(benchDir, &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour})
+		if err != nil {
+			benchErr = err
+			return
+		}
+		ctx := context.Background()
+		for _, batch := range genBatches(*benchN, 1000, 1) {
+			if _, err := s.Append(ctx, batch...); err != nil {
+				benchErr = err
+				return
+			}
+		}
+		if err := activitystore.SealDue(s, ctx); err != nil {
+			benchErr = err
+			return
+		}
+		if err := activitystore.Settle(s); err != nil {
+			benchErr = err
+			return
+		}
+		runtime.GC()
+		benchStore = s
+	})
+	if benchErr != nil {
+		b.Fatal(benchErr)
+	}
+	return benchStore
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if benchStore != nil {
+		benchStore.Close()
+	}
+	if benchDir != "" {
+		os.RemoveAll(benchDir)
+	}
+	os.Exit(code)
+}
+
+// BenchmarkAppend appends batches of 1000 generated activities with 1 and
+// 4 writers, with and without Sync. One op is one batch.
+func BenchmarkAppend(b *testing.B) {
+	batches := genBatches(100_000, 1000, 2)
+	for _, synced := range []bool{false, true} {
+		for _, writers := range []int{1, 4} {
+			name := fmt.Sprintf("sync=%v/writers=%d", synced, writers)
+			b.Run(name, func(b *testing.B) {
+				s, err := activitystore.Open(b.TempDir(), &activitystore.Options{NoSync: !synced, Now: benchNow, SealEvery: time.Hour})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				ctx := context.Background()
+				b.ReportAllocs()
+				b.SetBytes(1000 * 300)
+				start := time.Now()
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				work := make(chan int)
+				for range writers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for i := range work {
+							if _, err := s.Append(ctx, batches[i%len(batches)]...); err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					}()
+				}
+				for i := 0; i < b.N; i++ {
+					work <- i
+				}
+				close(work)
+				wg.Wait()
+				b.ReportMetric(float64(b.N*1000)/time.Since(start).Seconds(), "activities/s")
+			})
+		}
+	}
+}
+
+// BenchmarkQuery runs the common queries on the loaded store and reports
+// their latency percentiles.
+func BenchmarkQuery(b *testing.B) {
+	s := loadedStore(b)
+	ctx := context.Background()
+	heavy := "user-00000"
+	light := "user-02000"
+	day := benchEnd.Add(-24 * time.Hour)
+	queries := []struct {
+		name string
+		run  func() (int, error)
+	}{
+		{"Recent50", func() (int, error) { a, err := s.Recent(ctx, 50, 0); return len(a), err }},
+		{"type=user.login/newest50", func() (int, error) {
+			p, err := s.Query().Types("user.login").All(ctx)
+			return len(p.Activities), err
+		}},
+		{"type=security.alert/newest50", func() (int, error) {
+			p, err := s.Query().Types("security.alert").All(ctx)
+			return len(p.Activities), err
+		}},
+		{"user=heaviest/newest50", func() (int, error) {
+			p, err := s.Query().Users(heavy).All(ctx)
+			return len(p.Activities), err
+		}},
+		{"user=light/newest50", func() (int, error) {
+			p, err := s.Query().Users(light).All(ctx)
+			return len(p.Activities), err
+		}},
+		{"type∧user/newest50", func() (int, error) {
+			p, err := s.Query().Types("model.query").Users(heavy).All(ctx)
+			return len(p.Activities), err
+		}},
+		{"skip10000/newest50", func() (int, error) {
+			p, err := s.Query().Skip(10000).All(ctx)
+			return len(p.Activities), err
+		}},
+		{"count/type=user.login/24h", func() (int, error) {
+			return s.Query().Types("user.login").Since(day).Count(ctx)
+		}},
+	}
+	for _, q := range queries {
+		b.Run(q.name, func(b *testing.B) {
+			b.ReportAllocs()
+			lat := make([]time.Duration, 0, b.N)
+			var n int
+			for b.Loop() {
+				t0 := time.Now()
+				k, err := q.run()
+				lat = append(lat, time.Since(t0))
+				if err != nil {
+					b.Fatal(err)
+				}
+				n = k
+			}
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+			b.ReportMetric(float64(n), "results")
+		})
+	}
+}
