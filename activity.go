@@ -208,6 +208,9 @@ func decodeRecord(id ID, v []byte, a *Activity) error {
 	if d.Err != nil {
 		return d.Err
 	}
+	if len(d.B) != 0 {
+		return fmt.Errorf("%d bytes after the record", len(d.B))
+	}
 	if len(det) > 0 {
 		a.Details = json.RawMessage(det)
 	} else {

@@ -209,8 +209,20 @@ func (s *segment) collect(c ordSet, lo, hi ID, skip *uint64, want int, dst []ID)
 			// The item at position k is the (k-j)-th in-order member, newest
 			// first: the largest ordinal p with countA(p) >= k-j+1.
 			d := k - uint64(j) + 1
-			p := sort.Search(int(oHi-oLo)+1, func(i int) bool { return countA(oLo+uint32(i)) < d })
-			aTop = int64(oLo) + int64(p) - 1
+			switch {
+			case lc == nil && c.bm == nil:
+				aTop = int64(oHi) - int64(d)
+			case lc == nil:
+				// Every member is in order: select by rank.
+				o, err := c.bm.Select(uint32(c.bm.Rank(oHi-1) - d))
+				if err != nil || oHi == 0 {
+					return dst
+				}
+				aTop = int64(o)
+			default:
+				p := sort.Search(int(oHi-oLo)+1, func(i int) bool { return countA(oLo+uint32(i)) < d })
+				aTop = int64(oLo) + int64(p) - 1
+			}
 		}
 	}
 	prevA := func(x int64) int64 {
