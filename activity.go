@@ -22,6 +22,8 @@ const (
 	MaxDetailsBytes = 64 << 10
 	// MaxBatch is the most activities one Append call takes.
 	MaxBatch = 100_000
+	// MaxBatchBytes bounds the encoded size of one Append call's activities.
+	MaxBatchBytes = 256 << 20
 	// MaxFutureSkew is how far past the store's clock an event time may be.
 	MaxFutureSkew = 24 * time.Hour
 )

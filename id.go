@@ -27,6 +27,9 @@ var maxID = ID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 const seqBits = 54
 const maxSeq = 1<<seqBits - 1
 
+// maxIDMillis is the last millisecond whose nanoseconds fit an int64.
+const maxIDMillis = (1<<63-1)/1_000_000 - 1
+
 // makeID builds the ID of an activity at unix nanoseconds ns with sequence
 // number seq.
 func makeID(ns int64, seq uint64) ID {
@@ -85,7 +88,7 @@ func (id ID) seq() uint64 { return id.lo() & maxSeq }
 // valid reports whether id has the layout Append gives.
 func (id ID) valid() bool {
 	sub := (id.hi()&0xfff)<<8 | (id.lo()>>seqBits)&0xff
-	return id[6]>>4 == 7 && id[8]>>6 == 0b10 && id.seq() != 0 && sub < 1e6
+	return id[6]>>4 == 7 && id[8]>>6 == 0b10 && id.seq() != 0 && sub < 1e6 && id.hi()>>16 <= maxIDMillis
 }
 
 // IsZero reports whether id is NilID.

@@ -61,6 +61,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.SegmentWidth < 0 || (c.SegmentWidth > 0 && c.SegmentWidth < time.Second) {
 		return c, fmt.Errorf("%w: SegmentWidth %s is below one second", ErrInvalidOptions, c.SegmentWidth)
 	}
+	if c.SegmentWidth > 1<<50 {
+		return c, fmt.Errorf("%w: SegmentWidth %s is too large", ErrInvalidOptions, c.SegmentWidth)
+	}
 	if c.SealAfter < 0 || c.SealEvery < 0 || c.BlockCacheSize < 0 {
 		return c, fmt.Errorf("%w: SealAfter, SealEvery and BlockCacheSize may not be negative", ErrInvalidOptions)
 	}

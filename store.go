@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -190,7 +191,7 @@ func (s *Store) load() error {
 	} else if format != storeFormat {
 		return fmt.Errorf("activitystore: %s has format %d, this version reads %d", s.dir, format, storeFormat)
 	}
-	if width < uint64(time.Second) || width > uint64(1<<62) {
+	if width < uint64(time.Second) || width > uint64(1<<50) {
 		return corruptf("metadata width", "segment width %d", width)
 	}
 	if s.opts.SegmentWidth != 0 && uint64(s.opts.SegmentWidth) != width {
@@ -209,7 +210,11 @@ func (s *Store) load() error {
 	}
 	for it.First(); it.Valid(); it.Next() {
 		if k := it.Key(); len(k) == 9 {
-			dirty[int64(binary.BigEndian.Uint64(k[1:]))] = true
+			if w := int64(binary.BigEndian.Uint64(k[1:])); s.validWindow(w) {
+				dirty[w] = true
+			} else {
+				s.opts.Logger.Errorf("activitystore: ignoring dirty mark of impossible window %d", w)
+			}
 		}
 	}
 	if err := it.Close(); err != nil {
@@ -243,6 +248,10 @@ func (s *Store) load() error {
 			continue
 		}
 		w := int64(binary.BigEndian.Uint64(k[1:9]))
+		if !s.validWindow(w) {
+			s.opts.Logger.Errorf("activitystore: ignoring segment key of impossible window %d", w)
+			continue
+		}
 		if w != cur {
 			flush()
 			cur, parts = w, parts[:0]
@@ -271,6 +280,11 @@ func (s *Store) load() error {
 	}
 	s.reorder()
 	return nil
+}
+
+// validWindow reports whether some activity ID can fall in window w.
+func (s *Store) validWindow(w int64) bool {
+	return w >= 0 && w <= (maxIDMillis*1e6)/s.width
 }
 
 // windowIDs returns the ID range [lo, hi) of window w.
@@ -321,7 +335,7 @@ func (s *Store) reorder() {
 	for _, seg := range s.segs {
 		order = append(order, seg)
 	}
-	slices.SortFunc(order, func(a, b *segment) int { return int(b.window - a.window) })
+	slices.SortFunc(order, func(a, b *segment) int { return cmp.Compare(b.window, a.window) })
 	s.order = order
 }
 
@@ -423,9 +437,18 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 	}
 	now := s.opts.Now()
 	nowNS := now.UnixNano()
+	size := 0
 	for i := range acts {
-		if err := acts[i].validate(i, now); err != nil {
+		a := &acts[i]
+		if err := a.validate(i, now); err != nil {
 			return nil, err
+		}
+		if a.Time.IsZero() && (now.Before(time.Unix(0, 0)) || nowNS > maxIDMillis*1e6) {
+			return nil, &ValidationError{Index: i, Field: "time", Reason: "zero time and the store's clock is outside 1970..2262"}
+		}
+		size += 32 + len(a.Type) + len(a.UserID) + len(a.Module) + len(a.Action) + len(a.APICall) + len(a.Resource) + len(a.Details)
+		if size > MaxBatchBytes {
+			return nil, &ValidationError{Index: i, Field: "", Reason: fmt.Sprintf("batch is over the limit of %d bytes", MaxBatchBytes)}
 		}
 	}
 	first, err := s.allocSeq(len(acts))
@@ -451,7 +474,7 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 		if err := b.Set(kbuf, vbuf, nil); err != nil {
 			return nil, err
 		}
-		if w := ns / s.width; w != lastW {
+		if w := id.UnixNano() / s.width; w != lastW {
 			if err := b.Set(windowKey(prefixDirty, w), nil, nil); err != nil {
 				return nil, err
 			}

@@ -405,3 +405,30 @@ func TestVerifyReportsDisagreements(t *testing.T) {
 	assert.True(t, errors.Is(err, ErrCorrupt))
 	assert.Contains(t, err.Error(), ids[0].String())
 }
+
+func TestEdgeInputs(t *testing.T) {
+	ctx := context.Background()
+	// An ID past the int64 nanosecond range is not an activity ID.
+	var big ID
+	copy(big[:], []byte{0x08, 0x63, 0x7b, 0xd0, 0x5a, 0xf7, 0x70, 0x00, 0x80, 0, 0, 0, 0, 0, 0, 1})
+	assert.False(t, big.valid())
+	_, err := ParseID(big.String())
+	assert.ErrorIs(t, err, ErrInvalidID)
+
+	// A segment width too large for the ID range is refused before anything
+	// is written.
+	dir := t.TempDir()
+	_, err = Open(dir, &Options{SegmentWidth: 200 * 365 * 24 * time.Hour})
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	s, err := Open(dir, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	// A clock before 1970 cannot stamp a zero-time activity.
+	s, _, clock := openTest(t, nil)
+	clock.Set(time.Unix(-1, 0))
+	_, err = s.Append(ctx, Activity{Type: "t"})
+	var ve *ValidationError
+	require.ErrorAs(t, err, &ve)
+	assert.Equal(t, "time", ve.Field)
+}
