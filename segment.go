@@ -117,8 +117,7 @@ func (s *segment) find(id ID) int {
 	if int(o) < len(s.ids) && s.ids[o] == id {
 		return int(o)
 	}
-	i, j := s.lateRange(id, id)
-	_ = j
+	i := sort.Search(len(s.lateByID), func(i int) bool { return s.ids[s.lateByID[i]].Compare(id) >= 0 })
 	if i < len(s.lateByID) && s.ids[s.lateByID[i]] == id {
 		return int(s.lateByID[i])
 	}
