@@ -119,6 +119,37 @@ type filterSet struct {
 	vals [numFields][]uint32
 	none bool
 	any  bool // at least one field is filtered
+	// strs are the filter values as given. missing is set while some of
+	// them has no number yet: an archived segment loaded later may bring
+	// it, so resolve runs again after each load.
+	strs    [numFields][]string
+	missing bool
+}
+
+// resolve numbers the filter values from dicts.
+func (fs *filterSet) resolve(dicts *[numFields]dict) {
+	fs.none, fs.missing = false, false
+	for f := range numFields {
+		vs := fs.strs[f]
+		if vs == nil {
+			continue
+		}
+		fs.any = true
+		fs.vals[f] = fs.vals[f][:0]
+		if fs.vals[f] == nil {
+			fs.vals[f] = []uint32{}
+		}
+		for _, v := range vs {
+			if n, ok := dicts[f].lookup(v); ok {
+				fs.vals[f] = append(fs.vals[f], n)
+			} else {
+				fs.missing = true
+			}
+		}
+		if len(fs.vals[f]) == 0 {
+			fs.none = true
+		}
+	}
 }
 
 // candidates returns the ordinals of seg that pass the filters, and false

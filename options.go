@@ -44,6 +44,29 @@ type Options struct {
 	// It must not change Comparer or Merger.
 	Pebble func(*pebble.Options)
 
+	// ColdAfter is the age, counted from the end of its window, after which
+	// Compact moves a segment out of pebble into an archive file. The
+	// default is 7 days.
+	ColdAfter time.Duration
+
+	// RetainFor, when positive, makes Compact delete every window that ended
+	// more than RetainFor ago (see DropBefore). Zero keeps everything.
+	RetainFor time.Duration
+
+	// ArchiveDir is the folder of the archive files. The default is
+	// "archive" inside the store's directory. The store owns the folder:
+	// it deletes archive-named files in it that it does not refer to.
+	ArchiveDir string
+
+	// CacheBytes bounds the memory of archived data loaded for queries:
+	// decompressed blocks and archived segments' indexes. The default is
+	// 128 MiB.
+	CacheBytes int64
+
+	// CompactEvery, when positive, runs Compact in the background at that
+	// interval until Close. Zero compacts only when Compact is called.
+	CompactEvery time.Duration
+
 	// Logger receives pebble's log lines. The default discards info lines and
 	// prints errors to standard error.
 	Logger pebble.Logger
@@ -66,6 +89,22 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.SealAfter < 0 || c.SealEvery < 0 || c.BlockCacheSize < 0 {
 		return c, fmt.Errorf("%w: SealAfter, SealEvery and BlockCacheSize may not be negative", ErrInvalidOptions)
+	}
+	switch {
+	case c.ColdAfter < 0:
+		return c, fmt.Errorf("%w: ColdAfter %s is negative", ErrInvalidOptions, c.ColdAfter)
+	case c.RetainFor < 0:
+		return c, fmt.Errorf("%w: RetainFor %s is negative", ErrInvalidOptions, c.RetainFor)
+	case c.CacheBytes < 0:
+		return c, fmt.Errorf("%w: CacheBytes %d is negative", ErrInvalidOptions, c.CacheBytes)
+	case c.CompactEvery < 0:
+		return c, fmt.Errorf("%w: CompactEvery %s is negative", ErrInvalidOptions, c.CompactEvery)
+	}
+	if c.ColdAfter == 0 {
+		c.ColdAfter = 7 * 24 * time.Hour
+	}
+	if c.CacheBytes == 0 {
+		c.CacheBytes = 128 << 20
 	}
 	if c.MemTableSize != 0 && (c.MemTableSize < 1<<20 || c.MemTableSize >= 4<<30) {
 		return c, fmt.Errorf("%w: MemTableSize %d is outside [1 MiB, 4 GiB)", ErrInvalidOptions, c.MemTableSize)

@@ -155,22 +155,8 @@ func (q *Query) plan(forAll bool) (plan, error) {
 			p.hi = c
 		}
 	}
-	for f := range numFields {
-		vs := q.vals[f]
-		if vs == nil {
-			continue
-		}
-		p.fs.any = true
-		p.fs.vals[f] = []uint32{}
-		for _, v := range vs {
-			if n, ok := q.s.dicts[f].lookup(v); ok {
-				p.fs.vals[f] = append(p.fs.vals[f], n)
-			}
-		}
-		if len(p.fs.vals[f]) == 0 {
-			p.fs.none = true
-		}
-	}
+	p.fs.strs = q.vals
+	p.fs.resolve(&q.s.dicts)
 	return p, nil
 }
 
@@ -185,10 +171,11 @@ func clampNS(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// segmentsIn returns the segments that may hold IDs in [lo, hi), newest
-// first.
-func (s *Store) segmentsIn(lo, hi ID) []*segment {
-	all := s.segments()
+// spansIn returns the windows that may hold IDs in [lo, hi), newest first.
+func (s *Store) spansIn(lo, hi ID) []span {
+	s.mu.RLock()
+	all := s.spans
+	s.mu.RUnlock()
 	wHi := int64(math.MaxInt64)
 	if hi != maxID {
 		wHi = hi.UnixNano() / s.width
@@ -205,28 +192,122 @@ func (s *Store) segmentsIn(lo, hi ID) []*segment {
 	return all[i:j]
 }
 
-// ids runs p and returns up to want matching IDs, newest first, after p.skip.
-func (s *Store) ids(ctx context.Context, p *plan, want int) ([]ID, error) {
-	if p.fs.none || want <= 0 || p.lo.Compare(p.hi) >= 0 {
-		return nil, nil
+// archivedSeg returns the loaded index of an archive, numbering p's filter
+// values anew if the load brought values it lacked.
+func (s *Store) archivedSeg(p *plan, a *archive) (*segment, error) {
+	ix, err := s.archiveIndex(a)
+	if err != nil {
+		return nil, err
+	}
+	if p.fs.missing {
+		p.fs.resolve(&s.dicts)
+	}
+	return ix.seg, nil
+}
+
+// ids runs p and returns up to want matching IDs, newest first, after
+// p.skip, and for each the archive that holds it (nil: pebble). The caller
+// holds s.swapMu for reading.
+func (s *Store) ids(ctx context.Context, p *plan, want int) ([]ID, []*archive, error) {
+	if want <= 0 || p.lo.Compare(p.hi) >= 0 || (p.fs.none && !p.fs.missing) {
+		return nil, nil, nil
 	}
 	out := make([]ID, 0, min(want, 1024))
+	src := make([]*archive, 0, cap(out))
 	skip := p.skip
-	for _, seg := range s.segmentsIn(p.lo, p.hi) {
+	for _, sp := range s.spansIn(p.lo, p.hi) {
 		if err := ctx.Err(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		seg.mu.RLock()
-		c, ok := p.fs.candidates(seg)
-		if ok {
-			out = seg.collect(c, p.lo, p.hi, &skip, want-len(out), out)
+		if p.fs.none && !p.fs.missing {
+			break
 		}
-		seg.mu.RUnlock()
+		switch {
+		case sp.arc == nil:
+			seg := sp.hot
+			seg.mu.RLock()
+			if c, ok := p.fs.candidates(seg); ok {
+				out = seg.collect(c, p.lo, p.hi, &skip, want-len(out), out)
+			}
+			seg.mu.RUnlock()
+		case sp.hot == nil:
+			seg, err := s.archivedSeg(p, sp.arc)
+			if err != nil {
+				return nil, nil, err
+			}
+			if c, ok := p.fs.candidates(seg); ok {
+				out = seg.collect(c, p.lo, p.hi, &skip, want-len(out), out)
+			}
+		default:
+			var err error
+			if out, src, err = s.collectMerged(p, sp, &skip, want-len(out), out, src); err != nil {
+				return nil, nil, err
+			}
+		}
+		for len(src) < len(out) {
+			src = append(src, sp.arc)
+		}
 		if len(out) >= want {
 			break
 		}
 	}
-	return out, nil
+	return out, src, nil
+}
+
+// collectMerged is collect for a window with both an archive and a hot
+// segment of late arrivals: it merges the two by ID. It appends to out and
+// src itself.
+func (s *Store) collectMerged(p *plan, sp span, skip *uint64, want int, out []ID, src []*archive) ([]ID, []*archive, error) {
+	aseg, err := s.archivedSeg(p, sp.arc)
+	if err != nil {
+		return nil, nil, err
+	}
+	hot := sp.hot
+	hot.mu.RLock()
+	defer hot.mu.RUnlock()
+	ca, okA := p.fs.candidates(aseg)
+	ch, okH := p.fs.candidates(hot)
+	var total uint64
+	if okA {
+		total += aseg.count(ca, p.lo, p.hi)
+	}
+	if okH {
+		total += hot.count(ch, p.lo, p.hi)
+	}
+	if *skip >= total {
+		*skip -= total
+		return out, src, nil
+	}
+	// Both lists hold at most skip+want IDs, all within this window.
+	need := int(*skip) + want
+	var la, lh []ID
+	var zero uint64
+	if okA {
+		la = aseg.collect(ca, p.lo, p.hi, &zero, need, nil)
+	}
+	if okH {
+		lh = hot.collect(ch, p.lo, p.hi, &zero, need, nil)
+	}
+	i, j := 0, 0
+	for want > 0 && (i < len(la) || j < len(lh)) {
+		var id ID
+		var from *archive
+		if j >= len(lh) || (i < len(la) && la[i].Compare(lh[j]) > 0) {
+			id, from = la[i], sp.arc
+			i++
+		} else {
+			id = lh[j]
+			j++
+		}
+		if *skip > 0 {
+			*skip--
+			continue
+		}
+		out = append(out, id)
+		src = append(src, from)
+		want--
+	}
+	return out, src, nil
 }
 
 // All returns one page of matches: at most Limit activities, after Skip and
@@ -242,16 +323,19 @@ func (q *Query) All(ctx context.Context) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	ids, err := s.ids(ctx, &p, p.limit+1)
+	s.swapMu.RLock()
+	defer s.swapMu.RUnlock()
+	ids, src, err := s.ids(ctx, &p, p.limit+1)
 	if err != nil {
 		return Page{}, err
 	}
 	var page Page
 	if len(ids) > p.limit {
 		ids = ids[:p.limit]
+		src = src[:p.limit]
 		page.Next = encodeCursor(ids[len(ids)-1])
 	}
-	page.Activities, err = s.fetch(ids)
+	page.Activities, err = s.fetchFrom(ids, src)
 	return page, err
 }
 
@@ -282,11 +366,13 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 					return nil, err
 				}
 				defer s.leave()
-				ids, err := s.ids(ctx, &p, want)
+				s.swapMu.RLock()
+				defer s.swapMu.RUnlock()
+				ids, src, err := s.ids(ctx, &p, want)
 				if err != nil {
 					return nil, err
 				}
-				return s.fetch(ids)
+				return s.fetchFrom(ids, src)
 			}()
 			if err != nil {
 				yield(Activity{}, err)
@@ -326,19 +412,30 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 			p.hi = idFloor(clampNS(q.until))
 		}
 	}
-	if p.fs.none || p.lo.Compare(p.hi) >= 0 {
+	if (p.fs.none && !p.fs.missing) || p.lo.Compare(p.hi) >= 0 {
 		return 0, nil
 	}
 	var n uint64
-	for _, seg := range s.segmentsIn(p.lo, p.hi) {
+	for _, sp := range s.spansIn(p.lo, p.hi) {
 		if err := ctx.Err(); err != nil {
 			return 0, err
 		}
-		seg.mu.RLock()
-		if c, ok := p.fs.candidates(seg); ok {
-			n += seg.count(c, p.lo, p.hi)
+		if sp.arc != nil {
+			seg, err := s.archivedSeg(&p, sp.arc)
+			if err != nil {
+				return 0, err
+			}
+			if c, ok := p.fs.candidates(seg); ok {
+				n += seg.count(c, p.lo, p.hi)
+			}
 		}
-		seg.mu.RUnlock()
+		if seg := sp.hot; seg != nil {
+			seg.mu.RLock()
+			if c, ok := p.fs.candidates(seg); ok {
+				n += seg.count(c, p.lo, p.hi)
+			}
+			seg.mu.RUnlock()
+		}
 	}
 	return int(n), nil
 }

@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/activitystore/activitystore/internal/lru"
 )
 
 // Key space of the pebble database. Records sort newest first: the key of an
@@ -87,9 +89,23 @@ type Store struct {
 	// seal is written.
 	sealMu sync.RWMutex
 
-	mu    sync.RWMutex // guards segs and order
-	segs  map[int64]*segment
-	order []*segment // newest window first; replaced, never changed in place
+	// swapMu is held for reading by every read from ID lookup to record
+	// fetch, and for writing while records move to an archive or are
+	// deleted, so that no read finds an ID whose record just left.
+	swapMu sync.RWMutex
+
+	mu       sync.RWMutex // guards segs, archives, order and spans
+	segs     map[int64]*segment
+	archives map[int64]*archive
+	order    []*segment // hot segments, newest window first; replaced, never changed in place
+	spans    []span     // every window with data, newest first; replaced, never changed in place
+
+	archDir   string
+	cache     *lru.Cache[cacheKey, any]
+	compactMu sync.Mutex   // one compaction or drop at a time
+	archived  atomic.Int64 // activities moved to archives by this Store
+	stopCtx   context.Context
+	stopFn    context.CancelFunc
 
 	dicts [numFields]dict
 
@@ -124,7 +140,13 @@ func Open(dir string, opts *Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("activitystore: cannot lock %s: %w", lockPath, err)
 	}
-	s := &Store{opts: o, dir: dir, lock: lf, segs: make(map[int64]*segment), stop: make(chan struct{})}
+	s := &Store{opts: o, dir: dir, lock: lf, segs: make(map[int64]*segment), archives: make(map[int64]*archive), stop: make(chan struct{})}
+	s.archDir = o.ArchiveDir
+	if s.archDir == "" {
+		s.archDir = filepath.Join(dir, "archive")
+	}
+	s.cache = lru.New[cacheKey, any](o.CacheBytes)
+	s.stopCtx, s.stopFn = context.WithCancel(context.Background())
 	s.wopts = pebble.Sync
 	if o.NoSync {
 		s.wopts = pebble.NoSync
@@ -149,6 +171,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 	}
 	s.bg.Add(1)
 	go s.sealLoop()
+	if o.CompactEvery > 0 {
+		s.bg.Add(1)
+		go s.compactLoop()
+	}
 	return s, nil
 }
 
@@ -202,6 +228,10 @@ func (s *Store) load() error {
 		return err
 	}
 	s.nextSeq = max(s.reservedSeq, 1)
+
+	if err := s.loadArchives(); err != nil {
+		return err
+	}
 
 	dirty := map[int64]bool{}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixDirty}, UpperBound: []byte{prefixDirty + 1}})
@@ -328,8 +358,16 @@ func (s *Store) rebuild(w int64) (*segment, error) {
 	return seg, it.Error()
 }
 
-// reorder rebuilds s.order from s.segs. The caller holds s.mu for writing,
-// or is Open.
+// span is one window with data: its hot segment, its archive, or both
+// (late arrivals into an archived window).
+type span struct {
+	window int64
+	hot    *segment
+	arc    *archive
+}
+
+// reorder rebuilds s.order and s.spans from s.segs and s.archives. The
+// caller holds s.mu for writing, or is Open.
 func (s *Store) reorder() {
 	order := make([]*segment, 0, len(s.segs))
 	for _, seg := range s.segs {
@@ -337,6 +375,17 @@ func (s *Store) reorder() {
 	}
 	slices.SortFunc(order, func(a, b *segment) int { return cmp.Compare(b.window, a.window) })
 	s.order = order
+	spans := make([]span, 0, len(s.segs)+len(s.archives))
+	for _, seg := range order {
+		spans = append(spans, span{window: seg.window, hot: seg, arc: s.archives[seg.window]})
+	}
+	for w, a := range s.archives {
+		if s.segs[w] == nil {
+			spans = append(spans, span{window: w, arc: a})
+		}
+	}
+	slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(b.window, a.window) })
+	s.spans = spans
 }
 
 // enter starts a call; it fails once the store is closed.
@@ -359,9 +408,15 @@ func (s *Store) Close() error {
 		return nil
 	}
 	close(s.stop)
+	s.stopFn()
 	s.bg.Wait()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
+	s.mu.Lock()
+	for _, a := range s.archives {
+		a.drop()
+	}
+	s.mu.Unlock()
 	err := s.db.Close()
 	if lerr := s.lock.Close(); err == nil {
 		err = lerr
@@ -543,23 +598,81 @@ func (s *Store) Get(ctx context.Context, id ID) (Activity, error) {
 	if !id.valid() {
 		return Activity{}, notFound
 	}
+	s.swapMu.RLock()
+	defer s.swapMu.RUnlock()
+	w := id.UnixNano() / s.width
 	s.mu.RLock()
-	seg := s.segs[id.UnixNano()/s.width]
+	seg, arc := s.segs[w], s.archives[w]
 	s.mu.RUnlock()
-	if seg == nil {
+	if seg != nil {
+		seg.mu.RLock()
+		o := seg.find(id)
+		seg.mu.RUnlock()
+		if o >= 0 {
+			acts, err := s.fetch([]ID{id})
+			if err != nil {
+				return Activity{}, err
+			}
+			return acts[0], nil
+		}
+	}
+	if arc == nil {
 		return Activity{}, notFound
 	}
-	seg.mu.RLock()
-	o := seg.find(id)
-	seg.mu.RUnlock()
-	if o < 0 {
-		return Activity{}, notFound
-	}
-	acts, err := s.fetch([]ID{id})
+	ix, err := s.archiveIndex(arc)
 	if err != nil {
 		return Activity{}, err
 	}
-	return acts[0], nil
+	if ix.seg.find(id) < 0 {
+		return Activity{}, notFound
+	}
+	var a [1]Activity
+	if err := s.fetchArchived(arc, []ID{id}, a[:]); err != nil {
+		return Activity{}, err
+	}
+	return a[0], nil
+}
+
+// fetchFrom reads the activities of ids, newest first; src[i] is the archive
+// holding ids[i], or nil for pebble. The caller holds s.swapMu for reading.
+func (s *Store) fetchFrom(ids []ID, src []*archive) ([]Activity, error) {
+	hot := true
+	for _, a := range src {
+		if a != nil {
+			hot = false
+			break
+		}
+	}
+	if hot {
+		return s.fetch(ids)
+	}
+	out := make([]Activity, len(ids))
+	var hotIDs []ID
+	var hotAt []int
+	for i := 0; i < len(ids); {
+		if src[i] == nil {
+			hotIDs = append(hotIDs, ids[i])
+			hotAt = append(hotAt, i)
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(ids) && src[j] == src[i] {
+			j++
+		}
+		if err := s.fetchArchived(src[i], ids[i:j], out[i:j]); err != nil {
+			return nil, err
+		}
+		i = j
+	}
+	acts, err := s.fetch(hotIDs)
+	if err != nil {
+		return nil, err
+	}
+	for k, i := range hotAt {
+		out[i] = acts[k]
+	}
+	return out, nil
 }
 
 // fetch reads the records of ids, which are in descending order, with one

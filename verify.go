@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -27,6 +28,13 @@ type Stats struct {
 	// RepairedSegments counts the segments Open found with a corrupt index
 	// and rebuilt from their records.
 	RepairedSegments int
+	// Archives counts the archive files, ArchivedActivities the activities
+	// in them (also counted in Activities) and ArchiveBytes their size.
+	Archives           int
+	ArchivedActivities int
+	ArchiveBytes       int64
+	// CacheBytes is the memory held by archived data loaded for queries.
+	CacheBytes int64
 }
 
 // Stats returns counts and sizes of the store.
@@ -59,6 +67,15 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		st.Values[fieldNames[f]] = len(s.dicts[f].vals)
 		s.dicts[f].mu.RUnlock()
 	}
+	s.mu.RLock()
+	for _, a := range s.archives {
+		st.Archives++
+		st.ArchivedActivities += a.n
+		st.ArchiveBytes += a.size
+	}
+	s.mu.RUnlock()
+	st.Activities += st.ArchivedActivities
+	st.CacheBytes, _ = s.cache.Size()
 	st.DiskBytes = int64(s.db.Metrics().DiskSpaceUsage())
 	st.RepairedSegments = int(s.repaired.Load())
 	return st, nil
@@ -68,8 +85,11 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 // indexed once, in its window's segment, under the right value of every
 // field; every bitmap bit belongs to a record; every segment with unsealed
 // activities is marked so for the next Open; every sealed segment's index on
-// disk matches the one in memory. It returns nil, or a *VerifyError (errors.Is
-// ErrCorrupt) listing every disagreement. Appends wait while it runs.
+// disk matches the one in memory. It reads every archive file whole, checking
+// its checksums and that its records and bitmaps agree, and lists files in
+// the archive folder that are not the store's. It returns nil, or a
+// *VerifyError (errors.Is ErrCorrupt) listing every disagreement. Appends
+// wait while it runs.
 func (s *Store) Verify(ctx context.Context) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -177,6 +197,29 @@ func (s *Store) Verify(ctx context.Context) error {
 		}
 		if err := s.verifyPersisted(seg, report); err != nil {
 			return err
+		}
+	}
+	s.mu.RLock()
+	arcs := make([]*archive, 0, len(s.archives))
+	names := map[string]bool{}
+	for _, a := range s.archives {
+		arcs = append(arcs, a)
+		names[a.name] = true
+	}
+	s.mu.RUnlock()
+	for _, a := range arcs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		s.verifyArchive(a, report)
+	}
+	ents, err := os.ReadDir(s.archDir)
+	if err != nil {
+		return fmt.Errorf("activitystore: %w", err)
+	}
+	for _, e := range ents {
+		if !names[e.Name()] {
+			report("archive folder: %s is not an archive of this store", e.Name())
 		}
 	}
 	if len(problems) > 0 {

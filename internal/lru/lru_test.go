@@ -1,0 +1,41 @@
+package lru
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
+	c := New[int, string](10)
+	c.Add(1, "a", 4)
+	c.Add(2, "b", 4)
+	_, ok := c.Get(1) // 1 is now newer than 2
+	require.True(t, ok)
+	c.Add(3, "c", 4) // over 10: drops 2
+	_, ok = c.Get(2)
+	require.False(t, ok)
+	v, ok := c.Get(1)
+	require.True(t, ok)
+	require.Equal(t, "a", v)
+	size, n := c.Size()
+	require.Equal(t, int64(8), size)
+	require.Equal(t, 2, n)
+
+	c.Add(4, "too big", 11)
+	_, ok = c.Get(4)
+	require.False(t, ok)
+
+	c.Add(1, "a2", 2) // replace
+	v, _ = c.Get(1)
+	require.Equal(t, "a2", v)
+	size, _ = c.Size()
+	require.Equal(t, int64(6), size)
+
+	c.RemoveIf(func(k int) bool { return k == 1 })
+	_, ok = c.Get(1)
+	require.False(t, ok)
+	size, n = c.Size()
+	require.Equal(t, int64(4), size)
+	require.Equal(t, 1, n)
+}
