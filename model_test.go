@@ -135,7 +135,11 @@ func TestModel(t *testing.T) {
 func runModel(t *testing.T, ops int) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(*modelSeed, 7))
-	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute}
+	defer func(n int) { archiveBlockBytes = n }(archiveBlockBytes)
+	archiveBlockBytes = 1500 // several blocks per archive
+	// A small cache, so that archived blocks and indexes are evicted and
+	// read again.
+	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute, ColdAfter: 30 * time.Minute, CacheBytes: 200 << 10}
 	s, dir, clock := openTest(t, opts)
 	opts.Now = clock.Now
 	opts.SealEvery = time.Hour
@@ -231,6 +235,16 @@ func runModel(t *testing.T, ops int) {
 			t.Cleanup(func() { s.Close() })
 		case k < 49:
 			require.NoError(t, s.Verify(ctx))
+		case k < 52: // archive cold windows, merging late arrivals into archives
+			clock.Set(head.Add(time.Duration(r.Int64N(int64(time.Hour)))))
+			require.NoError(t, s.Compact(ctx))
+		case k < 53 && r.IntN(3) == 0: // retention: drop the oldest windows
+			cut := testBase.Add(time.Duration(r.Int64N(int64(span() / 4))))
+			require.NoError(t, s.DropBefore(ctx, cut))
+			w := s.width
+			m.acts = slices.DeleteFunc(m.acts, func(a Activity) bool {
+				return (a.Time.UnixNano()/w+1)*w <= cut.UnixNano()
+			})
 		case k < 75:
 			mq := randQuery()
 			want := m.matches(mq)
@@ -290,4 +304,6 @@ func runModel(t *testing.T, ops int) {
 	st, err := s.Stats(ctx)
 	require.NoError(t, err)
 	require.Equal(t, len(m.acts), st.Activities)
+	require.Positive(t, st.Archives, "the run archived nothing")
+	t.Logf("%d activities, %d segments, %d archives (%d activities)", st.Activities, st.Segments, st.Archives, st.ArchivedActivities)
 }
