@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"unsafe"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/klauspost/compress/zstd"
@@ -51,7 +52,8 @@ var (
 func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, *zstd.Decoder) {
 	zstdOnce.Do(func() {
 		var err error
-		zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+		// Sections carry their own CRC-32C: no frame checksums.
+		zstdEnc, err = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1), zstd.WithEncoderCRC(false))
 		if err != nil {
 			panic(err) // only for invalid options
 		}
@@ -177,12 +179,96 @@ func readSection(f io.ReaderAt, s section, dec *zstd.Decoder, name, what string)
 	if crc32.Checksum(comp, crcTable) != s.crc {
 		return nil, archiveCorrupt(name, "%s: checksum mismatch", what)
 	}
-	raw, err := dec.DecodeAll(comp, make([]byte, 0, s.rlen))
+	raw, err := decompressParts(comp, s.rlen, dec)
 	if err != nil {
 		return nil, archiveCorrupt(name, "%s: %v", what, err)
 	}
-	if uint64(len(raw)) != s.rlen {
-		return nil, archiveCorrupt(name, "%s: %d bytes decompressed, %d expected", what, len(raw), s.rlen)
+	return raw, nil
+}
+
+// A section is stored as parts, each its own zstd frame, so that columns of
+// different nature (random IDs, small numbers, text) get their own entropy
+// tables:
+//
+//	nparts, then per part its compressed and raw length, then the frames
+//
+// maxParts bounds nparts.
+const maxParts = 1 << 16
+
+// minPart is the smallest raw part worth a frame of its own; smaller ones
+// join the next.
+const minPart = 512
+
+// compressParts appends to dst the parts form of raw cut at cuts (ascending
+// offsets into raw).
+func compressParts(dst, raw []byte, cuts []int, enc *zstd.Encoder, scratch *[][]byte) []byte {
+	var bounds []int
+	last := 0
+	for _, c := range cuts {
+		if c-last >= minPart && len(raw)-c >= minPart {
+			bounds = append(bounds, c)
+			last = c
+		}
+	}
+	bounds = append(bounds, len(raw))
+	frames := (*scratch)[:0]
+	start := 0
+	for _, b := range bounds {
+		var fr []byte
+		if len(frames) < cap(frames) {
+			fr = frames[:len(frames)+1][len(frames)][:0]
+		}
+		frames = append(frames, enc.EncodeAll(raw[start:b], fr))
+		start = b
+	}
+	*scratch = frames
+	dst = binary.AppendUvarint(dst, uint64(len(frames)))
+	start = 0
+	for i, fr := range frames {
+		dst = binary.AppendUvarint(dst, uint64(len(fr)))
+		dst = binary.AppendUvarint(dst, uint64(bounds[i]-start))
+		start = bounds[i]
+	}
+	for _, fr := range frames {
+		dst = append(dst, fr...)
+	}
+	return dst
+}
+
+// decompressParts inverts compressParts; the result must be rlen bytes.
+func decompressParts(comp []byte, rlen uint64, dec *zstd.Decoder) ([]byte, error) {
+	d := codec.Decoder{B: comp}
+	n := d.Uvarint()
+	if d.Err != nil || n == 0 || n > maxParts || n > uint64(len(d.B)) {
+		return nil, errors.New("bad part count")
+	}
+	type part struct{ clen, rlen uint64 }
+	parts := make([]part, n)
+	var ctotal, rtotal uint64
+	for i := range parts {
+		parts[i] = part{d.Uvarint(), d.Uvarint()}
+		ctotal += parts[i].clen
+		rtotal += parts[i].rlen
+		if d.Err != nil || ctotal > uint64(len(comp)) || rtotal > rlen {
+			return nil, errors.New("bad part table")
+		}
+	}
+	if ctotal != uint64(len(d.B)) || rtotal != rlen {
+		return nil, errors.New("part table does not add up")
+	}
+	raw := make([]byte, 0, rlen)
+	frames := d.B
+	for _, p := range parts {
+		before := len(raw)
+		var err error
+		raw, err = dec.DecodeAll(frames[:p.clen], raw)
+		if err != nil {
+			return nil, err
+		}
+		if uint64(len(raw)-before) != p.rlen {
+			return nil, fmt.Errorf("part of %d bytes decompressed to %d", p.rlen, len(raw)-before)
+		}
+		frames = frames[p.clen:]
 	}
 	return raw, nil
 }
@@ -191,9 +277,10 @@ func readSection(f io.ReaderAt, s section, dec *zstd.Decoder, name, what string)
 // keyed by the store's value numbers, and the archive's own value tables
 // that its blocks refer to.
 type arcIndex struct {
-	seg  *segment
-	vals [numFields][]string // archive value number -> value
-	size int64               // approximate bytes held
+	seg    *segment
+	vals   [numFields][]string // archive value number -> value
+	labels [numFields][]uint32 // ordinal -> archive value number
+	size   int64               // approximate bytes held
 }
 
 // decodeIndex parses an index section: the ID column, then per field the
@@ -229,34 +316,60 @@ func decodeIndex(raw []byte, ft *archiveFooter, dicts *[numFields]dict, name str
 		}
 		seg.ids[i] = id
 	}
-	ix := &arcIndex{seg: seg, size: int64(16*n) + int64(len(raw))}
+	ix := &arcIndex{seg: seg, size: int64(16*n) + 4*int64(numFields)*int64(n) + int64(len(raw))}
+	ords := make([]uint32, 0, n)
 	for f := range numFields {
 		k := d.Uvarint()
 		if d.Err != nil || k > uint64(len(d.B)) {
 			return nil, archiveCorrupt(name, "index: field %s: bad value count", field(f))
 		}
-		var total uint64
-		ix.vals[f] = make([]string, 0, k)
-		for range k {
+		labels := make([]uint32, n)
+		for o := range labels {
+			labels[o] = noValue
+		}
+		ix.labels[f] = labels
+		ix.vals[f] = make([]string, k)
+		vns := make([]uint32, k)
+		for i := range k {
 			v := d.Bytes()
-			data := d.Bytes()
 			if d.Err != nil {
 				return nil, archiveCorrupt(name, "index: field %s: %v", field(f), d.Err)
-			}
-			bm, err := decodeBitmap(data, n)
-			if err != nil {
-				return nil, archiveCorrupt(name, "index: field %s: %v", field(f), err)
 			}
 			vn := dicts[f].intern(string(v))
 			if seg.bms[f][vn] != nil {
 				return nil, archiveCorrupt(name, "index: field %s: value %q twice", field(f), v)
 			}
-			seg.bms[f][vn] = bm
-			ix.vals[f] = append(ix.vals[f], dicts[f].value(vn))
-			total += bm.GetCardinality()
+			seg.bms[f][vn] = nil // reserved until its ordinals are read
+			vns[i] = vn
+			ix.vals[f][i] = dicts[f].value(vn)
+		}
+		counts := make([]uint64, k)
+		var total uint64
+		for i := range counts {
+			counts[i] = d.Uvarint()
+			total += counts[i]
+			if d.Err != nil || counts[i] == 0 || total > uint64(n) {
+				return nil, archiveCorrupt(name, "index: field %s: bad ordinal counts", field(f))
+			}
 		}
 		if total != uint64(n) {
-			return nil, archiveCorrupt(name, "index: field %s: bitmaps hold %d ordinals for %d activities", field(f), total, n)
+			return nil, archiveCorrupt(name, "index: field %s: %d ordinals for %d activities", field(f), total, n)
+		}
+		for i, c := range counts {
+			ords = ords[:0]
+			next := uint64(0) // smallest possible next ordinal
+			for range c {
+				o := next + d.Uvarint()
+				if d.Err != nil || o >= uint64(n) || labels[o] != noValue {
+					return nil, archiveCorrupt(name, "index: field %s: bad ordinal list of %q", field(f), ix.vals[f][i])
+				}
+				labels[o] = uint32(i)
+				ords = append(ords, uint32(o))
+				next = o + 1
+			}
+			bm := roaring.New()
+			bm.AddMany(ords)
+			seg.bms[f][vns[i]] = bm
 		}
 	}
 	if len(d.B) != 0 {
@@ -265,6 +378,9 @@ func decodeIndex(raw []byte, ft *archiveFooter, dicts *[numFields]dict, name str
 	seg.sealed = true
 	return ix, nil
 }
+
+// noValue marks an ordinal not yet given a value while an index loads.
+const noValue = ^uint32(0)
 
 // decodeBitmap decodes and validates a portable roaring bitmap of ordinals
 // below n. It never panics on malformed input.
@@ -290,85 +406,197 @@ func decodeBitmap(data []byte, n int) (bm *roaring.Bitmap, err error) {
 // block is one decoded archive block: the records of count consecutive
 // ordinals, newest first.
 type block struct {
-	labels [numFields][]uint32 // archive value numbers, by position
-	buf    []byte
+	buf []byte
 	// off[2j]:off[2j+1] is the APICall of record j, off[2j+1]:off[2j+2] its
 	// Details, in buf.
 	off []uint32
 }
 
 func (b *block) size() int64 {
-	return int64(len(b.buf)) + 4*int64(len(b.off)) + 4*int64(numFields)*int64(len(b.labels[0])) + 64
+	return int64(len(b.buf)) + 4*int64(len(b.off)) + 64
 }
 
 // blockBuilder accumulates the records of one block in columns.
 //
-// Block layout (all counts uvarint; "lens" columns are uvarints):
+// Block layout (counts and numbers are uvarints):
 //
 //	count
-//	per field: count archive value numbers
-//	apicall lens (count), apicall bytes
+//	apicall: a string column of count values
 //	key table: nkeys, then nkeys strings
 //	shape table: nshapes, then per shape: nk, nk key numbers
 //	shape column: count shape numbers (0: details kept whole, s: shape s-1)
-//	whole details: lens (one per shape-0 record), bytes
-//	per key: lens (one per occurrence), bytes
+//	whole details: a string column, one value per shape-0 record
+//	per key: a string column, one value per occurrence in the shapes
 //
-// Details that are compact JSON objects are split by key: each key's values
-// sit together in their own column, where they compress far better than in
-// rows. Rebuilding "{" + `"key":value` joined by "," + "}" gives back the
-// exact bytes.
+// The labels are not in the blocks: the index's bitmaps give them. A string
+// column is a mode byte, then either (mode 0) the lengths and the bytes, or
+// (mode 1) a table of distinct values (their count, then as mode 0) and one
+// table number per value, or (mode 2) for values that are all JSON strings of
+// lowercase hex digits, the lengths and bytes of the decoded binary. Details that are compact JSON objects are
+// split by key, so that each key's values sit together in their own column,
+// where they compress far better than in rows; rebuilding "{" +
+// `"key":value` joined by "," + "}" gives back the exact bytes.
 type blockBuilder struct {
 	count    int
 	bytes    int
-	labels   [numFields][]byte
-	apiLens  []byte
-	apiData  []byte
+	api      strCol
 	keys     map[string]int
 	keyList  []string
 	shapes   map[string]int
 	shapeDef [][]int
 	shapeCol []byte
-	rawLens  []byte
-	rawData  []byte
-	keyLens  [][]byte
-	keyData  [][]byte
+	raw      strCol
+	keyCols  []strCol
 
 	ks, vs   [][]byte
 	shapeKey []byte
 	shapeIdx []int
+	distinct map[string]uint32
+	cuts     []int // column boundaries of the last encode
 }
+
+// strCol gathers the values of one string column.
+type strCol struct {
+	data []byte
+	off  []uint32 // value i is data[off[i]:off[i+1]]; off[0] is 0
+}
+
+func (c *strCol) add(v []byte) {
+	if c.off == nil {
+		c.off = append(c.off, 0)
+	}
+	c.data = append(c.data, v...)
+	c.off = append(c.off, uint32(len(c.data)))
+}
+
+func (c *strCol) len() int { return max(len(c.off)-1, 0) }
+
+func (c *strCol) reset() {
+	c.data = c.data[:0]
+	if c.off != nil {
+		c.off = c.off[:1]
+	}
+}
+
+// encode appends the column, as a table of distinct values when they are
+// few.
+// It adds to cuts the offsets in dst where the column's lengths end.
+func (c *strCol) encode(dst []byte, distinct map[string]uint32, cuts *[]int) []byte {
+	n := c.len()
+	clear(distinct)
+	var order []uint32 // table number per value
+	if n >= 8 {
+		order = make([]uint32, 0, n)
+		for i := range n {
+			v := c.data[c.off[i]:c.off[i+1]]
+			k, ok := distinct[string(v)]
+			if !ok {
+				if len(distinct) >= n/4 {
+					order = nil
+					break
+				}
+				k = uint32(len(distinct))
+				distinct[string(v)] = k
+			}
+			order = append(order, k)
+		}
+	}
+	if order == nil && c.hex() {
+		dst = append(dst, 2)
+		for i := range n {
+			dst = binary.AppendUvarint(dst, uint64(c.off[i+1]-c.off[i]-2)/2)
+		}
+		*cuts = append(*cuts, len(dst))
+		for i := range n {
+			v := c.data[c.off[i]+1 : c.off[i+1]-1]
+			for j := 0; j < len(v); j += 2 {
+				dst = append(dst, unhex(v[j])<<4|unhex(v[j+1]))
+			}
+		}
+		return dst
+	}
+	if order == nil {
+		dst = append(dst, 0)
+		for i := range n {
+			dst = binary.AppendUvarint(dst, uint64(c.off[i+1]-c.off[i]))
+		}
+		*cuts = append(*cuts, len(dst))
+		return append(dst, c.data...)
+	}
+	dst = append(dst, 1)
+	table := make([][]byte, len(distinct))
+	for i, k := range order {
+		if table[k] == nil {
+			table[k] = c.data[c.off[i]:c.off[i+1]:c.off[i+1]]
+		}
+	}
+	dst = binary.AppendUvarint(dst, uint64(len(table)))
+	for _, v := range table {
+		dst = binary.AppendUvarint(dst, uint64(len(v)))
+	}
+	for _, v := range table {
+		dst = append(dst, v...)
+	}
+	*cuts = append(*cuts, len(dst))
+	for _, k := range order {
+		dst = binary.AppendUvarint(dst, uint64(k))
+	}
+	return dst
+}
+
+// hex reports whether every value is a JSON string of an even number of
+// lowercase hex digits.
+func (c *strCol) hex() bool {
+	n := c.len()
+	if n == 0 {
+		return false
+	}
+	for i := range n {
+		v := c.data[c.off[i]:c.off[i+1]]
+		if len(v) < 2 || len(v)%2 != 0 || v[0] != '"' || v[len(v)-1] != '"' {
+			return false
+		}
+		for _, ch := range v[1 : len(v)-1] {
+			if (ch < '0' || ch > '9') && (ch < 'a' || ch > 'f') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func unhex(c byte) byte {
+	if c <= '9' {
+		return c - '0'
+	}
+	return c - 'a' + 10
+}
+
+const hexDigits = "0123456789abcdef"
 
 func (bb *blockBuilder) reset() {
 	bb.count, bb.bytes = 0, 0
-	for f := range bb.labels {
-		bb.labels[f] = bb.labels[f][:0]
-	}
-	bb.apiLens, bb.apiData = bb.apiLens[:0], bb.apiData[:0]
+	bb.api.reset()
 	clear(bb.keys)
 	clear(bb.shapes)
 	bb.keyList, bb.shapeDef = bb.keyList[:0], bb.shapeDef[:0]
-	bb.shapeCol, bb.rawLens, bb.rawData = bb.shapeCol[:0], bb.rawLens[:0], bb.rawData[:0]
-	bb.keyLens, bb.keyData = bb.keyLens[:0], bb.keyData[:0]
+	bb.shapeCol = bb.shapeCol[:0]
+	bb.raw.reset()
+	bb.keyCols = bb.keyCols[:0]
 }
 
-func (bb *blockBuilder) add(local *[numFields]uint32, apicall string, details []byte) {
+func (bb *blockBuilder) add(apicall string, details []byte) {
 	if bb.keys == nil {
-		bb.keys, bb.shapes = map[string]int{}, map[string]int{}
+		bb.keys, bb.shapes, bb.distinct = map[string]int{}, map[string]int{}, map[string]uint32{}
 	}
 	bb.count++
 	bb.bytes += len(apicall) + len(details) + 16
-	for f := range numFields {
-		bb.labels[f] = binary.AppendUvarint(bb.labels[f], uint64(local[f]))
-	}
-	bb.apiLens = binary.AppendUvarint(bb.apiLens, uint64(len(apicall)))
-	bb.apiData = append(bb.apiData, apicall...)
+	bb.api.add(unsafe.Slice(unsafe.StringData(apicall), len(apicall)))
 	var ok bool
 	bb.ks, bb.vs, ok = splitObject(details, bb.ks[:0], bb.vs[:0])
-	if !ok || len(bb.ks) == 0 || len(bb.ks) > 64 {
+	if !ok || len(bb.ks) == 0 || len(bb.ks) > maxShapeKeys {
 		bb.shapeCol = append(bb.shapeCol, 0)
-		bb.rawLens = binary.AppendUvarint(bb.rawLens, uint64(len(details)))
-		bb.rawData = append(bb.rawData, details...)
+		bb.raw.add(details)
 		return
 	}
 	bb.shapeKey, bb.shapeIdx = bb.shapeKey[:0], bb.shapeIdx[:0]
@@ -378,13 +606,16 @@ func (bb *blockBuilder) add(local *[numFields]uint32, apicall string, details []
 			ki = len(bb.keyList)
 			bb.keys[string(k)] = ki
 			bb.keyList = append(bb.keyList, string(k))
-			bb.keyLens = append(bb.keyLens, nil)
-			bb.keyData = append(bb.keyData, nil)
+			if ki < len(bb.keyCols[:cap(bb.keyCols)]) {
+				bb.keyCols = bb.keyCols[:ki+1]
+				bb.keyCols[ki].reset()
+			} else {
+				bb.keyCols = append(bb.keyCols, strCol{})
+			}
 		}
 		bb.shapeKey = binary.AppendUvarint(bb.shapeKey, uint64(ki))
 		bb.shapeIdx = append(bb.shapeIdx, ki)
-		bb.keyLens[ki] = binary.AppendUvarint(bb.keyLens[ki], uint64(len(bb.vs[i])))
-		bb.keyData[ki] = append(bb.keyData[ki], bb.vs[i]...)
+		bb.keyCols[ki].add(bb.vs[i])
 	}
 	si, ok := bb.shapes[string(bb.shapeKey)]
 	if !ok {
@@ -395,14 +626,18 @@ func (bb *blockBuilder) add(local *[numFields]uint32, apicall string, details []
 	bb.shapeCol = binary.AppendUvarint(bb.shapeCol, uint64(si+1))
 }
 
+// maxShapeKeys is the most keys a split details object may have.
+const maxShapeKeys = 64
+
 // encode appends the block's raw (uncompressed) form to dst.
 func (bb *blockBuilder) encode(dst []byte) []byte {
-	dst = binary.AppendUvarint(dst, uint64(bb.count))
-	for f := range numFields {
-		dst = append(dst, bb.labels[f]...)
+	if bb.distinct == nil {
+		bb.distinct = map[string]uint32{}
 	}
-	dst = append(dst, bb.apiLens...)
-	dst = append(dst, bb.apiData...)
+	bb.cuts = bb.cuts[:0]
+	dst = binary.AppendUvarint(dst, uint64(bb.count))
+	dst = bb.api.encode(dst, bb.distinct, &bb.cuts)
+	bb.cuts = append(bb.cuts, len(dst))
 	dst = binary.AppendUvarint(dst, uint64(len(bb.keyList)))
 	for _, k := range bb.keyList {
 		dst = codec.AppendString(dst, k)
@@ -415,18 +650,120 @@ func (bb *blockBuilder) encode(dst []byte) []byte {
 		}
 	}
 	dst = append(dst, bb.shapeCol...)
-	dst = append(dst, bb.rawLens...)
-	dst = append(dst, bb.rawData...)
+	bb.cuts = append(bb.cuts, len(dst))
+	dst = bb.raw.encode(dst, bb.distinct, &bb.cuts)
 	for k := range bb.keyList {
-		dst = append(dst, bb.keyLens[k]...)
-		dst = append(dst, bb.keyData[k]...)
+		bb.cuts = append(bb.cuts, len(dst))
+		dst = bb.keyCols[k].encode(dst, bb.distinct, &bb.cuts)
 	}
 	return dst
 }
 
-// decodeBlock parses a block's raw form. nvals bounds the archive value
-// numbers per field.
-func decodeBlock(raw []byte, count int, nvals *[numFields]int) (*block, error) {
+// column is a decoded string column.
+type column struct {
+	data []byte
+	off  []uint32 // value (or table entry) i is data[off[i]:off[i+1]]
+	idx  []uint32 // table numbers, in table mode
+	next int
+}
+
+// pop returns the column's next value.
+func (c *column) pop() []byte {
+	i := c.next
+	c.next++
+	if c.idx != nil {
+		i = int(c.idx[i])
+	}
+	return c.data[c.off[i]:c.off[i+1]]
+}
+
+// decodeColumn reads a string column of n values of at most limit bytes.
+func decodeColumn(d *codec.Decoder, n int, limit uint64) (column, error) {
+	var c column
+	mode := d.Byte()
+	if mode == 2 {
+		return decodeHexColumn(d, n, limit)
+	}
+	k := n
+	if mode == 1 {
+		t := d.Uvarint()
+		if d.Err != nil || t > uint64(n) {
+			return c, errors.New("bad table size")
+		}
+		k = int(t)
+	} else if mode != 0 {
+		return c, errors.New("bad column mode")
+	}
+	if d.Err != nil || k > len(d.B) {
+		return c, errors.New("truncated column")
+	}
+	c.off = make([]uint32, k+1)
+	var total uint64
+	for j := range k {
+		l := d.Uvarint()
+		if d.Err != nil || l > limit {
+			return c, errors.New("bad length")
+		}
+		total += l
+		c.off[j+1] = uint32(total)
+	}
+	c.data = d.Fixed(int(min(total, uint64(len(d.B))+1)))
+	if d.Err != nil {
+		return c, errors.New("truncated column")
+	}
+	if mode == 1 {
+		if n > len(d.B) {
+			return c, errors.New("truncated column")
+		}
+		c.idx = make([]uint32, n)
+		for j := range n {
+			v := d.Uvarint()
+			if d.Err != nil || v >= uint64(k) {
+				return c, errors.New("bad table number")
+			}
+			c.idx[j] = uint32(v)
+		}
+	}
+	return c, nil
+}
+
+// decodeHexColumn reads the rest of a mode-2 column, turning the binary
+// back into quoted hex.
+func decodeHexColumn(d *codec.Decoder, n int, limit uint64) (column, error) {
+	var c column
+	if d.Err != nil || n > len(d.B) {
+		return c, errors.New("truncated column")
+	}
+	lens := make([]uint32, n)
+	var total uint64
+	for j := range n {
+		l := d.Uvarint()
+		if d.Err != nil || 2*l+2 > limit {
+			return c, errors.New("bad length")
+		}
+		lens[j] = uint32(l)
+		total += l
+	}
+	bin := d.Fixed(int(min(total, uint64(len(d.B))+1)))
+	if d.Err != nil {
+		return c, errors.New("truncated column")
+	}
+	c.data = make([]byte, 0, 2*len(bin)+2*n)
+	c.off = make([]uint32, n+1)
+	for j, l := range lens {
+		c.data = append(c.data, '"')
+		for _, b := range bin[:l] {
+			c.data = append(c.data, hexDigits[b>>4], hexDigits[b&15])
+		}
+		c.data = append(c.data, '"')
+		bin = bin[l:]
+		c.off[j+1] = uint32(len(c.data))
+	}
+	return c, nil
+}
+
+// decodeBlock parses a block's raw form.
+func decodeBlock(raw []byte, count int) (*block, error) {
 	d := codec.Decoder{B: raw}
 	if count <= 0 || count > len(raw) {
 		return nil, fmt.Errorf("%d records cannot fit %d bytes", count, len(raw))
@@ -435,34 +772,7 @@ func decodeBlock(raw []byte, count int, nvals *[numFields]int) (*block, error) {
 		return nil, fmt.Errorf("holds %d records, the block index says %d", c, count)
 	}
 	b := &block{off: make([]uint32, 2*count+1)}
-	for f := range numFields {
-		b.labels[f] = make([]uint32, count)
-		for j := range count {
-			v := d.Uvarint()
-			if d.Err != nil || v >= uint64(nvals[f]) {
-				return nil, fmt.Errorf("record %d: bad %s value number", j, field(f))
-			}
-			b.labels[f][j] = uint32(v)
-		}
-	}
-	lens := func(k int, limit uint64) ([]uint32, []byte, error) {
-		ls := make([]uint32, k)
-		var total uint64
-		for j := range ls {
-			l := d.Uvarint()
-			if d.Err != nil || l > limit {
-				return nil, nil, errors.New("bad length column")
-			}
-			ls[j] = uint32(l)
-			total += l
-		}
-		data := d.Fixed(int(min(total, uint64(len(d.B))+1)))
-		if d.Err != nil {
-			return nil, nil, errors.New("truncated data column")
-		}
-		return ls, data, nil
-	}
-	apiLens, apiData, err := lens(count, MaxAPICallBytes)
+	api, err := decodeColumn(&d, count, MaxAPICallBytes)
 	if err != nil {
 		return nil, fmt.Errorf("apicall: %w", err)
 	}
@@ -484,7 +794,7 @@ func decodeBlock(raw []byte, count int, nvals *[numFields]int) (*block, error) {
 	shapes := make([][]uint32, ns)
 	for i := range shapes {
 		k := d.Uvarint()
-		if d.Err != nil || k > 64 {
+		if d.Err != nil || k > maxShapeKeys || k > uint64(len(d.B)) {
 			return nil, errors.New("bad shape table")
 		}
 		shapes[i] = make([]uint32, k)
@@ -513,14 +823,13 @@ func decodeBlock(raw []byte, count int, nvals *[numFields]int) (*block, error) {
 			occ[k]++
 		}
 	}
-	rawLens, rawData, err := lens(nraw, MaxDetailsBytes)
+	rawCol, err := decodeColumn(&d, nraw, MaxDetailsBytes)
 	if err != nil {
 		return nil, fmt.Errorf("details: %w", err)
 	}
-	kLens := make([][]uint32, nk)
-	kData := make([][]byte, nk)
-	for k := range kLens {
-		if kLens[k], kData[k], err = lens(occ[k], MaxDetailsBytes); err != nil {
+	kCols := make([]column, nk)
+	for k := range kCols {
+		if kCols[k], err = decodeColumn(&d, occ[k], MaxDetailsBytes); err != nil {
 			return nil, fmt.Errorf("details key %d: %w", k, err)
 		}
 	}
@@ -528,24 +837,17 @@ func decodeBlock(raw []byte, count int, nvals *[numFields]int) (*block, error) {
 		return nil, fmt.Errorf("%d trailing bytes", len(d.B))
 	}
 	// Reassemble record by record.
-	b.buf = make([]byte, 0, len(raw)+len(raw)/2)
-	kPos := make([]int, nk)
-	kOff := make([]int, nk)
-	rawPos, rawOff, apiOff := 0, 0, 0
+	b.buf = make([]byte, 0, min(2*len(raw), maxBlockOut))
 	for j := range count {
 		if len(b.buf) > maxBlockOut {
 			return nil, errors.New("reassembled records are too large")
 		}
 		b.off[2*j] = uint32(len(b.buf))
-		b.buf = append(b.buf, apiData[apiOff:apiOff+int(apiLens[j])]...)
-		apiOff += int(apiLens[j])
+		b.buf = append(b.buf, api.pop()...)
 		b.off[2*j+1] = uint32(len(b.buf))
 		start := len(b.buf)
 		if s := shapeCol[j]; s == 0 {
-			l := int(rawLens[rawPos])
-			b.buf = append(b.buf, rawData[rawOff:rawOff+l]...)
-			rawPos++
-			rawOff += l
+			b.buf = append(b.buf, rawCol.pop()...)
 		} else {
 			b.buf = append(b.buf, '{')
 			for i, k := range shapes[s-1] {
@@ -555,10 +857,10 @@ func decodeBlock(raw []byte, count int, nvals *[numFields]int) (*block, error) {
 				b.buf = append(b.buf, '"')
 				b.buf = append(b.buf, keys[k]...)
 				b.buf = append(b.buf, '"', ':')
-				l := int(kLens[k][kPos[k]])
-				b.buf = append(b.buf, kData[k][kOff[k]:kOff[k]+l]...)
-				kPos[k]++
-				kOff[k] += l
+				b.buf = append(b.buf, kCols[k].pop()...)
+				if len(b.buf)-start > MaxDetailsBytes {
+					break
+				}
 			}
 			b.buf = append(b.buf, '}')
 		}
@@ -670,6 +972,8 @@ type archiveWriter struct {
 	bb     blockBuilder
 	raw    []byte
 	comp   []byte
+	frames [][]byte
+	cuts   []int
 	blocks []section
 	first  int
 }
@@ -706,7 +1010,6 @@ func (w *archiveWriter) add(a *Activity) error {
 	o := uint32(w.n - 1 - w.j)
 	w.j++
 	w.ids = append(w.ids, a.ID)
-	var local [numFields]uint32
 	for f, l := range a.labels() {
 		v, ok := w.local[f][l]
 		if !ok {
@@ -715,10 +1018,9 @@ func (w *archiveWriter) add(a *Activity) error {
 			w.vals[f] = append(w.vals[f], l)
 			w.ords[f] = append(w.ords[f], nil)
 		}
-		local[f] = v
 		w.ords[f][v] = append(w.ords[f][v], o)
 	}
-	w.bb.add(&local, a.APICall, a.Details)
+	w.bb.add(a.APICall, a.Details)
 	if w.bb.bytes >= archiveBlockBytes {
 		return w.flushBlock()
 	}
@@ -726,9 +1028,9 @@ func (w *archiveWriter) add(a *Activity) error {
 }
 
 // writeSection compresses raw, writes it and returns where it went.
-func (w *archiveWriter) writeSection(raw []byte) (section, error) {
+func (w *archiveWriter) writeSection(raw []byte, cuts []int) (section, error) {
 	enc, _, _ := zstdCodecs()
-	w.comp = enc.EncodeAll(raw, w.comp[:0])
+	w.comp = compressParts(w.comp[:0], raw, cuts, enc, &w.frames)
 	s := section{off: w.off, clen: uint64(len(w.comp)), rlen: uint64(len(raw)), crc: crc32.Checksum(w.comp, crcTable)}
 	if _, err := w.bw.Write(w.comp); err != nil {
 		return s, err
@@ -742,7 +1044,7 @@ func (w *archiveWriter) flushBlock() error {
 		return nil
 	}
 	w.raw = w.bb.encode(w.raw[:0])
-	s, err := w.writeSection(w.raw)
+	s, err := w.writeSection(w.raw, w.bb.cuts)
 	if err != nil {
 		return err
 	}
@@ -778,24 +1080,32 @@ func (w *archiveWriter) finish() error {
 		}
 		pns, pseq = ns, seq
 	}
+	// Per field: the values, the number of ordinals of each, then each
+	// value's ordinals ascending as gaps: a bitmap per value, in a form
+	// that compresses to about the entropy of the labels.
+	w.cuts = w.cuts[:0]
 	for f := range numFields {
+		w.cuts = append(w.cuts, len(raw))
 		raw = binary.AppendUvarint(raw, uint64(len(w.vals[f])))
-		for v, val := range w.vals[f] {
-			ords := w.ords[f][v]
-			slices.Reverse(ords)
-			bm := roaring.New()
-			bm.AddMany(ords)
-			bm.RunOptimize()
-			data, err := bm.ToBytes()
-			if err != nil {
-				return err
-			}
+		for _, val := range w.vals[f] {
 			raw = codec.AppendString(raw, val)
-			raw = codec.AppendBytes(raw, data)
+		}
+		w.cuts = append(w.cuts, len(raw))
+		for v := range w.vals[f] {
+			raw = binary.AppendUvarint(raw, uint64(len(w.ords[f][v])))
+		}
+		w.cuts = append(w.cuts, len(raw))
+		for v := range w.vals[f] {
+			ords := w.ords[f][v] // descending
+			next := uint32(0)
+			for i := len(ords) - 1; i >= 0; i-- {
+				raw = binary.AppendUvarint(raw, uint64(ords[i]-next))
+				next = ords[i] + 1
+			}
 		}
 	}
 	w.raw = raw
-	ix, err := w.writeSection(raw)
+	ix, err := w.writeSection(raw, w.cuts)
 	if err != nil {
 		return err
 	}
@@ -829,3 +1139,6 @@ func (w *archiveWriter) finish() error {
 	}
 	return w.f.Sync()
 }
+
+// label returns the value of field f of ordinal o.
+func (ix *arcIndex) label(f field, o int) string { return ix.vals[f][ix.labels[f][o]] }

@@ -183,11 +183,7 @@ func (s *Store) loadBlock(a *archive, ix *arcIndex, i int, cache bool) (*block, 
 	if err != nil {
 		return nil, err
 	}
-	var nvals [numFields]int
-	for f := range nvals {
-		nvals[f] = len(ix.vals[f])
-	}
-	b, err := decodeBlock(raw, ft.blocks[i].count, &nvals)
+	b, err := decodeBlock(raw, ft.blocks[i].count)
 	if err != nil {
 		return nil, archiveCorrupt(a.name, "%s: %v", what, err)
 	}
@@ -209,7 +205,7 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 	}
 	a.release()
 	size := 0
-	type loc struct{ blk, j int }
+	type loc struct{ blk, j, o int }
 	locs := make([]loc, len(ids))
 	var blocks []*block
 	for k, id := range ids {
@@ -224,13 +220,13 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 			return err
 		}
 		j := p - ft.blocks[i].first
-		locs[k] = loc{len(blocks), j}
+		locs[k] = loc{len(blocks), j, o}
 		blocks = append(blocks, b)
 		size += int(b.off[2*j+2] - b.off[2*j])
 	}
 	arena := make([]byte, 0, size)
 	for k, id := range ids {
-		b, j := blocks[locs[k].blk], locs[k].j
+		b, j, ord := blocks[locs[k].blk], locs[k].j, locs[k].o
 		start := len(arena)
 		arena = append(arena, b.buf[b.off[2*j]:b.off[2*j+2]]...)
 		rec := arena[start:len(arena):len(arena)]
@@ -239,11 +235,11 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 		*o = Activity{
 			ID:       id,
 			Time:     id.Time(),
-			Type:     ix.vals[fieldType][b.labels[fieldType][j]],
-			UserID:   ix.vals[fieldUser][b.labels[fieldUser][j]],
-			Module:   ix.vals[fieldModule][b.labels[fieldModule][j]],
-			Action:   ix.vals[fieldAction][b.labels[fieldAction][j]],
-			Resource: ix.vals[fieldResource][b.labels[fieldResource][j]],
+			Type:     ix.label(fieldType, ord),
+			UserID:   ix.label(fieldUser, ord),
+			Module:   ix.label(fieldModule, ord),
+			Action:   ix.label(fieldAction, ord),
+			Resource: ix.label(fieldResource, ord),
 			APICall:  str(rec[:mid]),
 		}
 		if mid < len(rec) {
@@ -466,14 +462,15 @@ func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int
 			}
 			cur = c
 		}
-		id := ix.seg.ids[old.n-1-pos]
+		o := old.n - 1 - pos
+		id := ix.seg.ids[o]
 		*a = Activity{
 			ID: id, Time: id.Time(),
-			Type:     ix.vals[fieldType][cur.labels[fieldType][bj]],
-			UserID:   ix.vals[fieldUser][cur.labels[fieldUser][bj]],
-			Module:   ix.vals[fieldModule][cur.labels[fieldModule][bj]],
-			Action:   ix.vals[fieldAction][cur.labels[fieldAction][bj]],
-			Resource: ix.vals[fieldResource][cur.labels[fieldResource][bj]],
+			Type:     ix.label(fieldType, o),
+			UserID:   ix.label(fieldUser, o),
+			Module:   ix.label(fieldModule, o),
+			Action:   ix.label(fieldAction, o),
+			Resource: ix.label(fieldResource, o),
 			APICall:  str(cur.buf[cur.off[2*bj]:cur.off[2*bj+1]]),
 			Details:  cur.buf[cur.off[2*bj+1]:cur.off[2*bj+2]],
 		}
@@ -706,8 +703,8 @@ func (s *Store) compactLoop() {
 	}
 }
 
-// verifyArchive reads every part of a and checks it against its index: each
-// block's records carry the labels their ordinals hold in the bitmaps.
+// verifyArchive reads every part of a: checksums, the index (every ordinal
+// has exactly one value per field) and every block.
 func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 	f, ft, err := a.acquire()
 	if err != nil {
@@ -727,10 +724,6 @@ func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 		report("%v", err)
 		return
 	}
-	var nvals [numFields]int
-	for f := range nvals {
-		nvals[f] = len(ix.vals[f])
-	}
 	_, bdec, _ := zstdCodecs()
 	for i, bs := range ft.blocks {
 		what := "block " + strconv.Itoa(i)
@@ -739,19 +732,12 @@ func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 			report("%v", err)
 			continue
 		}
-		b, err := decodeBlock(raw, bs.count, &nvals)
+		b, err := decodeBlock(raw, bs.count)
 		if err != nil {
 			report("%v", archiveCorrupt(a.name, "%s: %v", what, err))
 			continue
 		}
 		for j := range bs.count {
-			o := uint32(ft.n - 1 - bs.first - j)
-			for f := range numFields {
-				vn, _ := scratch[f].lookup(ix.vals[f][b.labels[f][j]])
-				if bm := ix.seg.bms[f][vn]; bm == nil || !bm.Contains(o) {
-					report("archive %s: %s: record %d (%s) has %s %q, its bitmap disagrees", a.name, what, j, ix.seg.ids[o], field(f), ix.vals[f][b.labels[f][j]])
-				}
-			}
 			if d := b.buf[b.off[2*j+1]:b.off[2*j+2]]; len(d) > 0 && !validDetails(d) {
 				report("archive %s: %s: record %d has details that are not a JSON object", a.name, what, j)
 			}

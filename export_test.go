@@ -1,6 +1,14 @@
 package activitystore
 
-import "time"
+import (
+	"slices"
+	"time"
+
+	zdict "github.com/klauspost/compress/dict"
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/activitystore/activitystore/internal/codec"
+)
 
 // SealDue seals every segment due by the store's clock, for the external
 // tests and benchmarks.
@@ -20,4 +28,187 @@ func Settle(s *Store) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+// LayoutSizes are the compressed sizes of one set of activities under the
+// block layouts considered for archives.
+type LayoutSizes struct {
+	JSONLines       int64 // the activities as JSON lines, uncompressed
+	JSONLinesZstd   int64 // JSON lines, zstd default level, 1 MiB blocks
+	Rows            int64 // blocks of records as rows (apicall, details), zstd
+	RowsDict        int64 // the same in 16 KiB blocks with a trained dictionary
+	Columns         int64 // archive blocks: details split by key, a zstd frame per column
+	ColumnsOneFrame int64 // the same blocks, one zstd frame per block
+	ColumnsDict     int64 // archive blocks with a trained dictionary
+}
+
+// MeasureLayouts compresses acts, which are newest first, under each layout
+// with blocks of blockBytes of records.
+func MeasureLayouts(acts []Activity, blockBytes int) (LayoutSizes, error) {
+	var ls LayoutSizes
+	enc, _, _ := zstdCodecs()
+	var buf, out []byte
+	flushJSON := func() {
+		out = enc.EncodeAll(buf, out[:0])
+		ls.JSONLinesZstd += int64(len(out))
+		buf = buf[:0]
+	}
+	for i := range acts {
+		b, err := acts[i].MarshalJSON()
+		if err != nil {
+			return ls, err
+		}
+		ls.JSONLines += int64(len(b)) + 1
+		buf = append(append(buf, b...), '\n')
+		if len(buf) >= 1<<20 {
+			flushJSON()
+		}
+	}
+	flushJSON()
+
+	// Row and column blocks, the same records per block.
+	var rowBlocks, colBlocks [][]byte
+	var colCuts [][]int
+	var bb blockBuilder
+	var rows []byte
+	flush := func() {
+		rowBlocks = append(rowBlocks, slices.Clone(rows))
+		colBlocks = append(colBlocks, bb.encode(nil))
+		colCuts = append(colCuts, slices.Clone(bb.cuts))
+		rows = rows[:0]
+		bb.reset()
+	}
+	for i := range acts {
+		a := &acts[i]
+		// Labels are in the index in both layouts.
+		rows = codec.AppendString(rows, a.APICall)
+		rows = codec.AppendBytes(rows, a.Details)
+		bb.add(a.APICall, a.Details)
+		if bb.bytes >= blockBytes {
+			flush()
+		}
+	}
+	if bb.count > 0 {
+		flush()
+	}
+	size := func(blocks [][]byte, e *zstd.Encoder) int64 {
+		var n int64
+		for _, b := range blocks {
+			out = e.EncodeAll(b, out[:0])
+			n += int64(len(out))
+		}
+		return n
+	}
+	ls.Rows = size(rowBlocks, enc)
+	ls.ColumnsOneFrame = size(colBlocks, enc)
+	var frames [][]byte
+	for i, b := range colBlocks {
+		out = compressParts(out[:0], b, colCuts[i], enc, &frames)
+		ls.Columns += int64(len(out))
+	}
+
+	// Dictionaries: trained on a sample of small blocks, then used on 16
+	// KiB pieces of the row and of the column blocks.
+	withDict := func(blocks [][]byte, chunk int) (int64, error) {
+		var small [][]byte
+		for _, b := range blocks {
+			for len(b) > chunk {
+				small = append(small, b[:chunk])
+				b = b[chunk:]
+			}
+			small = append(small, b)
+		}
+		sample := small
+		if len(sample) > 2000 {
+			sample = sample[:2000]
+		}
+		d, err := zdict.BuildZstdDict(sample, zdict.Options{MaxDictSize: 112 << 10, HashBytes: 6, ZstdDictID: 1, ZstdLevel: zstd.SpeedDefault})
+		if err != nil {
+			return 0, err
+		}
+		e, err := zstd.NewWriter(nil, zstd.WithEncoderDict(d), zstd.WithEncoderConcurrency(1))
+		if err != nil {
+			return 0, err
+		}
+		defer e.Close()
+		return size(small, e) + int64(len(d)), nil
+	}
+	var err error
+	if ls.RowsDict, err = withDict(rowBlocks, 16<<10); err != nil {
+		return ls, err
+	}
+	if ls.ColumnsDict, err = withDict(colBlocks, 16<<10); err != nil {
+		return ls, err
+	}
+	return ls, nil
+}
+
+// ArchiveIndexBytes sums the compressed index sections (ID columns and
+// bitmaps) of the store's archives.
+func ArchiveIndexBytes(s *Store) (int64, error) {
+	s.mu.RLock()
+	arcs := make([]*archive, 0, len(s.archives))
+	for _, a := range s.archives {
+		arcs = append(arcs, a)
+	}
+	s.mu.RUnlock()
+	var n int64
+	for _, a := range arcs {
+		_, ft, err := a.acquire()
+		if err != nil {
+			return 0, err
+		}
+		n += int64(ft.index.clen)
+		a.release()
+	}
+	return n, nil
+}
+
+// ArchiveIndexBreakdown returns, summed over the store's archives, the
+// zstd-compressed size of the ID columns and of each field's bitmaps when
+// compressed on their own.
+func ArchiveIndexBreakdown(s *Store) (map[string]int64, error) {
+	s.mu.RLock()
+	arcs := make([]*archive, 0, len(s.archives))
+	for _, a := range s.archives {
+		arcs = append(arcs, a)
+	}
+	s.mu.RUnlock()
+	enc, _, idec := zstdCodecs()
+	out := map[string]int64{}
+	for _, a := range arcs {
+		f, ft, err := a.acquire()
+		if err != nil {
+			return nil, err
+		}
+		raw, err := readSection(f, ft.index, idec, a.name, "index")
+		a.release()
+		if err != nil {
+			return nil, err
+		}
+		d := codec.Decoder{B: raw}
+		for i := 0; i < ft.n; i++ {
+			d.Uvarint()
+			d.Uvarint()
+		}
+		idcol := raw[:len(raw)-len(d.B)]
+		out["ids"] += int64(len(enc.EncodeAll(idcol, nil)))
+		for f := range numFields {
+			start := d.B
+			k := d.Uvarint()
+			for range k {
+				d.Bytes()
+			}
+			var total uint64
+			for range k {
+				total += d.Uvarint()
+			}
+			for range total {
+				d.Uvarint()
+			}
+			part := start[:len(start)-len(d.B)]
+			out[fieldNames[f]] += int64(len(enc.EncodeAll(part, nil)))
+		}
+	}
+	return out, nil
 }

@@ -433,15 +433,9 @@ func decodeSegment(window int64, width int64, parts [][]byte, dicts *[numFields]
 			if d.Err != nil {
 				return nil, corruptf(where, "field %s: %v", field(f), d.Err)
 			}
-			bm := roaring.New()
-			if err := bm.UnmarshalBinary(data); err != nil {
-				return nil, corruptf(where, "field %s: bitmap: %v", field(f), err)
-			}
-			if err := bm.Validate(); err != nil {
-				return nil, corruptf(where, "field %s: bitmap: %v", field(f), err)
-			}
-			if bm.IsEmpty() || uint64(bm.Maximum()) >= n {
-				return nil, corruptf(where, "field %s: bitmap holds ordinals outside the segment", field(f))
+			bm, err := decodeBitmap(data, int(n))
+			if err != nil {
+				return nil, corruptf(where, "field %s: %v", field(f), err)
 			}
 			vn := dicts[f].intern(string(v))
 			if s.bms[f][vn] != nil {
