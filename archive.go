@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"unsafe"
 
@@ -1013,6 +1014,7 @@ func (w *archiveWriter) add(a *Activity) error {
 	for f, l := range a.labels() {
 		v, ok := w.local[f][l]
 		if !ok {
+			l = strings.Clone(l) // l may alias an iterator's buffer
 			v = uint32(len(w.vals[f]))
 			w.local[f][l] = v
 			w.vals[f] = append(w.vals[f], l)

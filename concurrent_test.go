@@ -17,13 +17,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// TestConcurrentAppendsAndQueries runs writers, cursor walkers and counters
-// at once. Run it with -race.
+// TestConcurrentAppendsAndQueries runs writers, cursor walkers, counters,
+// the sealer and compactions at once; writers keep adding to windows that are
+// being archived. Run it with -race.
 func TestConcurrentAppendsAndQueries(t *testing.T) {
 	defer func(v int) { lateMin = v }(lateMin)
 	lateMin = 64 // renumber while queries run
 	ctx := context.Background()
-	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour, SealAfter: time.Minute, NoSync: true})
+	s, _, clock := openTest(t, &Options{SegmentWidth: 5 * time.Minute, SealAfter: time.Minute, ColdAfter: time.Minute, NoSync: true, CacheBytes: 256 << 10})
 	const writers, batches, per = 4, 40, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)
@@ -86,6 +87,23 @@ func TestConcurrentAppendsAndQueries(t *testing.T) {
 		}()
 	}
 	readers.Add(1)
+	compactions := 0
+	go func() { // archives while the others run
+		defer readers.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := s.Compact(ctx); err != nil {
+				errs <- err
+				return
+			}
+			compactions++
+		}
+	}()
+	readers.Add(1)
 	go func() { // seals while the others run
 		defer readers.Done()
 		for i := 0; ; i++ {
@@ -94,7 +112,7 @@ func TestConcurrentAppendsAndQueries(t *testing.T) {
 				return
 			default:
 			}
-			clock.Set(testBase.Add(time.Duration(i) * time.Minute))
+			clock.Set(testBase.Add(time.Duration(i) * time.Second))
 			if err := s.sealDue(ctx); err != nil {
 				errs <- err
 				return
@@ -123,6 +141,24 @@ func TestConcurrentAppendsAndQueries(t *testing.T) {
 		prev = a.ID
 	}
 	assert.Len(t, seen, n)
+	require.NoError(t, s.Verify(ctx))
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	t.Logf("%d compactions ran alongside; %d archives, %d hot segments", compactions, st.Archives, st.Segments)
+
+	// Archive everything: the same activities, in the same order.
+	clock.Set(testBase.Add(24 * time.Hour))
+	require.NoError(t, s.Compact(ctx))
+	st, err = s.Stats(ctx)
+	require.NoError(t, err)
+	require.Zero(t, st.Segments)
+	var again []ID
+	for a, err := range s.Query().Iter(ctx) {
+		require.NoError(t, err)
+		require.True(t, seen[a.ID])
+		again = append(again, a.ID)
+	}
+	require.Len(t, again, n)
 	require.NoError(t, s.Verify(ctx))
 }
 
