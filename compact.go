@@ -273,8 +273,7 @@ func hook(step string) {
 	}
 }
 
-// Compact archives every segment whose window ended ColdAfter ago (sealing
-// it first if needed) and, when RetainFor is set, deletes what is older than
+// Compact archives every segment whose window ended ColdAfter ago and, when RetainFor is set, deletes what is older than
 // RetainFor. Late arrivals for an archived window are merged into a new
 // archive of that window. It is safe to run while appends and queries go on;
 // one Compact runs at a time.
@@ -303,9 +302,6 @@ func (s *Store) compact(ctx context.Context) error {
 		if (seg.window+1)*s.width > cold || (seg.window+1)*s.width < 0 {
 			continue
 		}
-		if err := s.seal(seg.window); err != nil {
-			return err
-		}
 		if err := s.archiveWindow(ctx, seg.window); err != nil {
 			return err
 		}
@@ -313,9 +309,13 @@ func (s *Store) compact(ctx context.Context) error {
 	return nil
 }
 
-// archiveWindow moves the sealed segment of window w, merged with the
-// window's earlier archive if any, into a new archive file. If the segment
-// changes meanwhile, it leaves it for the next Compact.
+// archiveWindow moves the segment of window w, merged with the window's
+// earlier archive if any, into a new archive file. It takes a snapshot while
+// no append is in flight, so the snapshot's records of the window are
+// exactly the segment's; if the segment changes before the move is recorded
+// (an append, a renumber or a seal replaced it), it leaves the window for the
+// next Compact. Sealing first would be wasted: the archive replaces the
+// sealed index.
 func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	s.sealMu.Lock()
 	s.mu.RLock()
@@ -326,9 +326,9 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 		return nil
 	}
 	seg.mu.RLock()
-	sealed, n0 := seg.sealed, seg.len()
+	n0 := seg.len()
 	seg.mu.RUnlock()
-	if !sealed || n0 == 0 {
+	if n0 == 0 {
 		s.sealMu.Unlock()
 		return nil
 	}
@@ -378,7 +378,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	same := s.segs[w] == seg && s.archives[w] == old
 	s.mu.RUnlock()
 	seg.mu.RLock()
-	same = same && seg.sealed && seg.len() == n0
+	same = same && seg.len() == n0
 	seg.mu.RUnlock()
 	if !same {
 		s.sealMu.Unlock()
