@@ -53,6 +53,30 @@
 // bitmaps and ID column written to pebble in one batch with the removal of
 // the window's dirty mark.
 //
+// # Archives and retention
+//
+// Compact moves every segment whose window ended Options.ColdAfter ago (7
+// days by default) out of pebble into one archive file (see ARCHIVE.md in the
+// repository): zstd-compressed blocks of records, newest first, with the
+// details split into a column per JSON key, a block index, the segment's
+// bitmaps and ID column, and a footer with a checksum per block and one for
+// itself. The move is crash-safe: the file is written under a temporary name,
+// synced, renamed and the folder synced before one pebble batch records the
+// archive and deletes the window's keys; Open removes leftovers of an
+// interrupted move. Options.CompactEvery runs Compact in the background.
+//
+// Every read spans both tiers with the same results: Get, queries with every
+// filter, skip and cursors (a cursor taken before a compaction stays valid),
+// Count and Iter. An archived segment's index and blocks are read on first
+// use and kept in a cache bounded by Options.CacheBytes, so memory does not
+// grow with the number of archives, and Open reads only one small record per
+// archive. Late arrivals for an archived window go to pebble as usual and are
+// merged into a new archive of that window at the next Compact.
+//
+// Options.RetainFor makes Compact delete windows that ended longer ago than
+// that; DropBefore deletes whole windows on request. A window is deleted only
+// when all of it is older than the cutoff.
+//
 // # Durability and crashes
 //
 // Records are the truth. Every append batch writes its records and a dirty
@@ -66,8 +90,14 @@
 //
 // # Caveats
 //
-// The indexes of all segments live in memory: about 16 bytes per activity
-// for the ID columns plus the bitmaps (see Stats). Get finds an activity
+// The indexes of the segments in pebble live in memory: about 16 bytes per
+// activity for the ID columns plus the bitmaps (see Stats); archive to bound
+// them. The store-wide value dictionaries keep every label value seen, also
+// those of archives loaded for queries. A filter on a value the store has
+// never seen loads the indexes of every archive in its time range to look for
+// it. A corrupt archive file fails the queries that need it with an error
+// that names it (errors.Is ErrCorrupt); the rest of the store keeps answering
+// and Verify lists it. Get finds an activity
 // through the index, so like queries it never returns one that is not yet
 // durable. Returned activities belong to the caller; the strings of one page
 // share one buffer.

@@ -135,3 +135,34 @@ func ExampleQuery_Count() {
 	fmt.Println(n)
 	// Output: 2
 }
+
+func ExampleStore_Compact() {
+	dir, _ := os.MkdirTemp("", "activitystore-example")
+	defer os.RemoveAll(dir)
+	// Archive windows one day after they end; keep 90 days. The clock is
+	// fixed two days after the example's activity.
+	now := func() time.Time { return day.Add(48 * time.Hour) }
+	s, err := activitystore.Open(dir, &activitystore.Options{ColdAfter: 24 * time.Hour, RetainFor: 90 * 24 * time.Hour, Now: now})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer s.Close()
+	ctx := context.Background()
+	seed(s)
+
+	if err := s.Compact(ctx); err != nil {
+		log.Fatal(err)
+	}
+	st, _ := s.Stats(ctx)
+	fmt.Println("archives:", st.Archives, "archived activities:", st.ArchivedActivities)
+
+	// Reads span pebble and the archives alike.
+	page, _ := s.Query().Users("ada").All(ctx)
+	for _, a := range page.Activities {
+		fmt.Println(a.Type, a.Resource)
+	}
+	// Output:
+	// archives: 1 archived activities: 4
+	// lab.create lab/7
+	// user.login
+}

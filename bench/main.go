@@ -185,6 +185,7 @@ func jsonBytes(n int, seed uint64, end time.Time) (int64, error) {
 	var a activitystore.Activity
 	var total int64
 	for g.Next(&a) {
+		a.ID = activitystore.ID{0x01} // any ID: its text is as long as a real one's
 		b, err := json.Marshal(a)
 		if err != nil {
 			return 0, err
