@@ -215,3 +215,47 @@ func BenchmarkQuery(b *testing.B) {
 		})
 	}
 }
+
+var benchArchives = flag.Int("bench.archives", 2000, "archive files in the store BenchmarkOpenArchives opens")
+
+// BenchmarkOpenArchives opens a store holding *benchArchives archive files
+// (one-second windows of 20 activities each). Open reads one small record
+// per archive and no file.
+func BenchmarkOpenArchives(b *testing.B) {
+	dir := b.TempDir()
+	start := benchEnd.Add(-time.Duration(*benchArchives) * time.Second)
+	opts := &activitystore.Options{NoSync: true, Now: benchNow, SegmentWidth: time.Second, ColdAfter: time.Nanosecond}
+	s, err := activitystore.Open(dir, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	batch := genBatches(*benchArchives*20, *benchArchives*20, 3)[0]
+	for i := range batch {
+		batch[i].Time = start.Add(time.Duration(i) * time.Second / 20)
+	}
+	if _, err := s.Append(ctx, batch...); err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Compact(ctx); err != nil {
+		b.Fatal(err)
+	}
+	st, err := s.Stats(ctx)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportMetric(float64(st.Archives), "archives")
+	b.ResetTimer()
+	for b.Loop() {
+		s, err := activitystore.Open(dir, opts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := s.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -276,7 +276,9 @@ func hook(step string) {
 // Compact archives every segment whose window ended ColdAfter ago and, when RetainFor is set, deletes what is older than
 // RetainFor. Late arrivals for an archived window are merged into a new
 // archive of that window. It is safe to run while appends and queries go on;
-// one Compact runs at a time.
+// one Compact runs at a time. A window that fails (for instance because its
+// earlier archive is corrupt) stays as it is and its error is returned, joined
+// with the others', after the remaining windows are done.
 func (s *Store) Compact(ctx context.Context) error {
 	if err := s.enter(); err != nil {
 		return err
@@ -295,18 +297,21 @@ func (s *Store) compact(ctx context.Context) error {
 		}
 	}
 	cold := now.Add(-s.opts.ColdAfter).UnixNano()
+	var errs []error
 	for _, seg := range s.segments() {
 		if err := ctx.Err(); err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
 		}
 		if (seg.window+1)*s.width > cold || (seg.window+1)*s.width < 0 {
 			continue
 		}
+		// A window that cannot be archived (say, its earlier archive is
+		// corrupt) does not hold up the others.
 		if err := s.archiveWindow(ctx, seg.window); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // archiveWindow moves the segment of window w, merged with the window's
