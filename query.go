@@ -415,6 +415,8 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 	if (p.fs.none && !p.fs.missing) || p.lo.Compare(p.hi) >= 0 {
 		return 0, nil
 	}
+	s.swapMu.RLock() // no archive is replaced under the count
+	defer s.swapMu.RUnlock()
 	var n uint64
 	for _, sp := range s.spansIn(p.lo, p.hi) {
 		if err := ctx.Err(); err != nil {
