@@ -1,0 +1,573 @@
+package activitystore
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// corruptFixture is a closed store with days 0-4 archived (several blocks
+// per archive) and days 5-6 hot, to copy and damage.
+type corruptFixture struct {
+	dir   string
+	want  map[ID]Activity
+	byDay map[int][]ID // newest first
+	names map[int]string
+	ft    *archiveFooter // footer of day 2's archive
+	size  int64          // size of day 2's archive
+}
+
+// victim is the day whose archive the corruption tests damage.
+const victim = 2
+
+func newCorruptFixture(t *testing.T) *corruptFixture {
+	t.Helper()
+	defer func(n int) { archiveBlockBytes = n }(archiveBlockBytes)
+	archiveBlockBytes = 1000 // four or five blocks per archive
+	fx := &corruptFixture{dir: t.TempDir(), want: map[ID]Activity{}, byDay: map[int][]ID{}, names: map[int]string{}}
+	s, err := Open(fx.dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	appendAll(t, s, fx.want, variedActs([]int{0, 1, 2, 3, 4, 5, 6}, 60, 0))
+	require.NoError(t, s.Compact(context.Background()))
+	for _, id := range idsDesc(fx.want) {
+		d := int(id.Time().Sub(testBase) / (24 * time.Hour))
+		fx.byDay[d] = append(fx.byDay[d], id)
+	}
+	arcs := archiveNames(s)
+	require.Len(t, arcs, 5)
+	for d := range 5 {
+		fx.names[d] = arcs[windowOf(d)]
+		require.NotEmpty(t, fx.names[d])
+	}
+	require.NoError(t, s.Close())
+
+	f, err := os.Open(fx.path(fx.dir, victim))
+	require.NoError(t, err)
+	defer f.Close()
+	st, err := f.Stat()
+	require.NoError(t, err)
+	fx.size = st.Size()
+	fx.ft, err = readFooter(f, fx.size, fx.names[victim])
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(fx.ft.blocks), 3, "the tests want several blocks")
+	return fx
+}
+
+func (fx *corruptFixture) path(dir string, d int) string {
+	return filepath.Join(dir, "archive", fx.names[d])
+}
+
+// copy returns a fresh copy of the fixture's store.
+func (fx *corruptFixture) copy(t *testing.T) string {
+	dir := t.TempDir()
+	copyDir(t, fx.dir, dir)
+	return dir
+}
+
+// blockIDs returns the IDs in block i of the victim's archive.
+func (fx *corruptFixture) blockIDs(i int) []ID {
+	b := fx.ft.blocks[i]
+	// Position p (0 is the newest) is the p-th ID of the day, newest first.
+	return fx.byDay[victim][b.first : b.first+b.count]
+}
+
+// idsOfDays returns the IDs of days, newest first.
+func (fx *corruptFixture) idsOfDays(days ...int) []ID {
+	var out []ID
+	for _, d := range days {
+		out = append(out, fx.byDay[d]...)
+	}
+	slices.SortFunc(out, func(a, b ID) int { return b.Compare(a) })
+	return out
+}
+
+func flipBit(t *testing.T, path string, off int64, bit byte) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	require.Less(t, off, int64(len(b)))
+	b[off] ^= bit
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+}
+
+// requireCorruptNaming checks that err is a corruption error naming file.
+func requireCorruptNaming(t *testing.T, err error, file string, msgAndArgs ...any) {
+	t.Helper()
+	require.Error(t, err, msgAndArgs...)
+	require.ErrorIs(t, err, ErrCorrupt, msgAndArgs...)
+	require.Contains(t, err.Error(), file, msgAndArgs...)
+}
+
+// TestArchiveCorrupt damages one archive file in many ways and checks that
+// the store opens, reports the damage as ErrCorrupt naming the file wherever
+// the damaged part is needed, and keeps answering from every other window.
+func TestArchiveCorrupt(t *testing.T) {
+	fx := newCorruptFixture(t)
+	ft, size := fx.ft, fx.size
+	last := len(ft.blocks) - 1
+	footerStart := ft.index.off + int64(ft.index.clen) // the footer follows the index
+	footerLen := size - archiveTrailer - footerStart
+	truncate := func(n int64) func(t *testing.T, path string) {
+		return func(t *testing.T, path string) { require.NoError(t, os.Truncate(path, n)) }
+	}
+	flip := func(off int64, bit byte) func(t *testing.T, path string) {
+		return func(t *testing.T, path string) { flipBit(t, path, off, bit) }
+	}
+	cases := []struct {
+		name   string
+		damage func(t *testing.T, path string)
+		// badBlock >= 0: only that block is damaged; the index still
+		// loads, so counts work and the other blocks still read.
+		badBlock int
+	}{
+		{"truncate-0", truncate(0), -1},
+		{"truncate-10", truncate(10), -1},
+		{"truncate-half", truncate(size / 2), -1},
+		{"truncate-size-1", truncate(size - 1), -1},
+		{"flip-first-block", flip(ft.blocks[0].off+int64(ft.blocks[0].clen)/2, 0x10), 0},
+		{"flip-last-block", flip(ft.blocks[last].off+int64(ft.blocks[last].clen)/2, 0x01), last},
+		{"flip-index", flip(ft.index.off+int64(ft.index.clen)/2, 0x04), -1},
+		{"flip-footer", flip(footerStart+footerLen/2, 0x80), -1},
+		{"flip-footer-first-byte", flip(footerStart, 0x02), -1},
+		{"flip-trailer-crc", flip(size-archiveTrailer, 0x01), -1},
+		{"flip-trailer-length", flip(size-archiveTrailer+7, 0x01), -1},
+		{"flip-trailer-magic", flip(size-1, 0x40), -1},
+		{"flip-header-magic", flip(0, 0x01), -1},
+		{"flip-header-version", flip(9, 0x02), -1},
+		{"foreign-json", func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, []byte(`{"note":"not an archive","items":[1,2,3],"more":"padding to pass the size check"}`+"\n"), 0o644))
+		}, -1},
+		{"foreign-short", func(t *testing.T, path string) {
+			require.NoError(t, os.WriteFile(path, []byte("{}\n"), 0o644))
+		}, -1},
+		{"other-window-archive", func(t *testing.T, path string) {
+			b, err := os.ReadFile(filepath.Join(filepath.Dir(path), fx.names[victim+1]))
+			require.NoError(t, err)
+			require.NoError(t, os.WriteFile(path, b, 0o644))
+		}, -1},
+		{"appended-garbage", func(t *testing.T, path string) {
+			f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+			require.NoError(t, err)
+			_, err = f.WriteString("garbage")
+			require.NoError(t, err)
+			require.NoError(t, f.Close())
+		}, -1},
+		{"deleted", func(t *testing.T, path string) { require.NoError(t, os.Remove(path)) }, -1},
+	}
+	ctx := context.Background()
+	name := fx.names[victim]
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := fx.copy(t)
+			tc.damage(t, fx.path(dir, victim))
+			s, err := Open(dir, arcOpts())
+			require.NoError(t, err, "files are opened lazily")
+			defer s.Close()
+
+			st, err := s.Stats(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 5, st.Archives)
+			require.Equal(t, len(fx.want), st.Activities)
+
+			// The damaged window.
+			victimQ := func() *Query { return s.Query().Since(day(victim)).Until(day(victim + 1)) }
+			_, err = walkIDs(ctx, victimQ())
+			requireCorruptNaming(t, err, name, "walk of the damaged window")
+			_, err = victimQ().Limit(MaxLimit).All(ctx)
+			requireCorruptNaming(t, err, name, "page of the damaged window")
+			_, err = walkIDs(ctx, s.Query())
+			requireCorruptNaming(t, err, name, "walk of everything")
+			n, err := victimQ().Count(ctx)
+			if tc.badBlock >= 0 {
+				require.NoError(t, err, "a count reads only the index")
+				require.Equal(t, len(fx.byDay[victim]), n)
+				bad := fx.blockIDs(tc.badBlock)
+				for _, id := range []ID{bad[0], bad[len(bad)-1]} {
+					_, err := s.Get(ctx, id)
+					requireCorruptNaming(t, err, name, "Get %s in the damaged block", id)
+				}
+				good := fx.blockIDs((tc.badBlock + 1) % len(ft.blocks))
+				got, err := s.Get(ctx, good[0])
+				require.NoError(t, err, "Get in an intact block")
+				requireSame(t, fx.want[good[0]], got)
+			} else {
+				requireCorruptNaming(t, err, name, "count of the damaged window")
+				for _, id := range []ID{fx.byDay[victim][0], fx.byDay[victim][len(fx.byDay[victim])-1]} {
+					_, err := s.Get(ctx, id)
+					requireCorruptNaming(t, err, name, "Get %s", id)
+				}
+			}
+
+			// Every other window answers.
+			got, err := walkIDs(ctx, s.Query().Since(day(victim+1)))
+			require.NoError(t, err)
+			require.Equal(t, fx.idsOfDays(3, 4, 5, 6), got)
+			n, err = s.Query().Since(day(victim + 1)).Count(ctx)
+			require.NoError(t, err)
+			require.Equal(t, len(got), n)
+			// Until the last nanosecond before the damaged window.
+			older := s.Query().Since(day(0)).Until(day(victim).Add(-time.Nanosecond))
+			got, err = walkIDs(ctx, older)
+			require.NoError(t, err)
+			require.Equal(t, fx.idsOfDays(0, 1), got)
+			n, err = older.Count(ctx)
+			require.NoError(t, err)
+			require.Equal(t, len(got), n)
+			recent, err := s.Recent(ctx, 10, 0)
+			require.NoError(t, err)
+			require.Len(t, recent, 10)
+			for i, a := range recent {
+				requireSame(t, fx.want[fx.byDay[6][i]], a)
+			}
+			page, err := s.Query().Types(mTypes[1]).Since(day(victim + 1)).Limit(20).All(ctx)
+			require.NoError(t, err)
+			require.Len(t, page.Activities, 20)
+			for _, d := range []int{0, 1, 3, 4, 5, 6} {
+				for _, id := range []ID{fx.byDay[d][0], fx.byDay[d][len(fx.byDay[d])-1]} {
+					got, err := s.Get(ctx, id)
+					require.NoError(t, err, "Get %s of day %d", id, d)
+					requireSame(t, fx.want[id], got)
+				}
+			}
+
+			// Verify lists the damaged file, and nothing else.
+			err = s.Verify(ctx)
+			var ve *VerifyError
+			require.ErrorAs(t, err, &ve)
+			require.ErrorIs(t, err, ErrCorrupt)
+			require.NotEmpty(t, ve.Problems)
+			for _, p := range ve.Problems {
+				require.Contains(t, p, name, "Verify problem %q", p)
+			}
+			if tc.badBlock >= 0 {
+				require.Contains(t, strings.Join(ve.Problems, "\n"), "block")
+			}
+
+			st2, err := s.Stats(ctx)
+			require.NoError(t, err)
+			require.Equal(t, st.Activities, st2.Activities)
+			require.NoError(t, s.Close())
+
+			// The damaged file is left for the operator: a reopen neither
+			// deletes it nor fails.
+			s, err = Open(dir, arcOpts())
+			require.NoError(t, err)
+			_, err = s.Query().Count(ctx)
+			if tc.badBlock < 0 {
+				requireCorruptNaming(t, err, name)
+			} else {
+				require.NoError(t, err)
+			}
+		})
+	}
+}
+
+// TestArchiveCorruptGetNeverPanics damages the victim's archive at every
+// 97th byte (and every bit of the trailer) and calls Get on IDs of each of its
+// blocks: each call returns the activity or an ErrCorrupt error.
+func TestArchiveCorruptGetNeverPanics(t *testing.T) {
+	fx := newCorruptFixture(t)
+	ctx := context.Background()
+	var probes []ID
+	for i := range fx.ft.blocks {
+		ids := fx.blockIDs(i)
+		probes = append(probes, ids[0], ids[len(ids)/2])
+	}
+	step := int64(97)
+	if testing.Short() {
+		step = 499
+	}
+	var offs []int64
+	for off := int64(0); off < fx.size; off += step {
+		offs = append(offs, off)
+	}
+	for off := fx.size - archiveTrailer; off < fx.size; off++ {
+		offs = append(offs, off)
+	}
+	dir := fx.copy(t)
+	path := fx.path(dir, victim)
+	orig, err := os.ReadFile(path)
+	require.NoError(t, err)
+	for _, off := range offs {
+		b := slices.Clone(orig)
+		b[off] ^= 1 << (off % 8)
+		require.NoError(t, os.WriteFile(path, b, 0o644))
+		s, err := Open(dir, arcOpts())
+		require.NoError(t, err)
+		for _, id := range probes {
+			got, err := s.Get(ctx, id)
+			if err != nil {
+				requireCorruptNaming(t, err, fx.names[victim], "offset %d, Get %s", off, id)
+				continue
+			}
+			requireSame(t, fx.want[id], got)
+		}
+		require.Error(t, s.Verify(ctx), "offset %d", off)
+		require.NoError(t, s.Close())
+	}
+}
+
+// TestArchiveCorruptStrayFiles checks that files in the archive folder that are not
+// archive-named are kept by Open and listed by Verify, while archive-named
+// leftovers that no record refers to are removed.
+func TestArchiveCorruptStrayFiles(t *testing.T) {
+	fx := newCorruptFixture(t)
+	ctx := context.Background()
+	dir := fx.copy(t)
+	arcDir := filepath.Join(dir, "archive")
+	stray := []string{"notes.txt", fx.names[victim] + ".bak", "README"}
+	for _, n := range stray {
+		require.NoError(t, os.WriteFile(filepath.Join(arcDir, n), []byte("operator notes\n"), 0o644))
+	}
+	leftover := archiveName(windowOf(9), 3)
+	require.NoError(t, os.WriteFile(filepath.Join(arcDir, leftover), []byte("old"), 0o644))
+	require.NoError(t, os.WriteFile(filepath.Join(arcDir, archiveName(windowOf(8), 4)+".tmp"), []byte("tmp"), 0o644))
+
+	s, err := Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	names := listDir(t, arcDir)
+	for _, n := range stray {
+		require.Contains(t, names, n, "Open keeps files it does not own")
+	}
+	require.NotContains(t, names, leftover, "Open removes archive-named leftovers")
+	require.Len(t, names, 5+len(stray))
+
+	err = s.Verify(ctx)
+	var ve *VerifyError
+	require.ErrorAs(t, err, &ve)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Len(t, ve.Problems, len(stray), "%v", ve.Problems)
+	for _, n := range stray {
+		found := false
+		for _, p := range ve.Problems {
+			found = found || strings.Contains(p, n)
+		}
+		require.True(t, found, "Verify lists %s: %v", n, ve.Problems)
+	}
+	// The store itself is intact.
+	got, err := walkIDs(ctx, s.Query())
+	require.NoError(t, err)
+	require.Equal(t, idsDesc(fx.want), got)
+	require.NoError(t, s.Close())
+
+	for _, n := range stray {
+		require.NoError(t, os.Remove(filepath.Join(arcDir, n)))
+	}
+	s, err = Open(dir, arcOpts())
+	require.NoError(t, err)
+	require.NoError(t, s.Verify(ctx))
+}
+
+// TestCompactWithCorruptArchive sends late arrivals into the window of a
+// damaged archive and into other cold windows: Compact cannot merge the
+// former and says why, naming the file, but archives the others; it leaves
+// no temporary file, and the late arrivals stay readable. Once the file is
+// restored, Compact merges them.
+func TestCompactWithCorruptArchive(t *testing.T) {
+	fx := newCorruptFixture(t)
+	ctx := context.Background()
+	dir := fx.copy(t)
+	path := fx.path(dir, victim)
+	orig, err := os.ReadFile(path)
+	require.NoError(t, err)
+	flipBit(t, path, fx.ft.blocks[1].off+3, 0x08)
+
+	s, err := Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	want := map[ID]Activity{}
+	for id, a := range fx.want {
+		want[id] = a
+	}
+	late := map[ID]Activity{}
+	appendAll(t, s, late, variedActs([]int{victim + 2, victim, -1}, 5, 31))
+	for id, a := range late {
+		want[id] = a
+	}
+	err = s.Compact(ctx)
+	requireCorruptNaming(t, err, fx.names[victim], "Compact merging into a damaged archive")
+	for _, n := range listDir(t, filepath.Join(dir, "archive")) {
+		require.False(t, strings.HasSuffix(n, ".tmp"), "Compact left %s", n)
+	}
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 6, st.Archives, "day -1 archived")
+	require.Equal(t, 3, st.Segments, "the damaged window's late arrivals stay hot, with days 5 and 6")
+	require.Equal(t, len(want), st.Activities)
+	for id, a := range late {
+		got, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		requireSame(t, a, got)
+	}
+	got, err := walkIDs(ctx, s.Query().Since(day(victim+1)))
+	require.NoError(t, err)
+	var newer []ID
+	for _, id := range idsDesc(want) {
+		if !id.Time().Before(day(victim + 1)) {
+			newer = append(newer, id)
+		}
+	}
+	require.Equal(t, newer, got, "the merged window and the hot ones")
+	require.NoError(t, s.Close())
+
+	require.NoError(t, os.WriteFile(path, orig, 0o644))
+	s, err = Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Compact(ctx))
+	checkStoreHolds(t, s, want)
+}
+
+// TestArchiveCorruptUntilWindowStart deletes the archive of one window and
+// queries the range that ends exactly where that window starts. Until is
+// exclusive, so no activity of the damaged window can match and the query
+// should not need its file.
+func TestArchiveCorruptUntilWindowStart(t *testing.T) {
+	fx := newCorruptFixture(t)
+	ctx := context.Background()
+	dir := fx.copy(t)
+	require.NoError(t, os.Remove(fx.path(dir, victim)))
+	s, err := Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	q := s.Query().Since(day(0)).Until(day(victim))
+	got, err := walkIDs(ctx, q)
+	require.NoError(t, err, "Until(start of the damaged window) reads that window")
+	require.Equal(t, fx.idsOfDays(0, 1), got)
+	n, err := q.Count(ctx)
+	require.NoError(t, err, "Count with Until(start of the damaged window) reads that window")
+	require.Equal(t, len(got), n)
+}
+
+// TestArchiveCorruptForeignWidth replaces an archive by a well-formed archive of
+// the same window number and size written with another segment width (as
+// another store's would be): its activities lie outside the store's window,
+// so it must be reported as corrupt, not served.
+func TestArchiveCorruptForeignWidth(t *testing.T) {
+	fx := newCorruptFixture(t)
+	ctx := context.Background()
+	dir := fx.copy(t)
+	w := windowOf(victim)
+	width := int64(time.Hour)
+	n := len(fx.byDay[victim])
+	acts := make([]Activity, n)
+	for i := range acts {
+		// Newest first, inside [w*width, (w+1)*width).
+		ns := w*width + int64(n-i)*int64(time.Second)
+		acts[i] = Activity{ID: makeID(ns, uint64(1000+n-i)), Type: "foreign", Module: "m", Action: "a"}
+	}
+	writeTestArchive(t, fx.path(dir, victim), w, width, acts)
+
+	s, err := Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	err = s.Verify(ctx)
+	assert.ErrorIs(t, err, ErrCorrupt, "Verify of a store whose archive holds another width's window")
+	_, err = walkIDs(ctx, s.Query().Since(day(victim)).Until(day(victim+1)))
+	assert.ErrorIs(t, err, ErrCorrupt, "query of the window")
+	_, err = s.Get(ctx, fx.byDay[victim][0])
+	assert.ErrorIs(t, err, ErrCorrupt, "Get of an activity of the window")
+	// A full walk must fail too. Served as it is, the foreign archive's
+	// activities (from 1972) come in the middle of the walk, which then
+	// skips the older windows.
+	all, err := walkIDs(ctx, s.Query())
+	if err != nil {
+		assert.ErrorIs(t, err, ErrCorrupt, "full walk")
+	} else {
+		for i := 1; i < len(all); i++ {
+			if !assert.Equal(t, -1, all[i].Compare(all[i-1]), "walk goes from %s to %s", all[i-1].Time(), all[i].Time()) {
+				break
+			}
+		}
+		seen := map[ID]bool{}
+		for _, id := range all {
+			seen[id] = true
+		}
+		missing := 0
+		for _, id := range fx.idsOfDays(0, 1) {
+			if !seen[id] {
+				missing++
+			}
+		}
+		assert.Zero(t, missing, "activities of the windows older than the foreign archive missing from a full walk of %d", len(all))
+	}
+}
+
+// TestArchiveCorruptDuplicateIndexValue replaces an archive by a well-formed one
+// (checksums right) whose index lists one type value twice, each with its
+// own ordinals. decodeIndex means to reject that ("value %q twice"); taken
+// as it is, the second list replaces the first in the bitmaps, so counts and
+// filters by that type miss activities while the records still carry it.
+func TestArchiveCorruptDuplicateIndexValue(t *testing.T) {
+	fx := newCorruptFixture(t)
+	ctx := context.Background()
+	dir := fx.copy(t)
+	acts := make([]Activity, 0, len(fx.byDay[victim]))
+	for _, id := range fx.byDay[victim] {
+		acts = append(acts, fx.want[id])
+	}
+	var dup string
+	writeTestArchiveWith(t, fx.path(dir, victim), windowOf(victim), int64(24*time.Hour), acts, func(aw *archiveWriter) {
+		require.GreaterOrEqual(t, len(aw.vals[fieldType]), 2)
+		dup = aw.vals[fieldType][0]
+		aw.vals[fieldType][1] = dup
+	})
+
+	s, err := Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	err = s.Verify(ctx)
+	assert.ErrorIs(t, err, ErrCorrupt, "Verify of an archive whose index lists %q twice", dup)
+	q := s.Query().Since(day(victim)).Until(day(victim + 1)).Types(dup)
+	n, err := q.Count(ctx)
+	if assert.ErrorIs(t, err, ErrCorrupt, "count of the window") {
+		return
+	}
+	got, err := walkIDs(ctx, s.Query().Since(day(victim)).Until(day(victim+1)))
+	require.NoError(t, err)
+	typed := 0
+	for _, id := range got {
+		a, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		if a.Type == dup {
+			typed++
+		}
+	}
+	assert.Equal(t, typed, n, "Types(%q).Count against the window's records of that type", dup)
+}
+
+// writeTestArchive writes acts (newest first, IDs set) as the archive of
+// window w with the given width to path, and returns the file's bytes.
+func writeTestArchive(t testing.TB, path string, w, width int64, acts []Activity) []byte {
+	return writeTestArchiveWith(t, path, w, width, acts, nil)
+}
+
+// writeTestArchiveWith is writeTestArchive with a change to the writer's
+// state before it writes the index and footer.
+func writeTestArchiveWith(t testing.TB, path string, w, width int64, acts []Activity, change func(*archiveWriter)) []byte {
+	t.Helper()
+	f, err := os.Create(path)
+	require.NoError(t, err)
+	aw, err := newArchiveWriter(f, filepath.Base(path), w, width, len(acts))
+	require.NoError(t, err)
+	for i := range acts {
+		require.NoError(t, aw.add(&acts[i]))
+	}
+	if change != nil {
+		change(aw)
+	}
+	require.NoError(t, aw.finish())
+	require.NoError(t, f.Close())
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	return b
+}
