@@ -58,11 +58,11 @@ func zstdCodecs() (*zstd.Encoder, *zstd.Decoder, *zstd.Decoder) {
 		if err != nil {
 			panic(err) // only for invalid options
 		}
-		zstdBlockDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockRaw), zstd.WithDecoderMaxWindow(maxBlockRaw), zstd.WithDecoderConcurrency(0))
+		zstdBlockDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxBlockRaw), zstd.WithDecoderMaxWindow(maxBlockRaw), zstd.WithDecoderConcurrency(0), zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
-		zstdIndexDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxIndexRaw), zstd.WithDecoderConcurrency(0))
+		zstdIndexDec, err = zstd.NewReader(nil, zstd.WithDecoderMaxMemory(maxIndexRaw), zstd.WithDecoderConcurrency(0), zstd.WithDecodeAllCapLimit(true))
 		if err != nil {
 			panic(err)
 		}
@@ -107,6 +107,9 @@ func readFooter(f io.ReaderAt, size int64, name string) (*archiveFooter, error) 
 	}
 	if v := binary.BigEndian.Uint16(hdr[8:]); v != ArchiveFormat {
 		return nil, archiveCorrupt(name, "archive format %d, this version reads %d", v, ArchiveFormat)
+	}
+	if string(hdr[10:]) != "\x00\x00\x00\x00\x00\x00" {
+		return nil, archiveCorrupt(name, "unknown header flags")
 	}
 	var tr [archiveTrailer]byte
 	if _, err := f.ReadAt(tr[:], size-archiveTrailer); err != nil {
@@ -260,15 +263,17 @@ func decompressParts(comp []byte, rlen uint64, dec *zstd.Decoder) ([]byte, error
 	raw := make([]byte, 0, rlen)
 	frames := d.B
 	for _, p := range parts {
-		before := len(raw)
-		var err error
-		raw, err = dec.DecodeAll(frames[:p.clen], raw)
+		// The decoders are limited to the capacity given: a frame cannot
+		// make them allocate more than the part's recorded length.
+		n := len(raw)
+		out, err := dec.DecodeAll(frames[:p.clen], raw[n:n:n+int(p.rlen)])
 		if err != nil {
 			return nil, err
 		}
-		if uint64(len(raw)-before) != p.rlen {
-			return nil, fmt.Errorf("part of %d bytes decompressed to %d", p.rlen, len(raw)-before)
+		if uint64(len(out)) != p.rlen {
+			return nil, fmt.Errorf("part of %d bytes decompressed to %d", p.rlen, len(out))
 		}
+		raw = append(raw, out...) // out already sits there: this only extends raw
 		frames = frames[p.clen:]
 	}
 	return raw, nil
@@ -319,6 +324,7 @@ func decodeIndex(raw []byte, ft *archiveFooter, dicts *[numFields]dict, name str
 	}
 	ix := &arcIndex{seg: seg, size: int64(16*n) + 4*int64(numFields)*int64(n) + int64(len(raw))}
 	ords := make([]uint32, 0, n)
+	var bms [numFields][]*roaring.Bitmap // by archive value number
 	for f := range numFields {
 		k := d.Uvarint()
 		if d.Err != nil || k > uint64(len(d.B)) {
@@ -330,19 +336,17 @@ func decodeIndex(raw []byte, ft *archiveFooter, dicts *[numFields]dict, name str
 		}
 		ix.labels[f] = labels
 		ix.vals[f] = make([]string, k)
-		vns := make([]uint32, k)
+		seen := make(map[string]bool, k)
 		for i := range k {
 			v := d.Bytes()
 			if d.Err != nil {
 				return nil, archiveCorrupt(name, "index: field %s: %v", field(f), d.Err)
 			}
-			vn := dicts[f].intern(string(v))
-			if seg.bms[f][vn] != nil {
+			if seen[string(v)] {
 				return nil, archiveCorrupt(name, "index: field %s: value %q twice", field(f), v)
 			}
-			seg.bms[f][vn] = nil // reserved until its ordinals are read
-			vns[i] = vn
-			ix.vals[f][i] = dicts[f].value(vn)
+			seen[string(v)] = true
+			ix.vals[f][i] = string(v)
 		}
 		counts := make([]uint64, k)
 		var total uint64
@@ -356,6 +360,7 @@ func decodeIndex(raw []byte, ft *archiveFooter, dicts *[numFields]dict, name str
 		if total != uint64(n) {
 			return nil, archiveCorrupt(name, "index: field %s: %d ordinals for %d activities", field(f), total, n)
 		}
+		bms[f] = make([]*roaring.Bitmap, k)
 		for i, c := range counts {
 			ords = ords[:0]
 			next := uint64(0) // smallest possible next ordinal
@@ -370,11 +375,19 @@ func decodeIndex(raw []byte, ft *archiveFooter, dicts *[numFields]dict, name str
 			}
 			bm := roaring.New()
 			bm.AddMany(ords)
-			seg.bms[f][vns[i]] = bm
+			bms[f][i] = bm
 		}
 	}
 	if len(d.B) != 0 {
 		return nil, archiveCorrupt(name, "index: %d trailing bytes", len(d.B))
+	}
+	// Only a sound index adds its values to the store's dictionaries.
+	for f := range numFields {
+		for i, v := range ix.vals[f] {
+			vn := dicts[f].intern(v)
+			seg.bms[f][vn] = bms[f][i]
+			ix.vals[f][i] = dicts[f].value(vn)
+		}
 	}
 	seg.sealed = true
 	return ix, nil

@@ -29,6 +29,7 @@ const archiveMetaVersion = 1
 // left pebble. The file is opened on first use.
 type archive struct {
 	window int64
+	width  int64  // the store's segment width
 	gen    uint64 // makes the file name unique; a sequence number
 	n      int    // activities
 	size   int64  // file bytes
@@ -55,10 +56,10 @@ func (a *archive) meta() []byte {
 	return binary.AppendUvarint(b, uint64(a.size))
 }
 
-func decodeArchiveMeta(w int64, v []byte, dir string) (*archive, error) {
+func decodeArchiveMeta(w, width int64, v []byte, dir string) (*archive, error) {
 	d := codec.Decoder{B: v}
 	ver := d.Byte()
-	a := &archive{window: w, gen: d.Uvarint()}
+	a := &archive{window: w, width: width, gen: d.Uvarint()}
 	n, size := d.Uvarint(), d.Uvarint()
 	if d.Err != nil || ver != archiveMetaVersion || len(d.B) != 0 || n == 0 || n >= 1<<32 || size > 1<<50 {
 		return nil, corruptf(fmt.Sprintf("archive record of window %d", w), "malformed")
@@ -90,8 +91,9 @@ func (a *archive) acquire() (*os.File, *archiveFooter, error) {
 			return nil, nil, fmt.Errorf("activitystore: %w", err)
 		}
 		ft, err := readFooter(f, st.Size(), a.name)
-		if err == nil && (ft.window != a.window || ft.n != a.n) {
-			err = archiveCorrupt(a.name, "holds window %d with %d activities, expected window %d with %d", ft.window, ft.n, a.window, a.n)
+		if err == nil && (ft.window != a.window || ft.n != a.n || ft.width != a.width) {
+			err = archiveCorrupt(a.name, "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
+				ft.window, ft.width, ft.n, a.window, a.width, a.n)
 		}
 		if err != nil {
 			f.Close()
@@ -376,7 +378,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	}
 	hook("dir-synced")
 
-	a := &archive{window: w, gen: gen, n: total, size: size, name: name, path: final}
+	a := &archive{window: w, width: s.width, gen: gen, n: total, size: size, name: name, path: final}
 	s.swapMu.Lock()
 	s.sealMu.Lock()
 	s.mu.RLock()
@@ -644,7 +646,7 @@ func (s *Store) loadArchives() error {
 			s.opts.Logger.Errorf("activitystore: ignoring archive record of impossible window %d", w)
 			continue
 		}
-		a, err := decodeArchiveMeta(w, it.Value(), s.archDir)
+		a, err := decodeArchiveMeta(w, s.width, it.Value(), s.archDir)
 		if err != nil {
 			it.Close()
 			return err

@@ -178,7 +178,14 @@ func (s *Store) spansIn(lo, hi ID) []span {
 	s.mu.RUnlock()
 	wHi := int64(math.MaxInt64)
 	if hi != maxID {
-		wHi = hi.UnixNano() / s.width
+		// The newest ID that can match is just below hi: when hi is a time
+		// floor (no activity has it), that is in the window of the
+		// nanosecond before.
+		ns := hi.UnixNano()
+		if hi.seq() == 0 && ns > 0 {
+			ns--
+		}
+		wHi = ns / s.width
 	}
 	wLo := lo.UnixNano() / s.width
 	i := 0
