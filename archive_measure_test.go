@@ -53,7 +53,7 @@ func TestArchiveLayouts(t *testing.T) {
 	t.Logf("blocks, rows, 16 KiB + dictionary:    %.4f (+ index = %.4f)", float64(ls.RowsDict)/raw, float64(ls.RowsDict+ixBytes)/raw)
 	t.Logf("blocks, columns, one frame per block: %.4f (+ index = %.4f)", float64(ls.ColumnsOneFrame)/raw, float64(ls.ColumnsOneFrame+ixBytes)/raw)
 	t.Logf("blocks, columns, frame per column:    %.4f (+ index = %.4f)", float64(ls.Columns)/raw, float64(ls.Columns+ixBytes)/raw)
-	t.Logf("blocks, columns, 16 KiB + dictionary:      %.4f (+ index = %.4f)", float64(ls.ColumnsDict)/raw, float64(ls.ColumnsDict+ixBytes)/raw)
+	t.Logf("blocks, columns, 16 KiB + dictionary: %.4f (+ index = %.4f)", float64(ls.ColumnsDict)/raw, float64(ls.ColumnsDict+ixBytes)/raw)
 	t.Logf("archive files written by Compact:     %.4f of raw, %.1f B/activity (index %.1f B/activity)", float64(st.ArchiveBytes)/raw, float64(st.ArchiveBytes)/float64(len(all)), float64(ixBytes)/float64(len(all)))
 	parts, err := activitystore.ArchiveIndexBreakdown(s)
 	require.NoError(t, err)

@@ -87,11 +87,15 @@ func loadedStore(b *testing.B) *activitystore.Store {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if benchStore != nil {
-		benchStore.Close()
+	for _, s := range []*activitystore.Store{benchStore, archStore} {
+		if s != nil {
+			s.Close()
+		}
 	}
-	if benchDir != "" {
-		os.RemoveAll(benchDir)
+	for _, d := range []string{benchDir, archDir} {
+		if d != "" {
+			os.RemoveAll(d)
+		}
 	}
 	os.Exit(code)
 }
@@ -155,8 +159,57 @@ func BenchmarkAppend(b *testing.B) {
 
 // BenchmarkQuery runs the common queries on the loaded store and reports
 // their latency percentiles.
-func BenchmarkQuery(b *testing.B) {
-	s := loadedStore(b)
+func BenchmarkQuery(b *testing.B) { runQueries(b, loadedStore(b)) }
+
+// BenchmarkQueryArchived runs the same queries on a store holding the same
+// activities with every window archived.
+func BenchmarkQueryArchived(b *testing.B) { runQueries(b, archivedStore(b)) }
+
+var (
+	archOnce  sync.Once
+	archStore *activitystore.Store
+	archDir   string
+	archErr   error
+)
+
+// archivedStore returns a store holding *benchN generated activities, all
+// in archives.
+func archivedStore(b *testing.B) *activitystore.Store {
+	archOnce.Do(func() {
+		archDir, archErr = os.MkdirTemp("", "activitystore-bench-archived")
+		if archErr != nil {
+			return
+		}
+		s, err := activitystore.Open(archDir, &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour, ColdAfter: time.Nanosecond})
+		if err != nil {
+			archErr = err
+			return
+		}
+		ctx := context.Background()
+		for _, batch := range genBatches(*benchN, 1000, 1) {
+			if _, err := s.Append(ctx, batch...); err != nil {
+				archErr = err
+				return
+			}
+		}
+		if err := s.Compact(ctx); err != nil {
+			archErr = err
+			return
+		}
+		if err := activitystore.Settle(s); err != nil {
+			archErr = err
+			return
+		}
+		runtime.GC()
+		archStore = s
+	})
+	if archErr != nil {
+		b.Fatal(archErr)
+	}
+	return archStore
+}
+
+func runQueries(b *testing.B, s *activitystore.Store) {
 	ctx := context.Background()
 	heavy := "user-00000"
 	light := "user-02000"
