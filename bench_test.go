@@ -41,60 +41,72 @@ func genBatches(n, size int, seed uint64) [][]activitystore.Activity {
 	return out
 }
 
+// builtStore is a store of *benchN generated activities, built once per
+// test binary.
+type builtStore struct {
+	once sync.Once
+	s    *activitystore.Store
+	dir  string
+	err  error
+}
+
 var (
-	benchOnce  sync.Once
-	benchStore *activitystore.Store
-	benchDir   string
-	benchErr   error
+	benchStore builtStore // sealed, as a store in steady state is
+	archStore  builtStore // every window archived
 )
 
-// loadedStore returns a store holding *benchN generated activities, built
-// once per test binary and sealed, as a store in steady state is.
-func loadedStore(b *testing.B) *activitystore.Store {
-	benchOnce.Do(func() {
-		benchDir, benchErr = os.MkdirTemp("", "activitystore-bench")
-		if benchErr != nil {
+// get builds the store on first use: ingest, then seal or archive
+// everything, then let pebble settle.
+func (bs *builtStore) get(b *testing.B, archived bool) *activitystore.Store {
+	bs.once.Do(func() {
+		bs.dir, bs.err = os.MkdirTemp("", "activitystore-bench")
+		if bs.err != nil {
 			return
 		}
-		s, err := activitystore.Open(benchDir, &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour})
+		opts := &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour}
+		if archived {
+			opts.ColdAfter = time.Nanosecond
+		}
+		s, err := activitystore.Open(bs.dir, opts)
 		if err != nil {
-			benchErr = err
+			bs.err = err
 			return
 		}
+		bs.s = s
 		ctx := context.Background()
 		for _, batch := range genBatches(*benchN, 1000, 1) {
 			if _, err := s.Append(ctx, batch...); err != nil {
-				benchErr = err
+				bs.err = err
 				return
 			}
 		}
-		if err := activitystore.SealDue(s, ctx); err != nil {
-			benchErr = err
-			return
+		if archived {
+			bs.err = s.Compact(ctx)
+		} else {
+			bs.err = activitystore.SealDue(s, ctx)
 		}
-		if err := activitystore.Settle(s); err != nil {
-			benchErr = err
-			return
+		if bs.err == nil {
+			bs.err = activitystore.Settle(s)
 		}
 		runtime.GC()
-		benchStore = s
 	})
-	if benchErr != nil {
-		b.Fatal(benchErr)
+	if bs.err != nil {
+		b.Fatal(bs.err)
 	}
-	return benchStore
+	return bs.s
 }
+
+// loadedStore returns the sealed bench store.
+func loadedStore(b *testing.B) *activitystore.Store { return benchStore.get(b, false) }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	for _, s := range []*activitystore.Store{benchStore, archStore} {
-		if s != nil {
-			s.Close()
+	for _, bs := range []*builtStore{&benchStore, &archStore} {
+		if bs.s != nil {
+			bs.s.Close()
 		}
-	}
-	for _, d := range []string{benchDir, archDir} {
-		if d != "" {
-			os.RemoveAll(d)
+		if bs.dir != "" {
+			os.RemoveAll(bs.dir)
 		}
 	}
 	os.Exit(code)
@@ -163,51 +175,7 @@ func BenchmarkQuery(b *testing.B) { runQueries(b, loadedStore(b)) }
 
 // BenchmarkQueryArchived runs the same queries on a store holding the same
 // activities with every window archived.
-func BenchmarkQueryArchived(b *testing.B) { runQueries(b, archivedStore(b)) }
-
-var (
-	archOnce  sync.Once
-	archStore *activitystore.Store
-	archDir   string
-	archErr   error
-)
-
-// archivedStore returns a store holding *benchN generated activities, all
-// in archives.
-func archivedStore(b *testing.B) *activitystore.Store {
-	archOnce.Do(func() {
-		archDir, archErr = os.MkdirTemp("", "activitystore-bench-archived")
-		if archErr != nil {
-			return
-		}
-		s, err := activitystore.Open(archDir, &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour, ColdAfter: time.Nanosecond})
-		if err != nil {
-			archErr = err
-			return
-		}
-		ctx := context.Background()
-		for _, batch := range genBatches(*benchN, 1000, 1) {
-			if _, err := s.Append(ctx, batch...); err != nil {
-				archErr = err
-				return
-			}
-		}
-		if err := s.Compact(ctx); err != nil {
-			archErr = err
-			return
-		}
-		if err := activitystore.Settle(s); err != nil {
-			archErr = err
-			return
-		}
-		runtime.GC()
-		archStore = s
-	})
-	if archErr != nil {
-		b.Fatal(archErr)
-	}
-	return archStore
-}
+func BenchmarkQueryArchived(b *testing.B) { runQueries(b, archStore.get(b, true)) }
 
 func runQueries(b *testing.B, s *activitystore.Store) {
 	ctx := context.Background()

@@ -689,27 +689,6 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// compactLoop runs Compact every CompactEvery until Close.
-func (s *Store) compactLoop() {
-	defer s.bg.Done()
-	t := time.NewTicker(s.opts.CompactEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-s.stop:
-			return
-		case <-t.C:
-			if err := s.enter(); err != nil {
-				return
-			}
-			if err := s.compact(s.stopCtx); err != nil && !errors.Is(err, context.Canceled) {
-				s.opts.Logger.Errorf("activitystore: compaction: %v", err)
-			}
-			s.leave()
-		}
-	}
-}
-
 // verifyArchive reads every part of a: checksums, the index (every ordinal
 // has exactly one value per field) and every block.
 func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {

@@ -170,10 +170,10 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.bg.Add(1)
-	go s.sealLoop()
+	go s.every(o.SealEvery, "sealing", s.sealDue)
 	if o.CompactEvery > 0 {
 		s.bg.Add(1)
-		go s.compactLoop()
+		go s.every(o.CompactEvery, "compaction", s.compact)
 	}
 	return s, nil
 }
@@ -728,10 +728,11 @@ func (s *Store) fetch(ids []ID) ([]Activity, error) {
 	return out, nil
 }
 
-// sealLoop seals eligible segments every SealEvery until Close.
-func (s *Store) sealLoop() {
+// every runs job every d until Close, logging its errors; a job cut short
+// by Close is not an error.
+func (s *Store) every(d time.Duration, what string, job func(context.Context) error) {
 	defer s.bg.Done()
-	t := time.NewTicker(s.opts.SealEvery)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -741,8 +742,8 @@ func (s *Store) sealLoop() {
 			if err := s.enter(); err != nil {
 				return
 			}
-			if err := s.sealDue(context.Background()); err != nil {
-				s.opts.Logger.Errorf("activitystore: %v", err)
+			if err := job(s.stopCtx); err != nil && !errors.Is(err, context.Canceled) {
+				s.opts.Logger.Errorf("activitystore: %s: %v", what, err)
 			}
 			s.leave()
 		}
