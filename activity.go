@@ -8,7 +8,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
-	"github.com/activitystore/activitystore/internal/codec"
+	"github.com/activitystore/activitystore/internal/record"
 )
 
 // Size limits on the fields of an Activity, in bytes. Append refuses an
@@ -174,49 +174,29 @@ func (a *Activity) validate(i int, now time.Time) error {
 	return nil
 }
 
-// recordVersion is the first byte of every record value. Bump it when the
-// record encoding changes.
-const recordVersion = 1
+// recordVersion is the first byte of every record value.
+const recordVersion = record.Version
 
 // appendRecord appends the pebble value of a to dst. The ID and the time live
 // in the key.
 func appendRecord(dst []byte, a *Activity) []byte {
-	dst = append(dst, recordVersion)
-	dst = codec.AppendString(dst, a.Type)
-	dst = codec.AppendString(dst, a.UserID)
-	dst = codec.AppendString(dst, a.Module)
-	dst = codec.AppendString(dst, a.Action)
-	dst = codec.AppendString(dst, a.APICall)
-	dst = codec.AppendString(dst, a.Resource)
-	return codec.AppendBytes(dst, bytes.TrimSpace(a.Details))
+	return record.Append(dst, &record.Fields{
+		Type: a.Type, UserID: a.UserID, Module: a.Module, Action: a.Action,
+		APICall: a.APICall, Resource: a.Resource, Details: bytes.TrimSpace(a.Details),
+	})
 }
 
 // decodeRecord fills a from the record value v of the activity id. The
 // strings and Details of a alias v, which the caller must own and not change.
 func decodeRecord(id ID, v []byte, a *Activity) error {
-	d := codec.Decoder{B: v}
-	if ver := d.Byte(); d.Err == nil && ver != recordVersion {
-		return fmt.Errorf("unknown record version %d", ver)
+	var f record.Fields
+	if err := record.Decode(v, &f); err != nil {
+		return err
 	}
-	a.ID = id
-	a.Time = id.Time()
-	a.Type = str(d.Bytes())
-	a.UserID = str(d.Bytes())
-	a.Module = str(d.Bytes())
-	a.Action = str(d.Bytes())
-	a.APICall = str(d.Bytes())
-	a.Resource = str(d.Bytes())
-	det := d.Bytes()
-	if d.Err != nil {
-		return d.Err
-	}
-	if len(d.B) != 0 {
-		return fmt.Errorf("%d bytes after the record", len(d.B))
-	}
-	if len(det) > 0 {
-		a.Details = json.RawMessage(det)
-	} else {
-		a.Details = nil
+	*a = Activity{ID: id, Time: id.Time(), Type: f.Type, UserID: f.UserID, Module: f.Module, Action: f.Action,
+		APICall: f.APICall, Resource: f.Resource}
+	if len(f.Details) > 0 {
+		a.Details = json.RawMessage(f.Details)
 	}
 	return nil
 }

@@ -19,15 +19,16 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/activitystore/activitystore/internal/lru"
+	"github.com/activitystore/activitystore/internal/record"
 )
 
 // Key space of the pebble database. Records sort newest first: the key of an
 // activity is 'r' followed by the bitwise complement of its ID.
 const (
-	prefixRecord  = 'r' // 'r' ^ID -> record
-	prefixDirty   = 'd' // 'd' window -> nothing: the window has unsealed activities
-	prefixSegment = 's' // 's' window part -> persisted segment index
-	prefixMeta    = 'm' // 'm' name -> store metadata
+	prefixRecord  = record.Prefix // 'r' ^ID -> record
+	prefixDirty   = 'd'           // 'd' window -> nothing: the window has unsealed activities
+	prefixSegment = 's'           // 's' window part -> persisted segment index
+	prefixMeta    = 'm'           // 'm' name -> store metadata
 )
 
 var (
@@ -43,23 +44,11 @@ const storeFormat = 1
 // seqReserve is how many sequence numbers one durable reservation covers.
 const seqReserve = 1 << 20
 
-func recordKey(dst []byte, id ID) []byte {
-	dst = append(dst, prefixRecord)
-	for _, b := range id {
-		dst = append(dst, ^b)
-	}
-	return dst
-}
+func recordKey(dst []byte, id ID) []byte { return record.AppendKey(dst, id) }
 
 func keyID(k []byte) (ID, bool) {
-	var id ID
-	if len(k) != 17 || k[0] != prefixRecord {
-		return id, false
-	}
-	for i := range id {
-		id[i] = ^k[i+1]
-	}
-	return id, true
+	id, ok := record.KeyID(k)
+	return ID(id), ok
 }
 
 func windowKey(prefix byte, w int64) []byte {
