@@ -158,3 +158,18 @@ func (quietLogger) Errorf(format string, args ...any) {
 func (quietLogger) Fatalf(format string, args ...any) {
 	pebble.DefaultLogger.Fatalf(format, args...)
 }
+
+// PebbleOptions returns the pebble options Open would use for o, after the
+// defaults and the Pebble hook, without a block cache (Open adds one of
+// BlockCacheSize). It lets a comparison run plain pebble on equal terms.
+func (o *Options) PebbleOptions() (*pebble.Options, error) {
+	c, err := o.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	po := c.pebbleOptions()
+	if c.Pebble != nil {
+		c.Pebble(po)
+	}
+	return po, nil
+}

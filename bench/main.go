@@ -1,8 +1,11 @@
-// Command bench loads a generated data set of platform activity into a
-// fresh store, runs the common queries and prints what it measured.
+// Command bench measures activitystore side by side with raw pebble and
+// SQLite on a generated data set of platform activity, and prints a table.
 //
-//	go run ./bench            # 100,000 activities in a temporary directory
-//	go run ./bench -n 1000000 -dir /tmp/as -keep
+//	go run ./bench                       # 1M activities, every phase
+//	go run ./bench -n 10000000 -json out.json
+//	go run ./bench -only query -runs 2000
+//
+// See bench/README.md for what each row means.
 package main
 
 import (
@@ -10,187 +13,415 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"io"
 	"log"
+	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
+	"strings"
+	"sync"
 	"time"
+
+	"github.com/schollz/progressbar/v3"
 
 	"github.com/activitystore/activitystore"
 	"github.com/activitystore/activitystore/internal/gen"
 )
 
+// phases, in the order they run. The load always runs: the others need it.
+var phases = []string{"ingest", "query", "open", "compact"}
+
+type config struct {
+	n, ingestN int
+	seed       uint64
+	dir        string
+	keep       bool
+	only       map[string]bool
+	jsonPath   string
+	runs       int
+	budget     time.Duration
+	progress   bool
+}
+
 func main() {
-	n := flag.Int("n", 100_000, "activities to generate")
-	seed := flag.Uint64("seed", 1, "generator seed")
-	dir := flag.String("dir", "", "store directory (default: a temporary one)")
-	keep := flag.Bool("keep", false, "keep the store directory")
-	runs := flag.Int("runs", 1000, "runs per query")
+	var c config
+	var only string
+	flag.IntVar(&c.n, "n", 1_000_000, "activities in the data set")
+	flag.IntVar(&c.ingestN, "ingest-n", 200_000, "activities for each extra ingest run (Sync, 4 writers)")
+	flag.Uint64Var(&c.seed, "seed", 1, "generator seed")
+	flag.StringVar(&c.dir, "dir", "", "working directory (default: a temporary one)")
+	flag.BoolVar(&c.keep, "keep", false, "keep the working directory")
+	flag.StringVar(&only, "only", "", "run only these phases, comma separated: "+strings.Join(phases, ","))
+	flag.StringVar(&c.jsonPath, "json", "", "also write the results as JSON to this file")
+	flag.IntVar(&c.runs, "runs", 1000, "runs per query and system")
+	flag.DurationVar(&c.budget, "budget", 3*time.Second, "time a comparator may spend on one query before it stops short of -runs")
+	flag.BoolVar(&c.progress, "progress", true, "show progress bars on standard error")
 	flag.Parse()
-	if err := run(*n, *seed, *dir, *keep, *runs); err != nil {
-		log.Fatal(err)
+	if only != "" {
+		c.only = map[string]bool{}
+		for _, p := range strings.Split(only, ",") {
+			if !slices.Contains(phases, p) {
+				log.Fatalf("bench: -only: unknown phase %q (phases: %s)", p, strings.Join(phases, ", "))
+			}
+			c.only[p] = true
+		}
+	}
+	if c.n < 1000 || c.ingestN < 1000 || c.runs < 1 {
+		log.Fatal("bench: -n and -ingest-n must be at least 1000, -runs at least 1")
+	}
+	res, err := run(context.Background(), &c)
+	if err != nil {
+		log.Fatal("bench: ", err)
+	}
+	res.print(os.Stdout)
+	if c.jsonPath != "" {
+		b, err := json.MarshalIndent(res, "", "  ")
+		if err == nil {
+			err = os.WriteFile(c.jsonPath, b, 0o644)
+		}
+		if err != nil {
+			log.Fatal("bench: ", err)
+		}
 	}
 }
 
-func run(n int, seed uint64, dir string, keep bool, runs int) error {
-	ctx := context.Background()
-	if dir == "" {
-		d, err := os.MkdirTemp("", "activitystore-bench")
-		if err != nil {
-			return err
-		}
-		dir = d
+func (c *config) want(phase string) bool { return c.only == nil || c.only[phase] }
+
+// bar returns a progress bar of total steps on standard error.
+func (c *config) bar(total int, desc string) *progressbar.ProgressBar {
+	w := io.Discard
+	if c.progress {
+		w = os.Stderr
 	}
-	if !keep {
-		defer os.RemoveAll(dir)
-	}
+	return progressbar.NewOptions(total,
+		progressbar.OptionSetWriter(w),
+		progressbar.OptionSetDescription(fmt.Sprintf("%-34s", desc)),
+		progressbar.OptionShowCount(),
+		progressbar.OptionSetWidth(30),
+		progressbar.OptionThrottle(100*time.Millisecond),
+		progressbar.OptionClearOnFinish(),
+	)
+}
+
+// dataset is the generated activities, in batches of 1000, oldest first in
+// generation order.
+type dataset struct {
+	batches   [][]activitystore.Activity
+	n, days   int
+	end       time.Time
+	jsonBytes int64
+	g         *gen.Generator
+}
+
+func (d *dataset) userName(rank int) string { return d.g.UserName(rank) }
+
+func generate(c *config) (*dataset, error) {
 	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	now := func() time.Time { return end.Add(time.Hour) }
-	// ColdAfter of 1ns: the compaction phase archives every window.
-	s, err := activitystore.Open(dir, &activitystore.Options{NoSync: true, Now: now, ColdAfter: time.Nanosecond})
-	if err != nil {
-		return err
-	}
-	defer s.Close()
-
-	g := gen.New(gen.Config{N: n, Seed: seed, End: end})
-	fmt.Printf("activitystore demo: %d generated activities, batches of 1000, NoSync, in %s\n\n", n, dir)
-	batch := make([]activitystore.Activity, 0, 1000)
+	d := &dataset{n: c.n, days: 30, end: end}
+	d.g = gen.New(gen.Config{N: c.n, Seed: c.seed, End: end, Days: d.days})
+	bar := c.bar(c.n, "generating")
 	var a activitystore.Activity
-	start := time.Now()
-	for g.Next(&a) {
+	cur := make([]activitystore.Activity, 0, 1000)
+	for d.g.Next(&a) {
 		a.Details = slices.Clone(a.Details)
-		batch = append(batch, a)
-		if len(batch) == cap(batch) {
-			if _, err := s.Append(ctx, batch...); err != nil {
-				return err
-			}
-			batch = batch[:0]
-		}
-	}
-	if _, err := s.Append(ctx, batch...); err != nil {
-		return err
-	}
-	el := time.Since(start)
-	fmt.Printf("ingest        %8.0f activities/s (%s)\n", float64(n)/el.Seconds(), el.Round(time.Millisecond))
-
-	recent, err := s.Recent(ctx, 5, 0)
-	if err != nil {
-		return err
-	}
-	fmt.Println("\nnewest 5:")
-	for _, a := range recent {
-		user := a.UserID
-		if user == "" {
-			user = "(system)"
-		}
-		fmt.Printf("  %s  %-18s %-12s %s\n", a.Time.Format(time.RFC3339), a.Type, user, a.Resource)
-	}
-
-	fmt.Println("\nlast 24h by type:")
-	day := end.Add(-24 * time.Hour)
-	for _, k := range gen.Kinds[:6] {
-		c, err := s.Query().Types(k.Type).Since(day).Count(ctx)
-		if err != nil {
-			return err
-		}
-		fmt.Printf("  %-18s %7d\n", k.Type, c)
-	}
-
-	heavy := g.UserName(0)
-	light := g.UserName(2000)
-	queries := []struct {
-		name string
-		run  func() error
-	}{
-		{"Recent(50)", func() error { _, err := s.Recent(ctx, 50, 0); return err }},
-		{"type=user.login newest 50", func() error { _, err := s.Query().Types("user.login").All(ctx); return err }},
-		{"type=security.alert newest 50", func() error { _, err := s.Query().Types("security.alert").All(ctx); return err }},
-		{"user=heaviest newest 50", func() error { _, err := s.Query().Users(heavy).All(ctx); return err }},
-		{"user=light newest 50", func() error { _, err := s.Query().Users(light).All(ctx); return err }},
-		{"type∧user newest 50", func() error { _, err := s.Query().Types("model.deploy").Users(heavy).All(ctx); return err }},
-		{"newest 50 after skip 10000", func() error { _, err := s.Query().Skip(10000).All(ctx); return err }},
-		{"count type=user.login 24h", func() error { _, err := s.Query().Types("user.login").Since(day).Count(ctx); return err }},
-	}
-	measure := func() ([][3]time.Duration, error) {
-		out := make([][3]time.Duration, len(queries))
-		for qi, q := range queries {
-			lat := make([]time.Duration, runs)
-			for i := range lat {
-				t0 := time.Now()
-				if err := q.run(); err != nil {
-					return nil, err
-				}
-				lat[i] = time.Since(t0)
-			}
-			first := lat[0]
-			slices.Sort(lat)
-			out[qi] = [3]time.Duration{first, lat[len(lat)/2], lat[len(lat)*99/100]}
-		}
-		return out, nil
-	}
-	hot, err := measure()
-	if err != nil {
-		return err
-	}
-	st, err := s.Stats(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nstore: %d activities in %d segments, %.1f disk bytes/activity, %.2f index bytes/activity (type %.2f, user %.2f)\n",
-		st.Activities, st.Segments, float64(st.DiskBytes)/float64(st.Activities), float64(st.IndexBytes)/float64(st.Activities),
-		float64(st.IndexBytesByField["type"])/float64(st.Activities), float64(st.IndexBytesByField["user_id"])/float64(st.Activities))
-	if err := s.Verify(ctx); err != nil {
-		return err
-	}
-
-	// Compaction: every window into an archive file.
-	rawJSON, err := jsonBytes(n, seed, end)
-	if err != nil {
-		return err
-	}
-	start = time.Now()
-	if err := s.Compact(ctx); err != nil {
-		return err
-	}
-	el = time.Since(start)
-	if st, err = s.Stats(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("\ncompaction: %d activities into %d archives in %s: %.0f activities/s\n",
-		st.ArchivedActivities, st.Archives, el.Round(time.Millisecond), float64(st.ArchivedActivities)/el.Seconds())
-	fmt.Printf("archives: %d bytes, %.1f bytes/activity, %.4f of the %d bytes of JSON lines (%.0f bytes/activity)\n",
-		st.ArchiveBytes, float64(st.ArchiveBytes)/float64(st.ArchivedActivities), float64(st.ArchiveBytes)/float64(rawJSON), rawJSON, float64(rawJSON)/float64(n))
-	cold, err := measure()
-	if err != nil {
-		return err
-	}
-	fmt.Printf("\nquery latency over %d runs: first run, p50, p99\n", runs)
-	fmt.Printf("  %-30s %31s   %31s\n", "", "hot (pebble)", "archived")
-	for qi, q := range queries {
-		h, c := hot[qi], cold[qi]
-		fmt.Printf("  %-30s %9s %9s %9s   %9s %9s %9s\n", q.name, h[0].Round(time.Microsecond), h[1].Round(100*time.Nanosecond), h[2].Round(100*time.Nanosecond),
-			c[0].Round(time.Microsecond), c[1].Round(100*time.Nanosecond), c[2].Round(100*time.Nanosecond))
-	}
-	if st, err = s.Stats(ctx); err != nil {
-		return err
-	}
-	fmt.Printf("archive cache: %.1f MB\n", float64(st.CacheBytes)/1e6)
-	return s.Verify(ctx)
-}
-
-// jsonBytes returns the sizees returns the size of the data set as JSON lines, the form a
-// plain log of it would take.
-func jsonBytes(n int, seed uint64, end time.Time) (int64, error) {
-	g := gen.New(gen.Config{N: n, Seed: seed, End: end})
-	var a activitystore.Activity
-	var total int64
-	for g.Next(&a) {
-		a.ID = activitystore.ID{0x01} // any ID: its text is as long as a real one's
+		a.ID = activitystore.ID{1} // as long in JSON as the real ID to come
 		b, err := json.Marshal(a)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
-		total += int64(len(b)) + 1
+		d.jsonBytes += int64(len(b)) + 1
+		a.ID = activitystore.ID{}
+		cur = append(cur, a)
+		if len(cur) == cap(cur) {
+			d.batches = append(d.batches, cur)
+			cur = make([]activitystore.Activity, 0, 1000)
+			bar.Add(1000)
+		}
 	}
-	return total, nil
+	if len(cur) > 0 {
+		d.batches = append(d.batches, cur)
+	}
+	bar.Finish()
+	return d, nil
+}
+
+func (d *dataset) now() time.Time { return d.end.Add(time.Hour) }
+
+// ingestResult is one ingest run.
+type ingestResult struct {
+	Mode       string  `json:"mode"`
+	Writers    int     `json:"writers"`
+	System     string  `json:"system"`
+	Activities int     `json:"activities"`
+	Seconds    float64 `json:"seconds"`
+	PerSecond  float64 `json:"activities_per_second"`
+	MBPerSec   float64 `json:"mb_per_second"` // of the activities as JSON lines
+}
+
+// ingest appends batches with writers goroutines and times it.
+func ingest(ctx context.Context, c *config, sys system, batches [][]activitystore.Activity, writers int, desc string, jsonPer float64) (ingestResult, error) {
+	bar := c.bar(len(batches), desc)
+	defer bar.Finish()
+	work := make(chan []activitystore.Activity, writers)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var first error
+	start := time.Now()
+	for range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range work {
+				if err := sys.append(ctx, b); err != nil {
+					mu.Lock()
+					if first == nil {
+						first = err
+					}
+					mu.Unlock()
+				}
+				bar.Add(1)
+			}
+		}()
+	}
+	n := 0
+	for _, b := range batches {
+		work <- b
+		n += len(b)
+	}
+	close(work)
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	return ingestResult{Writers: writers, Activities: n, Seconds: el, PerSecond: float64(n) / el, MBPerSec: float64(n) * jsonPer / el / 1e6}, first
+}
+
+// latency is one query's figures on one system.
+type latency struct {
+	Runs    int     `json:"runs"`
+	P50     float64 `json:"p50_us"`
+	P99     float64 `json:"p99_us"`
+	P999    float64 `json:"p999_us"`
+	Results float64 `json:"mean_results"`
+}
+
+// measure runs q on sys: c.runs times, or fewer if a comparator exceeds the
+// budget. Every system sees the same sequence of parameters.
+func measure(ctx context.Context, c *config, d *dataset, sys system, q *query, limited bool) (latency, error) {
+	r := rand.New(rand.NewPCG(c.seed, uint64(len(q.id))*7919))
+	var lat []time.Duration
+	total := 0
+	start := time.Now()
+	for i := 0; i < c.runs; i++ {
+		p := q.draw(r, d)
+		t0 := time.Now()
+		n, err := sys.run(ctx, q, &p)
+		lat = append(lat, time.Since(t0))
+		if err != nil {
+			return latency{}, fmt.Errorf("%s: %w", q.id, err)
+		}
+		total += n
+		if limited && time.Since(start) > c.budget && i >= 9 {
+			break
+		}
+	}
+	slices.Sort(lat)
+	at := func(q float64) float64 {
+		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Nanoseconds()) / 1e3
+	}
+	return latency{Runs: len(lat), P50: at(0.5), P99: at(0.99), P999: at(0.999), Results: float64(total) / float64(len(lat))}, nil
+}
+
+// results is everything one bench run measured.
+type results struct {
+	N           int                           `json:"n"`
+	Seed        uint64                        `json:"seed"`
+	JSONBytes   int64                         `json:"json_bytes"`
+	Ingest      []ingestResult                `json:"ingest"`
+	Queries     map[string]map[string]latency `json:"queries"`          // query ID -> system -> figures
+	Archived    map[string]latency            `json:"archived_queries"` // query ID -> activitystore on archives
+	Disk        map[string]float64            `json:"disk_bytes_per_activity"`
+	Index       map[string]float64            `json:"index_bytes_per_activity"` // field -> bytes
+	OpenSeconds float64                       `json:"open_seconds"`
+	Compaction  *compaction                   `json:"compaction,omitempty"`
+	PeakRSSMB   float64                       `json:"peak_rss_mb"`
+}
+
+type compaction struct {
+	Seconds       float64 `json:"seconds"`
+	PerSecond     float64 `json:"activities_per_second"`
+	ArchiveBytes  int64   `json:"archive_bytes"`
+	RatioJSON     float64 `json:"archive_to_json"`
+	BytesPerActiv float64 `json:"bytes_per_activity"`
+}
+
+func run(ctx context.Context, c *config) (*results, error) {
+	if c.dir == "" {
+		d, err := os.MkdirTemp("", "activitystore-bench")
+		if err != nil {
+			return nil, err
+		}
+		c.dir = d
+	}
+	if !c.keep {
+		defer os.RemoveAll(c.dir)
+	}
+	d, err := generate(c)
+	if err != nil {
+		return nil, err
+	}
+	res := &results{N: c.n, Seed: c.seed, JSONBytes: d.jsonBytes, Queries: map[string]map[string]latency{},
+		Archived: map[string]latency{}, Disk: map[string]float64{}, Index: map[string]float64{}}
+	jsonPer := float64(d.jsonBytes) / float64(d.n)
+
+	// Load: every system takes the whole data set, NoSync, one writer.
+	systems := map[string]system{}
+	defer func() {
+		for _, s := range systems {
+			s.close()
+		}
+	}()
+	for _, name := range systemNames {
+		dir := filepath.Join(c.dir, "load", name)
+		sys, err := openSystem(name, dir, false, d.now)
+		if err != nil {
+			return nil, err
+		}
+		systems[name] = sys
+		if o, ok := sys.(*ours); ok {
+			o.setIDs = true
+		}
+		r, err := ingest(ctx, c, sys, d.batches, 1, "load "+name, jsonPer)
+		if err != nil {
+			return nil, fmt.Errorf("load %s: %w", name, err)
+		}
+		if o, ok := sys.(*ours); ok {
+			o.setIDs = false
+		}
+		r.Mode, r.System = "NoSync", name
+		res.Ingest = append(res.Ingest, r)
+	}
+
+	if c.want("ingest") {
+		sub := d.batches[:min(len(d.batches), c.ingestN/1000)]
+		for _, mode := range []string{"NoSync", "Sync"} {
+			for _, writers := range []int{1, 4} {
+				if mode == "NoSync" && writers == 1 {
+					continue // measured by the load
+				}
+				for _, name := range systemNames {
+					dir := filepath.Join(c.dir, fmt.Sprintf("ingest-%s-%d", mode, writers), name)
+					sys, err := openSystem(name, dir, mode == "Sync", d.now)
+					if err != nil {
+						return nil, err
+					}
+					r, err := ingest(ctx, c, sys, sub, writers, fmt.Sprintf("%s %dw %s", mode, writers, name), jsonPer)
+					if cerr := sys.close(); err == nil {
+						err = cerr
+					}
+					if err != nil {
+						return nil, fmt.Errorf("ingest %s: %w", name, err)
+					}
+					r.Mode, r.System = mode, name
+					res.Ingest = append(res.Ingest, r)
+					os.RemoveAll(dir)
+				}
+			}
+		}
+	}
+
+	if c.want("query") {
+		for _, q := range queries {
+			res.Queries[q.id] = map[string]latency{}
+			for _, name := range systemNames {
+				bar := c.bar(1, fmt.Sprintf("%s %s", q.id, name))
+				l, err := measure(ctx, c, d, systems[name], q, name != sysOurs)
+				bar.Finish()
+				if err != nil {
+					return nil, fmt.Errorf("%s on %s: %w", q.id, name, err)
+				}
+				res.Queries[q.id][name] = l
+			}
+		}
+	}
+
+	// Sizes, then the open time of the populated store.
+	o := systems[sysOurs].(*ours)
+	st, err := o.s.Stats(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, name := range systemNames {
+		res.Disk[name] = float64(dirBytes(filepath.Join(c.dir, "load", name))) / float64(d.n)
+	}
+	for f, b := range st.IndexBytesByField {
+		res.Index[f] = float64(b) / float64(d.n)
+	}
+	if c.want("open") {
+		if err := o.s.Close(); err != nil {
+			return nil, err
+		}
+		t0 := time.Now()
+		s, err := activitystore.Open(filepath.Join(c.dir, "load", sysOurs), storeOptions(false, d.now))
+		if err != nil {
+			return nil, err
+		}
+		res.OpenSeconds = time.Since(t0).Seconds()
+		o.s = s
+	}
+
+	if c.want("compact") {
+		bar := c.bar(1, "compaction")
+		t0 := time.Now()
+		err := o.s.Compact(ctx)
+		el := time.Since(t0).Seconds()
+		bar.Finish()
+		if err != nil {
+			return nil, err
+		}
+		st, err := o.s.Stats(ctx)
+		if err != nil {
+			return nil, err
+		}
+		res.Compaction = &compaction{Seconds: el, PerSecond: float64(st.ArchivedActivities) / el, ArchiveBytes: st.ArchiveBytes,
+			RatioJSON: float64(st.ArchiveBytes) / float64(d.jsonBytes), BytesPerActiv: float64(st.ArchiveBytes) / float64(st.ArchivedActivities)}
+		for _, q := range queries {
+			bar := c.bar(1, q.id+" archived")
+			l, err := measure(ctx, c, d, o, q, false)
+			bar.Finish()
+			if err != nil {
+				return nil, fmt.Errorf("%s on archives: %w", q.id, err)
+			}
+			res.Archived[q.id] = l
+		}
+	}
+	res.PeakRSSMB = peakRSS()
+	return res, nil
+}
+
+// dirBytes returns the size of the files below dir.
+func dirBytes(dir string) int64 {
+	var n int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			n += fi.Size()
+		}
+		return nil
+	})
+	return n
+}
+
+// peakRSS returns the process's peak resident set in MB (Linux), or 0.
+func peakRSS() float64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			var kb float64
+			fmt.Sscanf(strings.TrimSpace(v), "%f", &kb)
+			return kb / 1024
+		}
+	}
+	return 0
 }

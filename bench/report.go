@@ -1,0 +1,175 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"runtime"
+	"strings"
+)
+
+// target is one goal of the suite and whether this run met it.
+type target struct {
+	What string `json:"what"`
+	Got  string `json:"got"`
+	Met  bool   `json:"met"`
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "MISSED"
+}
+
+func us(v float64) string {
+	switch {
+	case v >= 100_000:
+		return fmt.Sprintf("%.0fms", v/1000)
+	case v >= 10_000:
+		return fmt.Sprintf("%.1fms", v/1000)
+	case v >= 1000:
+		return fmt.Sprintf("%.2fms", v/1000)
+	}
+	return fmt.Sprintf("%.0fµs", v)
+}
+
+func lat(l latency) string {
+	if l.Runs == 0 {
+		return "-"
+	}
+	s := fmt.Sprintf("%s / %s", us(l.P50), us(l.P99))
+	if l.Runs >= 1000 {
+		s += " / " + us(l.P999)
+	} else {
+		s += fmt.Sprintf(" (%d runs)", l.Runs)
+	}
+	return s
+}
+
+func comma(v float64) string {
+	s := fmt.Sprintf("%.0f", v)
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	return b.String()
+}
+
+// targets evaluates the suite's goals on r.
+func (r *results) targets() []target {
+	var ts []target
+	ing := map[string]map[string]ingestResult{}
+	for _, i := range r.Ingest {
+		k := fmt.Sprintf("%s, %d writer(s)", i.Mode, i.Writers)
+		if ing[k] == nil {
+			ing[k] = map[string]ingestResult{}
+		}
+		ing[k][i.System] = i
+	}
+	for _, k := range []string{"NoSync, 1 writer(s)", "NoSync, 4 writer(s)", "Sync, 1 writer(s)", "Sync, 4 writer(s)"} {
+		m := ing[k]
+		if m == nil {
+			continue
+		}
+		o, p, s := m[sysOurs].PerSecond, m[sysPebble].PerSecond, m[sysSQLite].PerSecond
+		ts = append(ts, target{"ingest " + k + ": ≥ 0.75x raw pebble", fmt.Sprintf("%.2fx", o/p), o >= 0.75*p})
+		ts = append(ts, target{"ingest " + k + ": ≥ 6x SQLite", fmt.Sprintf("%.1fx", o/s), o >= 6*s})
+	}
+	for _, q := range queries {
+		m := r.Queries[q.id]
+		if m == nil {
+			continue
+		}
+		o, s := m[sysOurs], m[sysSQLite]
+		switch q.kind {
+		case kindNewest:
+			ts = append(ts, target{q.id + " " + q.name + ": p50 and p99 ≤ SQLite's",
+				fmt.Sprintf("%s / %s vs %s / %s", us(o.P50), us(o.P99), us(s.P50), us(s.P99)), o.P50 <= s.P50 && o.P99 <= s.P99})
+			ts = append(ts, target{q.id + ": p50 < 100µs", us(o.P50), o.P50 < 100})
+			if q.noIndex {
+				ts = append(ts, target{q.id + ": p99 ≤ 1/4 of SQLite's", fmt.Sprintf("%.1fx faster", s.P99/o.P99), o.P99*4 <= s.P99})
+			}
+		default:
+			ts = append(ts, target{q.id + " " + q.name + ": ≥ 100x faster than SQLite (p50)", fmt.Sprintf("%.0fx", s.P50/o.P50), s.P50 >= 100*o.P50})
+		}
+	}
+	if len(r.Index) > 0 {
+		tu := r.Index["type"] + r.Index["user_id"]
+		all := 0.0
+		for _, v := range r.Index {
+			all += v
+		}
+		ts = append(ts, target{"index bytes/activity, type + user ≤ 6", fmt.Sprintf("%.2f", tu), tu <= 6})
+		ts = append(ts, target{"index bytes/activity, all fields ≤ 12", fmt.Sprintf("%.2f", all), all <= 12})
+	}
+	if r.OpenSeconds > 0 {
+		ts = append(ts, target{"open time < 1s", fmt.Sprintf("%.3fs", r.OpenSeconds), r.OpenSeconds < 1})
+	}
+	return ts
+}
+
+func (r *results) print(w io.Writer) {
+	fmt.Fprintf(w, "activitystore bench: %s activities (seed %d), %.0f MB as JSON lines (%.0f B each); %s/%s, %d CPUs\n\n",
+		comma(float64(r.N)), r.Seed, float64(r.JSONBytes)/1e6, float64(r.JSONBytes)/float64(r.N), runtime.GOOS, runtime.GOARCH, runtime.NumCPU())
+
+	fmt.Fprintf(w, "INGEST, batches of 1000 (activities/s, MB/s of JSON)\n")
+	fmt.Fprintf(w, "  %-22s %-22s %-22s %-22s %10s %10s\n", "", sysOurs, sysPebble, sysSQLite, "vs pebble", "vs SQLite")
+	rows := map[string]map[string]ingestResult{}
+	var order []string
+	for _, i := range r.Ingest {
+		k := fmt.Sprintf("%s, %d writer(s), %s", i.Mode, i.Writers, comma(float64(i.Activities)))
+		if rows[k] == nil {
+			rows[k] = map[string]ingestResult{}
+			order = append(order, k)
+		}
+		rows[k][i.System] = i
+	}
+	for _, k := range order {
+		m := rows[k]
+		cell := func(i ingestResult) string { return fmt.Sprintf("%s  %.0f", comma(i.PerSecond), i.MBPerSec) }
+		fmt.Fprintf(w, "  %-22s %-22s %-22s %-22s %9.2fx %9.1fx\n", k, cell(m[sysOurs]), cell(m[sysPebble]), cell(m[sysSQLite]),
+			m[sysOurs].PerSecond/m[sysPebble].PerSecond, m[sysOurs].PerSecond/m[sysSQLite].PerSecond)
+	}
+
+	if len(r.Queries) > 0 {
+		fmt.Fprintf(w, "\nQUERIES, hot data (p50 / p99 / p999; fewer than 1000 runs: the comparator hit its time budget)\n")
+		fmt.Fprintf(w, "  %-34s %-28s %-30s %-30s %s\n", "", sysOurs, sysPebble, sysSQLite, "vs SQLite p50, p99")
+		for _, q := range queries {
+			m := r.Queries[q.id]
+			o, p, s := m[sysOurs], m[sysPebble], m[sysSQLite]
+			fmt.Fprintf(w, "  %-34s %-28s %-30s %-30s %.1fx, %.1fx\n", q.id+" "+q.name, lat(o), lat(p), lat(s), s.P50/o.P50, s.P99/o.P99)
+		}
+	}
+	if len(r.Disk) > 0 {
+		fmt.Fprintf(w, "\nSIZE, bytes per activity on disk: %s %.0f, %s %.0f, %s %.0f\n", sysOurs, r.Disk[sysOurs], sysPebble, r.Disk[sysPebble], sysSQLite, r.Disk[sysSQLite])
+		fmt.Fprintf(w, "index bytes per activity (in memory, hot segments):")
+		all := 0.0
+		for _, f := range []string{"type", "user_id", "module", "action", "resource"} {
+			fmt.Fprintf(w, " %s %.2f", f, r.Index[f])
+			all += r.Index[f]
+		}
+		fmt.Fprintf(w, "; all %.2f\n", all)
+	}
+	if r.OpenSeconds > 0 {
+		fmt.Fprintf(w, "open of the populated store: %.3fs\n", r.OpenSeconds)
+	}
+	if c := r.Compaction; c != nil {
+		fmt.Fprintf(w, "\nCOMPACTION: %s activities/s (%.1fs); archives %.1f B/activity, %.4f of the JSON lines\n",
+			comma(c.PerSecond), c.Seconds, c.BytesPerActiv, c.RatioJSON)
+		fmt.Fprintf(w, "  %-34s %-28s %-28s\n", "", "hot", "archived")
+		for _, q := range queries {
+			fmt.Fprintf(w, "  %-34s %-28s %-28s\n", q.id+" "+q.name, lat(r.Queries[q.id][sysOurs]), lat(r.Archived[q.id]))
+		}
+	}
+	fmt.Fprintf(w, "\npeak RSS %.0f MB\n", r.PeakRSSMB)
+	ts := r.targets()
+	if len(ts) > 0 {
+		fmt.Fprintf(w, "\nTARGETS\n")
+		for _, t := range ts {
+			fmt.Fprintf(w, "  %-6s  %-62s %s\n", verdict(t.Met), t.What, t.Got)
+		}
+	}
+}
