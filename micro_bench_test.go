@@ -1,0 +1,107 @@
+package activitystore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// Micro-benchmarks of the hot paths. Each op is one call.
+
+// BenchmarkDecodeRecord decodes one pebble record value.
+func BenchmarkDecodeRecord(b *testing.B) {
+	a := act("model.deploy", "user-00042", testBase)
+	a.APICall, a.Resource = "POST /api/serving/deploy", "model/42"
+	a.Details = json.RawMessage(`{"ip":"10.1.2.3","status":200,"duration_ms":41,"request_id":"03c5b80963e07b271b45ef8485e3fa68","message":"request completed"}`)
+	v := appendRecord(nil, &a)
+	id := makeID(testBase.UnixNano(), 1)
+	b.ReportAllocs()
+	var out Activity
+	for b.Loop() {
+		if err := decodeRecord(id, v, &out); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchSegment returns a sorted segment of n activities over 24 types and
+// 2000 users, skewed like the bench data.
+func benchSegment(n int) (*segment, *[numFields]dict) {
+	var d [numFields]dict
+	seg := newSegment(0)
+	for i := range n {
+		typ := fmt.Sprintf("type-%d", (i*i)%24%(1+i%24))
+		user := fmt.Sprintf("user-%d", (i*7919)%2000%(1+i%100))
+		labels := [numFields]string{typ, user, "m", "a", ""}
+		var vals [numFields]uint32
+		for f, l := range labels {
+			vals[f] = d[f].intern(l)
+		}
+		seg.add(makeID(int64(i)*int64(time.Millisecond)+1, uint64(i+1)), &vals)
+	}
+	return seg, &d
+}
+
+// BenchmarkCandidatesAndCollect selects type∧user in a 33k-activity segment
+// and collects the newest 50: the bitmap work of one filtered query.
+func BenchmarkCandidatesAndCollect(b *testing.B) {
+	seg, d := benchSegment(33_000)
+	t, _ := d[fieldType].lookup("type-0")
+	u, _ := d[fieldUser].lookup("user-0")
+	fs := filterSet{any: true}
+	fs.vals[fieldType] = []uint32{t}
+	fs.vals[fieldUser] = []uint32{u}
+	out := make([]ID, 0, 64)
+	b.ReportAllocs()
+	for b.Loop() {
+		c, ok := fs.candidates(seg)
+		if !ok {
+			b.Fatal("no candidates")
+		}
+		var skip uint64
+		out = seg.collect(c, NilID, maxID, &skip, 50, out[:0])
+	}
+	if len(out) == 0 {
+		b.Fatal("nothing collected")
+	}
+}
+
+// BenchmarkDecodeBlock decodes one archive block of bench-like records
+// (decompressed): about 256 KiB of details.
+func BenchmarkDecodeBlock(b *testing.B) {
+	var bb blockBuilder
+	for i := 0; bb.bytes < archiveBlockBytes; i++ {
+		d := fmt.Sprintf(`{"ip":"10.%d.%d.%d","status":200,"duration_ms":%d,"request_id":"%016x%016x","message":"request completed","region":"us-east-1"}`,
+			i%256, i*7%256, i*13%256, i%97, uint64(i)*0x9e3779b97f4a7c15, uint64(i)*0xbf58476d1ce4e5b9)
+		bb.add("POST /api/serving/deploy", []byte(d))
+	}
+	raw := bb.encode(nil)
+	b.SetBytes(int64(len(raw)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := decodeBlock(raw, bb.count); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkAppendSmall appends batches of 100 activities to a store without
+// sync: the append path without the disk.
+func BenchmarkAppendSmall(b *testing.B) {
+	s, _, _ := openTest(b, &Options{NoSync: true})
+	batch := make([]Activity, 100)
+	ctx := context.Background()
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		for j := range batch {
+			batch[j] = act(mTypes[j%len(mTypes)], mUsers[j%len(mUsers)], testBase.Add(time.Duration(i)*time.Millisecond))
+			i++
+		}
+		if _, err := s.Append(ctx, batch...); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
