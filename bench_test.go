@@ -181,6 +181,7 @@ func runQueries(b *testing.B, s *activitystore.Store) {
 	ctx := context.Background()
 	heavy := "user-00000"
 	light := "user-02000"
+	lightN := 0
 	day := benchEnd.Add(-24 * time.Hour)
 	queries := []struct {
 		name string
@@ -201,6 +202,11 @@ func runQueries(b *testing.B, s *activitystore.Store) {
 		}},
 		{"user=light/newest50", func() (int, error) {
 			p, err := s.Query().Users(light).All(ctx)
+			return len(p.Activities), err
+		}},
+		{"user=light-random/newest50", func() (int, error) {
+			lightN++ // a different light user each run, as the bench suite draws them
+			p, err := s.Query().Users(fmt.Sprintf("user-%05d", 2000+lightN%1000)).All(ctx)
 			return len(p.Activities), err
 		}},
 		{"type∧user/newest50", func() (int, error) {
