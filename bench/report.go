@@ -76,7 +76,7 @@ func (r *results) targets() []target {
 		}
 		o, p, s := m[sysOurs].PerSecond, m[sysPebble].PerSecond, m[sysSQLite].PerSecond
 		ts = append(ts, target{"ingest " + k + ": ≥ 0.75x raw pebble", fmt.Sprintf("%.2fx", o/p), o >= 0.75*p})
-		ts = append(ts, target{"ingest " + k + ": ≥ 6x SQLite", fmt.Sprintf("%.1fx", o/s), o >= 6*s})
+		ts = append(ts, target{"ingest " + k + ": ≥ 6x SQLite", fmt.Sprintf("%.2fx", o/s), o >= 6*s})
 	}
 	for _, q := range queries {
 		m := r.Queries[q.id]
