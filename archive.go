@@ -681,6 +681,14 @@ type column struct {
 	next int
 }
 
+// lenAt returns the length of value i.
+func (c *column) lenAt(i int) int {
+	if c.idx != nil {
+		i = int(c.idx[i])
+	}
+	return int(c.off[i+1] - c.off[i])
+}
+
 // pop returns the column's next value.
 func (c *column) pop() []byte {
 	i := c.next
@@ -850,39 +858,54 @@ func decodeBlock(raw []byte, count int) (*block, error) {
 	if len(d.B) != 0 {
 		return nil, fmt.Errorf("%d trailing bytes", len(d.B))
 	}
-	// Reassemble record by record.
-	b.buf = make([]byte, 0, min(2*len(raw), maxBlockOut))
+	// Size the output exactly, then reassemble record by record.
+	size := 0
+	seen := make([]int, nk)
+	rawSeen := 0
 	for j := range count {
-		if len(b.buf) > maxBlockOut {
+		size += api.lenAt(j)
+		if sh := shapeCol[j]; sh == 0 {
+			size += rawCol.lenAt(rawSeen)
+			rawSeen++
+		} else {
+			size += 1 + len(shapes[sh-1])
+			for _, k := range shapes[sh-1] {
+				size += len(keys[k]) + 3 + kCols[k].lenAt(seen[k])
+				seen[k]++
+			}
+		}
+		if size > maxBlockOut {
 			return nil, errors.New("reassembled records are too large")
 		}
-		b.off[2*j] = uint32(len(b.buf))
-		b.buf = append(b.buf, api.pop()...)
-		b.off[2*j+1] = uint32(len(b.buf))
-		start := len(b.buf)
+	}
+	// Locals, not b's fields, in the loop: no write barriers per append.
+	buf := make([]byte, 0, size)
+	off := b.off
+	for j := range count {
+		off[2*j] = uint32(len(buf))
+		buf = append(buf, api.pop()...)
+		off[2*j+1] = uint32(len(buf))
 		if s := shapeCol[j]; s == 0 {
-			b.buf = append(b.buf, rawCol.pop()...)
+			buf = append(buf, rawCol.pop()...)
 		} else {
-			b.buf = append(b.buf, '{')
+			buf = append(buf, '{')
 			for i, k := range shapes[s-1] {
 				if i > 0 {
-					b.buf = append(b.buf, ',')
+					buf = append(buf, ',')
 				}
-				b.buf = append(b.buf, '"')
-				b.buf = append(b.buf, keys[k]...)
-				b.buf = append(b.buf, '"', ':')
-				b.buf = append(b.buf, kCols[k].pop()...)
-				if len(b.buf)-start > MaxDetailsBytes {
-					break
-				}
+				buf = append(buf, '"')
+				buf = append(buf, keys[k]...)
+				buf = append(buf, '"', ':')
+				buf = append(buf, kCols[k].pop()...)
 			}
-			b.buf = append(b.buf, '}')
+			buf = append(buf, '}')
 		}
-		if len(b.buf)-start > MaxDetailsBytes {
+		if len(buf)-int(off[2*j+1]) > MaxDetailsBytes {
 			return nil, fmt.Errorf("record %d: details over %d bytes", j, MaxDetailsBytes)
 		}
 	}
-	b.off[2*count] = uint32(len(b.buf))
+	off[2*count] = uint32(len(buf))
+	b.buf = buf
 	return b, nil
 }
 
