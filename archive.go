@@ -1180,3 +1180,21 @@ func (w *archiveWriter) finish() error {
 
 // label returns the value of field f of ordinal o.
 func (ix *arcIndex) label(f field, o int) string { return ix.vals[f][ix.labels[f][o]] }
+
+// fill sets a to the activity of ordinal o, with its APICall and Details
+// from a block; a keeps apicall's and details' memory.
+func (ix *arcIndex) fill(a *Activity, o int, apicall, details []byte) {
+	id := ix.seg.ids[o]
+	*a = Activity{
+		ID: id, Time: id.Time(),
+		Type:     ix.label(fieldType, o),
+		UserID:   ix.label(fieldUser, o),
+		Module:   ix.label(fieldModule, o),
+		Action:   ix.label(fieldAction, o),
+		Resource: ix.label(fieldResource, o),
+		APICall:  str(apicall),
+	}
+	if len(details) > 0 {
+		a.Details = details
+	}
+}

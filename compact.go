@@ -227,26 +227,13 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 		size += int(b.off[2*j+2] - b.off[2*j])
 	}
 	arena := make([]byte, 0, size)
-	for k, id := range ids {
+	for k := range ids {
 		b, j, ord := blocks[locs[k].blk], locs[k].j, locs[k].o
 		start := len(arena)
 		arena = append(arena, b.buf[b.off[2*j]:b.off[2*j+2]]...)
 		rec := arena[start:len(arena):len(arena)]
 		mid := int(b.off[2*j+1] - b.off[2*j])
-		o := &out[k]
-		*o = Activity{
-			ID:       id,
-			Time:     id.Time(),
-			Type:     ix.label(fieldType, ord),
-			UserID:   ix.label(fieldUser, ord),
-			Module:   ix.label(fieldModule, ord),
-			Action:   ix.label(fieldAction, ord),
-			Resource: ix.label(fieldResource, ord),
-			APICall:  str(rec[:mid]),
-		}
-		if mid < len(rec) {
-			o.Details = rec[mid:]
-		}
+		ix.fill(&out[k], ord, rec[:mid], rec[mid:])
 	}
 	return nil
 }
@@ -469,18 +456,7 @@ func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int
 			}
 			cur = c
 		}
-		o := old.n - 1 - pos
-		id := ix.seg.ids[o]
-		*a = Activity{
-			ID: id, Time: id.Time(),
-			Type:     ix.label(fieldType, o),
-			UserID:   ix.label(fieldUser, o),
-			Module:   ix.label(fieldModule, o),
-			Action:   ix.label(fieldAction, o),
-			Resource: ix.label(fieldResource, o),
-			APICall:  str(cur.buf[cur.off[2*bj]:cur.off[2*bj+1]]),
-			Details:  cur.buf[cur.off[2*bj+1]:cur.off[2*bj+2]],
-		}
+		ix.fill(a, old.n-1-pos, cur.buf[cur.off[2*bj]:cur.off[2*bj+1]], cur.buf[cur.off[2*bj+1]:cur.off[2*bj+2]])
 		bj++
 		pos++
 		return true, nil
