@@ -10,6 +10,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -246,21 +247,14 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
-	var parts [][]byte
-	cur := int64(-1)
-	flush := func() {
-		if cur < 0 || dirty[cur] {
-			return
-		}
-		seg, err := decodeSegment(cur, s.width, parts, &s.dicts)
-		if err != nil {
-			s.opts.Logger.Errorf("%v; rebuilding it from its records", err)
-			s.repaired.Add(1)
-			dirty[cur] = true
-			return
-		}
-		s.segs[cur] = seg
+	// Gather each window's parts, then decode the windows in parallel.
+	type sealed struct {
+		w     int64
+		parts [][]byte
+		seg   *segment
+		err   error
 	}
+	var all []*sealed
 	for it.First(); it.Valid(); it.Next() {
 		k := it.Key()
 		if len(k) != 10 {
@@ -271,15 +265,43 @@ func (s *Store) load() error {
 			s.opts.Logger.Errorf("activitystore: ignoring segment key of impossible window %d", w)
 			continue
 		}
-		if w != cur {
-			flush()
-			cur, parts = w, parts[:0]
+		if dirty[w] {
+			continue
 		}
-		parts = append(parts, slices.Clone(it.Value()))
+		if len(all) == 0 || all[len(all)-1].w != w {
+			all = append(all, &sealed{w: w})
+		}
+		last := all[len(all)-1]
+		last.parts = append(last.parts, slices.Clone(it.Value()))
 	}
-	flush()
 	if err := it.Close(); err != nil {
 		return err
+	}
+	work := make(chan *sealed)
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), max(len(all), 1)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for x := range work {
+				x.seg, x.err = decodeSegment(x.w, s.width, x.parts, &s.dicts)
+				x.parts = nil
+			}
+		}()
+	}
+	for _, x := range all {
+		work <- x
+	}
+	close(work)
+	wg.Wait()
+	for _, x := range all {
+		if x.err != nil {
+			s.opts.Logger.Errorf("%v; rebuilding it from its records", x.err)
+			s.repaired.Add(1)
+			dirty[x.w] = true
+			continue
+		}
+		s.segs[x.w] = x.seg
 	}
 	for w := range dirty {
 		if !marked[w] {
