@@ -134,13 +134,9 @@ func checkArchiveBytes(t *testing.T, b []byte) {
 		require.ErrorIs(t, err, ErrCorrupt)
 		return
 	}
-	var dicts [numFields]dict
-	ix, err := decodeIndex(raw, ft, &dicts, "fuzz.arc")
-	if err != nil {
-		require.ErrorIs(t, err, ErrCorrupt)
+	if decodeAndCheckIndex(t, raw, ft) == nil {
 		return
 	}
-	checkIndex(t, ix, ft, &dicts)
 	for i, s := range ft.blocks {
 		raw, err := readSection(r, s, bdec, "fuzz.arc", "block")
 		if err != nil {
@@ -153,6 +149,19 @@ func checkArchiveBytes(t *testing.T, b []byte) {
 		}
 		checkBlock(t, blk, s.count)
 	}
+}
+
+// decodeAndCheckIndex decodes an index section: a failure must be a
+// corruption error (it returns nil), a success must pass checkIndex.
+func decodeAndCheckIndex(t *testing.T, raw []byte, ft *archiveFooter) *arcIndex {
+	var dicts [numFields]dict
+	ix, err := decodeIndex(raw, ft, &dicts, "fuzz.arc")
+	if err != nil {
+		require.ErrorIs(t, err, ErrCorrupt)
+		return nil
+	}
+	checkIndex(t, ix, ft, &dicts)
+	return ix
 }
 
 // checkIndex checks what fetchArchived and the queries assume of an index:
@@ -258,13 +267,10 @@ func FuzzDecodeIndex(f *testing.F) {
 	f.Add(tiny, uint16(2))
 	f.Fuzz(func(t *testing.T, raw []byte, n uint16) {
 		ft := &archiveFooter{window: windowOf(0), width: int64(24 * time.Hour), n: int(n)}
-		var dicts [numFields]dict
-		ix, err := decodeIndex(raw, ft, &dicts, "fuzz.arc")
-		if err != nil {
-			require.ErrorIs(t, err, ErrCorrupt)
+		ix := decodeAndCheckIndex(t, raw, ft)
+		if ix == nil {
 			return
 		}
-		checkIndex(t, ix, ft, &dicts)
 		hi := idFloor((ft.window + 1) * ft.width)
 		for _, id := range ix.seg.ids {
 			require.Equal(t, -1, id.Compare(hi))

@@ -47,78 +47,60 @@ func TestConcurrentAppendsAndQueries(t *testing.T) {
 			}
 		}()
 	}
+	// background runs step (given its round number) until stop, reporting
+	// the first error.
 	var readers sync.WaitGroup
-	for range 2 {
+	background := func(step func(round int) error) {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			for {
+			for i := 0; ; i++ {
 				select {
 				case <-stop:
 					return
 				default:
 				}
-				// A cursor walk: IDs strictly descending, never repeated.
-				q := s.Query().Types("user.login", "model.deploy").Limit(37)
-				var last ID
-				for {
-					page, err := q.All(ctx)
-					if err != nil {
-						errs <- err
-						return
-					}
-					for _, a := range page.Activities {
-						if !last.IsZero() && a.ID.Compare(last) >= 0 {
-							errs <- fmt.Errorf("cursor walk went back: %s after %s", a.ID, last)
-							return
-						}
-						last = a.ID
-					}
-					if page.Next == "" {
-						break
-					}
-					q.After(page.Next)
-				}
-				if _, err := s.Query().Users("u1").Since(testBase).Count(ctx); err != nil {
+				if err := step(i); err != nil {
 					errs <- err
 					return
 				}
 			}
 		}()
 	}
-	readers.Add(1)
-	compactions := 0
-	go func() { // archives while the others run
-		defer readers.Done()
+	walk := func(int) error {
+		// A cursor walk: IDs strictly descending, never repeated.
+		q := s.Query().Types("user.login", "model.deploy").Limit(37)
+		var last ID
 		for {
-			select {
-			case <-stop:
-				return
-			default:
+			page, err := q.All(ctx)
+			if err != nil {
+				return err
 			}
-			if err := s.Compact(ctx); err != nil {
-				errs <- err
-				return
+			for _, a := range page.Activities {
+				if !last.IsZero() && a.ID.Compare(last) >= 0 {
+					return fmt.Errorf("cursor walk went back: %s after %s", a.ID, last)
+				}
+				last = a.ID
 			}
-			compactions++
+			if page.Next == "" {
+				break
+			}
+			q.After(page.Next)
 		}
-	}()
-	readers.Add(1)
-	go func() { // seals while the others run
-		defer readers.Done()
-		for i := 0; ; i++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			clock.Set(testBase.Add(time.Duration(i) * time.Second))
-			if err := s.sealDue(ctx); err != nil {
-				errs <- err
-				return
-			}
-		}
-	}()
+		_, err := s.Query().Users("u1").Since(testBase).Count(ctx)
+		return err
+	}
+	background(walk)
+	background(walk)
+	compactions := 0
+	background(func(int) error { // archives while the others run
+		compactions++
+		return s.Compact(ctx)
+	})
+	background(func(i int) error { // seals while the others run
+		clock.Set(testBase.Add(time.Duration(i) * time.Second))
+		return s.sealDue(ctx)
+	})
 	wg.Wait()
 	close(stop)
 	readers.Wait()

@@ -213,14 +213,14 @@ func (s *Store) archivedSeg(p *plan, a *archive) (*segment, error) {
 }
 
 // ids runs p and returns up to want matching IDs, newest first, after
-// p.skip, and for each the archive that holds it (nil: pebble). The caller
-// holds s.swapMu for reading.
+// p.skip, and for each the archive that holds it (nil: pebble; a nil slice:
+// all in pebble). The caller holds s.swapMu for reading.
 func (s *Store) ids(ctx context.Context, p *plan, want int) ([]ID, []*archive, error) {
 	if want <= 0 || p.lo.Compare(p.hi) >= 0 || (p.fs.none && !p.fs.missing) {
 		return nil, nil, nil
 	}
 	out := make([]ID, 0, min(want, 1024))
-	src := make([]*archive, 0, cap(out))
+	var src []*archive // made at the first archived window: hot-only reads need none
 	skip := p.skip
 	for _, sp := range s.spansIn(p.lo, p.hi) {
 		if err := ctx.Err(); err != nil {
@@ -228,6 +228,9 @@ func (s *Store) ids(ctx context.Context, p *plan, want int) ([]ID, []*archive, e
 		}
 		if p.fs.none && !p.fs.missing {
 			break
+		}
+		if sp.arc != nil && src == nil {
+			src = make([]*archive, len(out), cap(out))
 		}
 		switch {
 		case sp.arc == nil:
@@ -251,7 +254,7 @@ func (s *Store) ids(ctx context.Context, p *plan, want int) ([]ID, []*archive, e
 				return nil, nil, err
 			}
 		}
-		for len(src) < len(out) {
+		for src != nil && len(src) < len(out) {
 			src = append(src, sp.arc)
 		}
 		if len(out) >= want {
@@ -339,7 +342,9 @@ func (q *Query) All(ctx context.Context) (Page, error) {
 	var page Page
 	if len(ids) > p.limit {
 		ids = ids[:p.limit]
-		src = src[:p.limit]
+		if src != nil {
+			src = src[:p.limit]
+		}
 		page.Next = encodeCursor(ids[len(ids)-1])
 	}
 	page.Activities, err = s.fetchFrom(ids, src)
