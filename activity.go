@@ -156,7 +156,7 @@ func (a *Activity) validate(i int, now time.Time) error {
 		return bad("details", "is %d bytes, over the limit of %d", len(a.Details), MaxDetailsBytes)
 	}
 	if d := bytes.TrimLeft(a.Details, " \t\r\n"); len(d) > 0 {
-		if d[0] != '{' || !json.Valid(d) {
+		if !isJSONObject(d) {
 			return bad("details", "is not a JSON object")
 		}
 		if !utf8.Valid(d) {
@@ -199,6 +199,13 @@ func decodeRecord(id ID, v []byte, a *Activity) error {
 		a.Details = json.RawMessage(f.Details)
 	}
 	return nil
+}
+
+// isJSONObject reports whether d, less surrounding white space, is a JSON
+// object.
+func isJSONObject(d []byte) bool {
+	d = bytes.TrimSpace(d)
+	return len(d) >= 2 && d[0] == '{' && json.Valid(d)
 }
 
 // str returns a string sharing b's memory; b must never change afterwards.

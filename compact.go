@@ -1,10 +1,8 @@
 package activitystore
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -700,7 +698,7 @@ func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 			continue
 		}
 		for j := range bs.count {
-			if d := b.buf[b.off[2*j+1]:b.off[2*j+2]]; len(d) > 0 && !validDetails(d) {
+			if d := b.buf[b.off[2*j+1]:b.off[2*j+2]]; len(d) > 0 && !isJSONObject(d) {
 				report("archive %s: %s: record %d has details that are not a JSON object", a.name, what, j)
 			}
 		}
@@ -718,10 +716,4 @@ func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 		}
 		hot.mu.RUnlock()
 	}
-}
-
-// validDetails reports whether d is a JSON object.
-func validDetails(d []byte) bool {
-	d = bytes.TrimSpace(d)
-	return len(d) >= 2 && d[0] == '{' && json.Valid(d)
 }
