@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -38,5 +39,23 @@ func TestSuiteSmoke(t *testing.T) {
 	res.print(&out)
 	for _, want := range []string{"INGEST", "QUERIES", "COMPACTION", "TARGETS"} {
 		require.True(t, strings.Contains(out.String(), want), want)
+	}
+}
+
+// TestSuiteOnly runs the load and one phase, and checks the JSON form.
+func TestSuiteOnly(t *testing.T) {
+	c := &config{n: 2000, ingestN: 1000, seed: 2, dir: t.TempDir(), runs: 5, budget: time.Second, only: map[string]bool{"query": true}}
+	res, err := run(context.Background(), c)
+	require.NoError(t, err)
+	require.Len(t, res.Ingest, 3) // the load only
+	require.Len(t, res.Queries, len(queries))
+	require.Nil(t, res.Compaction)
+	require.Zero(t, res.OpenSeconds)
+	b, err := json.Marshal(res)
+	require.NoError(t, err)
+	var back map[string]any
+	require.NoError(t, json.Unmarshal(b, &back))
+	for _, k := range []string{"ingest", "queries", "disk_bytes_per_activity", "index_bytes_per_activity", "peak_rss_mb"} {
+		require.Contains(t, back, k)
 	}
 }
