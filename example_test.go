@@ -166,3 +166,58 @@ func ExampleStore_Compact() {
 	// lab.create lab/7
 	// user.login
 }
+
+func ExampleQuery_Timeline() {
+	s, done := openExample()
+	defer done()
+	seed(s)
+
+	// Activities per two minutes between 9:00 and 9:06.
+	buckets, err := s.Query().Since(day).Until(day.Add(6*time.Minute)).Timeline(context.Background(), 2*time.Minute)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, b := range buckets {
+		fmt.Println(b.Start.Format("15:04"), b.Count)
+	}
+	// Output:
+	// 09:00 2
+	// 09:02 2
+	// 09:04 0
+}
+
+func ExampleQuery_CountBy() {
+	s, done := openExample()
+	defer done()
+	seed(s)
+
+	counts, err := s.Query().CountBy(context.Background(), "user_id")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, c := range counts {
+		fmt.Printf("%q %d\n", c.Value, c.Count)
+	}
+	// Output:
+	// "ada" 2
+	// "" 1
+	// "bob" 1
+}
+
+func ExampleStore_Tail() {
+	s, done := openExample()
+	defer done()
+	ctx := context.Background()
+
+	// The tail sees what is appended after the call, as it becomes visible.
+	deploys := s.Tail(ctx, s.Query().Types("model.deploy"), "")
+	seed(s)
+	for ev, err := range deploys {
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(ev.Activity.Type, ev.Activity.Resource)
+		break // or keep following; ev.Cursor resumes after this one
+	}
+	// Output: model.deploy model/42
+}

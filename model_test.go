@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -87,6 +88,64 @@ var (
 	mActions   = []string{"create", "deploy", "delete", "login"}
 	mResources = []string{"", "model/1", "model/2", "lab/7", "dataset/3"}
 )
+
+// countBy counts the matches per value of f, most frequent first, ties by
+// value.
+func (m *model) countBy(mq *modelQuery, f field) []ValueCount {
+	n := map[string]int{}
+	for _, a := range m.matches(mq) {
+		n[a.labels()[f]]++
+	}
+	out := []ValueCount{}
+	for v, c := range n {
+		out = append(out, ValueCount{Value: v, Count: c})
+	}
+	slices.SortFunc(out, func(a, b ValueCount) int {
+		if a.Count != b.Count {
+			return b.Count - a.Count
+		}
+		return strings.Compare(a.Value, b.Value)
+	})
+	return out
+}
+
+// timeline counts the matches per bucket: from the bucket of Since, or of
+// the oldest match, to the bucket of Until's last nanosecond, or of the
+// newest match.
+func (m *model) timeline(mq *modelQuery, b time.Duration) []Bucket {
+	ms := m.matches(mq)
+	out := []Bucket{}
+	bucketOf := func(t time.Time) int64 { return t.UnixNano() / int64(b) }
+	var first, last int64
+	switch {
+	case mq.since != nil:
+		first = bucketOf(*mq.since)
+	case len(ms) > 0:
+		first = bucketOf(ms[len(ms)-1].Time)
+	default:
+		return out
+	}
+	switch {
+	case mq.until != nil:
+		if mq.since != nil && !mq.until.After(*mq.since) {
+			return out
+		}
+		last = bucketOf(mq.until.Add(-1))
+	case len(ms) > 0:
+		last = bucketOf(ms[0].Time)
+	default:
+		return out
+	}
+	for k := first; k <= last; k++ {
+		out = append(out, Bucket{Start: time.Unix(0, k*int64(b)).UTC()})
+	}
+	for _, a := range ms {
+		if k := bucketOf(a.Time) - first; k >= 0 && k < int64(len(out)) {
+			out[k].Count++
+		}
+	}
+	return out
+}
 
 func pick[T any](r *rand.Rand, xs []T) T { return xs[r.IntN(len(xs))] }
 
@@ -276,11 +335,23 @@ func runModel(t *testing.T, ops int) {
 				q.Skip(0).After(page.Next)
 			}
 			equalActs(t, want, got, "op %d cursor walk %+v", op, mq)
-		case k < 92:
+		case k < 88:
 			mq := randQuery()
 			n, err := mq.build(s).Count(ctx)
 			require.NoError(t, err)
 			require.Equal(t, len(m.matches(mq)), n, "op %d count %+v", op, mq)
+		case k < 90:
+			mq := randQuery()
+			f := field(r.IntN(int(numFields)))
+			got, err := mq.build(s).CountBy(ctx, f.String())
+			require.NoError(t, err)
+			require.Equal(t, m.countBy(mq, f), got, "op %d count by %s %+v", op, f, mq)
+		case k < 92:
+			mq := randQuery()
+			b := pick(r, []time.Duration{13 * time.Second, 7 * time.Minute, time.Hour, 24 * time.Hour})
+			got, err := mq.build(s).Timeline(ctx, b)
+			require.NoError(t, err)
+			require.Equal(t, m.timeline(mq, b), got, "op %d timeline by %s %+v", op, b, mq)
 		case k < 96:
 			mq := randQuery()
 			mq.skip = 0

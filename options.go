@@ -67,6 +67,12 @@ type Options struct {
 	// interval until Close. Zero compacts only when Compact is called.
 	CompactEvery time.Duration
 
+	// TailBacklog is how many of the latest appends the store keeps for
+	// Tail, about 40 bytes each, from the first Tail call on. A tail that
+	// falls further behind is told it missed activities. The default is
+	// 65536.
+	TailBacklog int
+
 	// Logger receives pebble's log lines. The default discards info lines and
 	// prints errors to standard error.
 	Logger pebble.Logger
@@ -99,6 +105,11 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, fmt.Errorf("%w: CacheBytes %d is negative", ErrInvalidOptions, c.CacheBytes)
 	case c.CompactEvery < 0:
 		return c, fmt.Errorf("%w: CompactEvery %s is negative", ErrInvalidOptions, c.CompactEvery)
+	case c.TailBacklog < 0 || c.TailBacklog > 1<<26:
+		return c, fmt.Errorf("%w: TailBacklog %d is outside [0, %d]", ErrInvalidOptions, c.TailBacklog, 1<<26)
+	}
+	if c.TailBacklog == 0 {
+		c.TailBacklog = 65536
 	}
 	if c.ColdAfter == 0 {
 		c.ColdAfter = 7 * 24 * time.Hour

@@ -98,6 +98,7 @@ type Store struct {
 	stopFn    context.CancelFunc
 
 	dicts [numFields]dict
+	tail  tailLog
 
 	seqMu       sync.Mutex
 	nextSeq     uint64
@@ -136,6 +137,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		s.archDir = filepath.Join(dir, "archive")
 	}
 	s.cache = lru.New[cacheKey, any](o.CacheBytes)
+	s.tail.init(o.TailBacklog)
 	s.stopCtx, s.stopFn = context.WithCancel(context.Background())
 	s.wopts = pebble.Sync
 	if o.NoSync {
@@ -569,6 +571,7 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 		seg.mu.Unlock()
 	}
 	s.sealMu.RUnlock()
+	s.tail.push(ids, vals)
 	for _, seg := range renumber {
 		s.renumber(seg.window)
 	}
@@ -598,50 +601,86 @@ func (s *Store) renumber(w int64) {
 // Get returns the activity with the given ID, or an error wrapping
 // ErrNotFound.
 func (s *Store) Get(ctx context.Context, id ID) (Activity, error) {
-	if err := s.enter(); err != nil {
-		return Activity{}, err
-	}
-	defer s.leave()
-	if err := ctx.Err(); err != nil {
-		return Activity{}, err
-	}
-	notFound := fmt.Errorf("%w: %s", ErrNotFound, id)
-	if !id.valid() {
-		return Activity{}, notFound
-	}
-	s.swapMu.RLock()
-	defer s.swapMu.RUnlock()
-	w := id.UnixNano() / s.width
-	s.mu.RLock()
-	seg, arc := s.segs[w], s.archives[w]
-	s.mu.RUnlock()
-	if seg != nil {
-		seg.mu.RLock()
-		o := seg.find(id)
-		seg.mu.RUnlock()
-		if o >= 0 {
-			acts, err := s.fetch([]ID{id})
-			if err != nil {
-				return Activity{}, err
-			}
-			return acts[0], nil
-		}
-	}
-	if arc == nil {
-		return Activity{}, notFound
-	}
-	ix, err := s.archiveIndex(arc)
+	acts, found, err := s.getMany(ctx, []ID{id})
 	if err != nil {
 		return Activity{}, err
 	}
-	if ix.seg.find(id) < 0 {
-		return Activity{}, notFound
+	if !found[0] {
+		return Activity{}, fmt.Errorf("%w: %s", ErrNotFound, id)
 	}
-	var a [1]Activity
-	if err := s.fetchArchived(arc, []ID{id}, a[:]); err != nil {
-		return Activity{}, err
+	return acts[0], nil
+}
+
+// getMany reads the activities of ids, which may come in any order; found[i]
+// is false when no activity has ids[i]. The records in pebble are read with
+// one iterator.
+func (s *Store) getMany(ctx context.Context, ids []ID) ([]Activity, []bool, error) {
+	if err := s.enter(); err != nil {
+		return nil, nil, err
 	}
-	return a[0], nil
+	defer s.leave()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	s.swapMu.RLock()
+	defer s.swapMu.RUnlock()
+	out := make([]Activity, len(ids))
+	found := make([]bool, len(ids))
+	var hot []int // indexes of the IDs found in pebble
+	for i, id := range ids {
+		if !id.valid() {
+			continue
+		}
+		w := id.UnixNano() / s.width
+		s.mu.RLock()
+		seg, arc := s.segs[w], s.archives[w]
+		s.mu.RUnlock()
+		if seg != nil {
+			seg.mu.RLock()
+			o := seg.find(id)
+			seg.mu.RUnlock()
+			if o >= 0 {
+				hot = append(hot, i)
+				continue
+			}
+		}
+		if arc == nil {
+			continue
+		}
+		ix, err := s.archiveIndex(arc)
+		if err != nil {
+			return nil, nil, err
+		}
+		if ix.seg.find(id) < 0 {
+			continue
+		}
+		if err := s.fetchArchived(arc, ids[i:i+1], out[i:i+1]); err != nil {
+			return nil, nil, err
+		}
+		found[i] = true
+	}
+	if len(hot) == 0 {
+		return out, found, nil
+	}
+	slices.SortFunc(hot, func(a, b int) int { return ids[b].Compare(ids[a]) })
+	hotIDs := make([]ID, 0, len(hot))
+	for _, i := range hot {
+		if n := len(hotIDs); n == 0 || hotIDs[n-1] != ids[i] {
+			hotIDs = append(hotIDs, ids[i])
+		}
+	}
+	acts, err := s.fetch(hotIDs)
+	if err != nil {
+		return nil, nil, err
+	}
+	k := 0
+	for _, i := range hot {
+		for acts[k].ID != ids[i] {
+			k++
+		}
+		out[i], found[i] = acts[k], true
+	}
+	return out, found, nil
 }
 
 // fetchFrom reads the activities of ids, newest first; src[i] is the archive

@@ -1,0 +1,227 @@
+package activitystore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/RoaringBitmap/roaring/v2"
+)
+
+// MaxBuckets is the most buckets one Timeline call returns.
+const MaxBuckets = 100_000
+
+// Bucket is one interval of a Timeline: Count activities matched in
+// [Start, Start+bucket).
+type Bucket struct {
+	Start time.Time `json:"start"`
+	Count int       `json:"count"`
+}
+
+// ValueCount is one value of a field and how many matches have it.
+type ValueCount struct {
+	Value string `json:"value"`
+	Count int    `json:"count"`
+}
+
+// Fields lists the names CountBy takes, in the order of the JSON form.
+var Fields = []string{"type", "user_id", "module", "action", "resource"}
+
+// parseField returns the field named name; "user" is an alias of "user_id".
+func parseField(name string) (field, bool) {
+	if name == "user" {
+		return fieldUser, true
+	}
+	for f := range numFields {
+		if fieldNames[f] == name {
+			return f, true
+		}
+	}
+	return 0, false
+}
+
+// aggregate runs fn on every segment that may hold matches of q, with the
+// segment's candidates and q's ID range, under the segment's read lock. It
+// ignores Limit, Skip and the cursor, like Count.
+func (q *Query) aggregate(ctx context.Context, fn func(seg *segment, c ordSet, lo, hi ID)) error {
+	s := q.s
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	p, err := q.plan(false)
+	if err != nil {
+		return err
+	}
+	if q.after != "" {
+		p.hi = maxID
+		if q.hasUntil {
+			p.hi = idFloor(clampNS(q.until))
+		}
+	}
+	if (p.fs.none && !p.fs.missing) || p.lo.Compare(p.hi) >= 0 {
+		return nil
+	}
+	s.swapMu.RLock()
+	defer s.swapMu.RUnlock()
+	for _, sp := range s.spansIn(p.lo, p.hi) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if sp.arc != nil {
+			seg, err := s.archivedSeg(&p, sp.arc)
+			if err != nil {
+				return err
+			}
+			if c, ok := p.fs.candidates(seg); ok {
+				fn(seg, c, p.lo, p.hi)
+			}
+		}
+		if seg := sp.hot; seg != nil {
+			seg.mu.RLock()
+			if c, ok := p.fs.candidates(seg); ok {
+				fn(seg, c, p.lo, p.hi)
+			}
+			seg.mu.RUnlock()
+		}
+	}
+	return nil
+}
+
+// Timeline counts the matches of q per bucket of time: one Bucket for each
+// interval of length bucket, oldest first, zeros included. Buckets start at
+// multiples of bucket since the Unix epoch, so hours and days start on UTC
+// hours and days. The first and last buckets are cut to Since and Until;
+// without Since the timeline starts at the bucket of the oldest match, without
+// Until it ends with the bucket of the newest, and with neither and no match
+// it is empty. It reads only indexes; Limit, Skip and the cursor do not apply.
+// A bucket under a nanosecond, or a range of more than MaxBuckets buckets, is
+// a *QueryError for "bucket".
+func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, error) {
+	if bucket <= 0 {
+		return nil, &QueryError{Field: "bucket", Reason: fmt.Sprintf("%s is not positive", bucket)}
+	}
+	s := q.s
+	// The range of buckets: from Since, or the oldest window with data, to
+	// Until, or the end of the newest window.
+	lo, hi := int64(0), int64(0)
+	s.mu.RLock()
+	if n := len(s.spans); n > 0 {
+		lo = s.spans[n-1].window * s.width
+		hi = min((s.spans[0].window+1)*s.width, maxIDMillis*1e6)
+	}
+	s.mu.RUnlock()
+	if q.hasSince {
+		lo = clampNS(q.since)
+	}
+	if q.hasUntil {
+		hi = clampNS(q.until)
+	}
+	if hi <= lo {
+		if q.hasSince && q.hasUntil && q.until.Before(q.since) {
+			// Let plan name the inverted range.
+			_, err := q.plan(false)
+			return nil, err
+		}
+		return []Bucket{}, nil
+	}
+	first := lo - lo%int64(bucket)
+	nb := (hi-first-1)/int64(bucket) + 1
+	if nb > MaxBuckets {
+		return nil, &QueryError{Field: "bucket", Reason: fmt.Sprintf("%s makes %d buckets between %s and %s, over the limit of %d", bucket, nb, time.Unix(0, lo).UTC().Format(time.RFC3339), time.Unix(0, hi).UTC().Format(time.RFC3339), MaxBuckets)}
+	}
+	counts := make([]uint64, nb)
+	err := q.aggregate(ctx, func(seg *segment, c ordSet, qlo, qhi ID) {
+		wlo, whi := s.windowIDs(seg.window)
+		if qlo.Compare(wlo) > 0 {
+			wlo = qlo
+		}
+		if qhi.Compare(whi) < 0 {
+			whi = qhi
+		}
+		b := max((wlo.UnixNano()-first)/int64(bucket), 0)
+		for ; b < nb; b++ {
+			blo := idFloor(first + b*int64(bucket))
+			if blo.Compare(whi) >= 0 {
+				break
+			}
+			bhi := idFloor(first + (b+1)*int64(bucket))
+			if b == nb-1 || bhi.Compare(whi) > 0 {
+				bhi = whi
+			}
+			if blo.Compare(wlo) < 0 {
+				blo = wlo
+			}
+			counts[b] += seg.count(c, blo, bhi)
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	i, j := 0, len(counts)
+	if !q.hasSince {
+		for i < j && counts[i] == 0 {
+			i++
+		}
+	}
+	if !q.hasUntil {
+		for j > i && counts[j-1] == 0 {
+			j--
+		}
+	}
+	out := make([]Bucket, 0, j-i)
+	for b := i; b < j; b++ {
+		out = append(out, Bucket{Start: time.Unix(0, first+int64(b)*int64(bucket)).UTC(), Count: int(counts[b])})
+	}
+	return out, nil
+}
+
+// CountBy counts the matches of q per value of one field: "type", "user_id"
+// (or "user"), "module", "action" or "resource". The result holds every value
+// with at least one match, most frequent first, ties by value; system events
+// count under the user "". It reads only indexes; Limit, Skip and the cursor
+// do not apply. Another field name is a *QueryError for "field".
+func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, error) {
+	f, ok := parseField(fieldName)
+	if !ok {
+		return nil, &QueryError{Field: "field", Reason: fmt.Sprintf("%q is not one of %v", fieldName, Fields)}
+	}
+	s := q.s
+	counts := map[uint32]uint64{}
+	err := q.aggregate(ctx, func(seg *segment, c ordSet, lo, hi ID) {
+		wlo, whi := s.windowIDs(seg.window)
+		whole := lo.Compare(wlo) <= 0 && hi.Compare(whi) >= 0
+		for v, bm := range seg.bms[f] {
+			var n uint64
+			switch {
+			case whole && c.bm == nil:
+				n = bm.GetCardinality()
+			case whole:
+				n = c.bm.AndCardinality(bm)
+			case c.bm == nil:
+				n = seg.count(ordSet{bm: bm, n: c.n}, lo, hi)
+			default:
+				n = seg.count(ordSet{bm: roaring.And(c.bm, bm), n: c.n}, lo, hi)
+			}
+			if n > 0 {
+				counts[v] += n
+			}
+		}
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ValueCount, 0, len(counts))
+	for v, n := range counts {
+		out = append(out, ValueCount{Value: s.dicts[f].value(v), Count: int(n)})
+	}
+	slices.SortFunc(out, func(a, b ValueCount) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Value, b.Value)
+	})
+	return out, nil
+}
