@@ -312,4 +312,3 @@ func TestTailAcrossCompaction(t *testing.T) {
 	require.NotContains(t, got, old[0])
 	require.Equal(t, []ID{mid[0], newer[0]}, got)
 }
-
