@@ -189,7 +189,7 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 		return nil, &QueryError{Field: "field", Reason: fmt.Sprintf("%q is not one of %v", fieldName, Fields)}
 	}
 	s := q.s
-	counts := map[uint32]uint64{}
+	var counts []uint64 // by value number
 	err := q.aggregate(ctx, func(seg *segment, c ordSet, lo, hi ID) {
 		wlo, whi := s.windowIDs(seg.window)
 		whole := lo.Compare(wlo) <= 0 && hi.Compare(whi) >= 0
@@ -205,17 +205,23 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 			default:
 				n = seg.count(ordSet{bm: roaring.And(c.bm, bm), n: c.n}, lo, hi)
 			}
-			if n > 0 {
-				counts[v] += n
+			if n == 0 {
+				continue
 			}
+			if int(v) >= len(counts) {
+				counts = append(counts, make([]uint64, int(v)+1-len(counts))...)
+			}
+			counts[v] += n
 		}
 	})
 	if err != nil {
 		return nil, err
 	}
-	out := make([]ValueCount, 0, len(counts))
+	out := []ValueCount{}
 	for v, n := range counts {
-		out = append(out, ValueCount{Value: s.dicts[f].value(v), Count: int(n)})
+		if n > 0 {
+			out = append(out, ValueCount{Value: s.dicts[f].value(uint32(v)), Count: int(n)})
+		}
 	}
 	slices.SortFunc(out, func(a, b ValueCount) int {
 		if c := cmp.Compare(b.Count, a.Count); c != 0 {

@@ -220,6 +220,22 @@ func runQueries(b *testing.B, s *activitystore.Store) {
 		{"count/type=user.login/24h", func() (int, error) {
 			return s.Query().Types("user.login").Since(day).Count(ctx)
 		}},
+		{"timeline/1h/7d", func() (int, error) {
+			bs, err := s.Query().Since(benchEnd.Add(-7*24*time.Hour)).Until(benchEnd).Timeline(ctx, time.Hour)
+			return len(bs), err
+		}},
+		{"timeline/type=user.login/1m/24h", func() (int, error) {
+			bs, err := s.Query().Types("user.login").Since(day).Until(benchEnd).Timeline(ctx, time.Minute)
+			return len(bs), err
+		}},
+		{"countby/type/7d", func() (int, error) {
+			vs, err := s.Query().Since(benchEnd.Add(-7*24*time.Hour)).CountBy(ctx, "type")
+			return len(vs), err
+		}},
+		{"countby/user/type=model.deploy", func() (int, error) {
+			vs, err := s.Query().Types("model.deploy").CountBy(ctx, "user_id")
+			return len(vs), err
+		}},
 	}
 	for _, q := range queries {
 		b.Run(q.name, func(b *testing.B) {

@@ -12,6 +12,9 @@
 //	recent, err := s.Recent(ctx, 50, 0)               // limit, skip
 //	page, err := s.Query().Types("model.deploy").Users("u-1").Since(t).All(ctx)
 //	n, err := s.Query().Types("user.login").Since(t).Count(ctx)
+//	buckets, err := s.Query().Since(t).Timeline(ctx, time.Hour) // counts per hour
+//	counts, err := s.Query().Since(t).CountBy(ctx, "type")       // counts per type
+//	for ev, err := range s.Tail(ctx, s.Query().Types("model.deploy"), "") {} // live
 //
 // An Activity has an ID, an event Time, a Type (required), a UserID (empty
 // for system events), a Module, an Action, an APICall, a Resource and JSON
@@ -25,6 +28,17 @@
 // place by time. Skip counts matches from the indexes without reading them.
 // Page.Next is a cursor: a position, not an offset, so a walk with After
 // never repeats or misses an activity while others are appended.
+//
+// # Counts, timelines and tails
+//
+// Count, CountBy and Timeline read only the indexes: a timeline adds up, per
+// segment and bucket, the candidates' ordinals in the bucket's ID range, so
+// a week of hourly counts costs a few hundred bitmap range counts and no
+// record read. Tail follows appends live: the store keeps the IDs and labels
+// of the last Options.TailBacklog appends in a ring that tails read at their
+// own pace, so a slow consumer never holds memory or blocks an append; one
+// that falls a whole ring behind is told how many it missed and gets a
+// cursor to go on from.
 //
 // # IDs
 //
