@@ -105,3 +105,40 @@ func BenchmarkAppendSmall(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkTail appends batches of 1000 while a tail of every activity reads
+// them; an op is one activity appended and delivered.
+func BenchmarkTail(b *testing.B) {
+	s, _, _ := openTest(b, &Options{NoSync: true})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seq := s.Tail(ctx, nil, "")
+	batch := make([]Activity, 1000)
+	for i := range batch {
+		batch[i] = act("model.deploy", fmt.Sprintf("user-%d", i%50), testBase.Add(time.Duration(i)*time.Millisecond))
+	}
+	b.ReportAllocs()
+	done := make(chan int)
+	go func() {
+		n := 0
+		for _, err := range seq {
+			if err != nil {
+				b.Error(err)
+				break
+			}
+			if n++; n == b.N {
+				break
+			}
+		}
+		done <- n
+	}()
+	for left := b.N; left > 0; left -= len(batch) {
+		for i := range batch { // in time order, as live appends come
+			batch[i].Time = batch[i].Time.Add(time.Second)
+		}
+		if _, err := s.Append(ctx, batch[:min(left, len(batch))]...); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-done
+}
