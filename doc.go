@@ -14,7 +14,7 @@
 //	n, err := s.Query().Types("user.login").Since(t).Count(ctx)
 //	buckets, err := s.Query().Since(t).Timeline(ctx, time.Hour) // counts per hour
 //	counts, err := s.Query().Since(t).CountBy(ctx, "type")       // counts per type
-//	for ev, err := range s.Tail(ctx, s.Query().Types("model.deploy"), "") {} // live
+//	live, err := s.Tail(ctx, s.Query().Types("model.deploy"), "")   // for ev, err := range live
 //
 // An Activity has an ID, an event Time, a Type (required), a UserID (empty
 // for system events), a Module, an Action, an APICall, a Resource and JSON

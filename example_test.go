@@ -210,7 +210,10 @@ func ExampleStore_Tail() {
 	ctx := context.Background()
 
 	// The tail sees what is appended after the call, as it becomes visible.
-	deploys := s.Tail(ctx, s.Query().Types("model.deploy"), "")
+	deploys, err := s.Tail(ctx, s.Query().Types("model.deploy"), "")
+	if err != nil {
+		log.Fatal(err)
+	}
 	seed(s)
 	for ev, err := range deploys {
 		if err != nil {

@@ -112,7 +112,10 @@ func BenchmarkTail(b *testing.B) {
 	s, _, _ := openTest(b, &Options{NoSync: true})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	seq := s.Tail(ctx, nil, "")
+	seq, err := s.Tail(ctx, nil, "")
+	if err != nil {
+		b.Fatal(err)
+	}
 	batch := make([]Activity, 1000)
 	for i := range batch {
 		batch[i] = act("model.deploy", fmt.Sprintf("user-%d", i%50), testBase.Add(time.Duration(i)*time.Millisecond))

@@ -72,7 +72,8 @@ func (q *Query) Since(t time.Time) *Query { q.since, q.hasSince = t, true; retur
 func (q *Query) Until(t time.Time) *Query { q.until, q.hasUntil = t, true; return q }
 
 // Limit sets the page size of All, from 1 to MaxLimit; the default is
-// DefaultLimit. For Iter it caps the number of activities; 0 means all.
+// DefaultLimit. For Iter and Store.Tail it caps the number of activities,
+// with no upper bound; 0 means all.
 func (q *Query) Limit(n int) *Query { q.limit = n; return q }
 
 // Skip passes over the first n matches (after the cursor, if any). Skipped
@@ -127,8 +128,10 @@ func decodeCursor(c string) (ID, error) {
 func (q *Query) plan(forAll bool) (plan, error) {
 	var p plan
 	switch {
-	case q.limit < 0 || q.limit > MaxLimit:
-		return p, &QueryError{Field: "limit", Reason: fmt.Sprintf("%d is outside [0, %d]", q.limit, MaxLimit)}
+	case q.limit < 0:
+		return p, &QueryError{Field: "limit", Reason: fmt.Sprintf("%d is negative", q.limit)}
+	case forAll && q.limit > MaxLimit:
+		return p, &QueryError{Field: "limit", Reason: fmt.Sprintf("%d is over the page limit of %d", q.limit, MaxLimit)}
 	case q.skip < 0:
 		return p, &QueryError{Field: "skip", Reason: fmt.Sprintf("%d is negative", q.skip)}
 	case q.hasSince && q.hasUntil && q.until.Before(q.since):

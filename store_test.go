@@ -280,6 +280,14 @@ func TestQueryErrors(t *testing.T) {
 	}
 	_, err := s.Recent(ctx, MaxLimit+1, 0)
 	assert.ErrorIs(t, err, ErrInvalidQuery)
+	// For Iter, Limit caps the total: no page bound applies.
+	mustAppend(t, s, act("a", "b", testBase))
+	n := 0
+	for _, err := range s.Query().Limit(MaxLimit + 1).Iter(ctx) {
+		require.NoError(t, err)
+		n++
+	}
+	assert.Equal(t, 1, n)
 	cctx, cancel := context.WithCancel(ctx)
 	cancel()
 	_, err = s.Append(cctx, act("a", "b", testBase))

@@ -152,8 +152,9 @@ const tailChunk = 256
 // Tail streams the activities appended from now on that match q, in the order
 // they became visible to queries (so never one a crash could take back). q's
 // filters and time range apply and its Limit, when set, ends the stream after
-// that many activities; a Skip or a cursor is a *QueryError. A nil q matches
-// everything.
+// that many activities. A nil q matches everything. Tail checks q and from
+// before it returns: a Skip, a page cursor or a malformed from is a
+// *QueryError, and a closed store ErrClosed.
 //
 // With from empty, the tail starts with the appends after the call to Tail.
 // With from a TailEvent.Cursor, it resumes just after that activity.
@@ -167,7 +168,11 @@ const tailChunk = 256
 //
 // The sequence ends when ctx is done (with no error), when the loop breaks,
 // and with ErrClosed when the store closes.
-func (s *Store) Tail(ctx context.Context, q *Query, from string) iter.Seq2[TailEvent, error] {
+func (s *Store) Tail(ctx context.Context, q *Query, from string) (iter.Seq2[TailEvent, error], error) {
+	if err := s.enter(); err != nil {
+		return nil, err
+	}
+	s.leave()
 	if q == nil {
 		q = s.Query()
 	}
@@ -190,11 +195,10 @@ func (s *Store) Tail(ctx context.Context, q *Query, from string) iter.Seq2[TailE
 			pos = at
 		}
 	}
+	if err != nil {
+		return nil, err
+	}
 	return func(yield func(TailEvent, error) bool) {
-		if err != nil {
-			yield(TailEvent{}, err)
-			return
-		}
 		if !known {
 			_, next, _, _ := s.tail.read(0, nil)
 			if !yield(TailEvent{}, &LagError{Missed: -1, Resume: s.tail.cursor(next)}) {
@@ -261,7 +265,7 @@ func (s *Store) Tail(ctx context.Context, q *Query, from string) iter.Seq2[TailE
 				}
 			}
 		}
-	}
+	}, nil
 }
 
 // matches reports whether a backlog entry passes p's filters and time range.

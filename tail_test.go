@@ -11,6 +11,14 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// mustTail starts a tail, failing the test on an error.
+func mustTail(t *testing.T, s *Store, q *Query, from string) iter.Seq2[TailEvent, error] {
+	t.Helper()
+	seq, err := s.Tail(context.Background(), q, from)
+	require.NoError(t, err)
+	return seq
+}
+
 // next pulls one item from a tail, failing the test if the tail ends.
 func next(t *testing.T, pull func() (TailEvent, error, bool)) (TailEvent, error) {
 	t.Helper()
@@ -20,10 +28,9 @@ func next(t *testing.T, pull func() (TailEvent, error, bool)) (TailEvent, error)
 }
 
 func TestTailFiltersAndOrder(t *testing.T) {
-	ctx := context.Background()
 	s, _, _ := openTest(t, nil)
 	mustAppend(t, s, act("user.login", "u1", testBase)) // before the tail: not seen
-	seq := s.Tail(ctx, s.Query().Types("user.login", "model.deploy").Users("u1"), "")
+	seq := mustTail(t, s, s.Query().Types("user.login", "model.deploy").Users("u1"), "")
 	var want []ID
 	for i := range 30 {
 		typ := []string{"user.login", "model.deploy", "lab.create"}[i%3]
@@ -49,10 +56,9 @@ func TestTailFiltersAndOrder(t *testing.T) {
 }
 
 func TestTailLimitTimeRangeAndResume(t *testing.T) {
-	ctx := context.Background()
 	s, _, _ := openTest(t, nil)
 	q := s.Query().Since(testBase.Add(time.Hour)).Until(testBase.Add(2 * time.Hour)).Limit(3)
-	seq := s.Tail(ctx, q, "")
+	seq := mustTail(t, s, q, "")
 	var ids []ID
 	for i := range 12 {
 		ids = append(ids, mustAppend(t, s, act("t", "u", testBase.Add(time.Duration(i)*15*time.Minute)))...)
@@ -68,7 +74,7 @@ func TestTailLimitTimeRangeAndResume(t *testing.T) {
 
 	// Resuming after the second event gives the third and fourth.
 	var again []ID
-	for ev, err := range s.Tail(ctx, q.Limit(2), got[1].Cursor) {
+	for ev, err := range mustTail(t, s, q.Limit(2), got[1].Cursor) {
 		require.NoError(t, err)
 		again = append(again, ev.Activity.ID)
 	}
@@ -76,9 +82,8 @@ func TestTailLimitTimeRangeAndResume(t *testing.T) {
 }
 
 func TestTailSlowConsumerLags(t *testing.T) {
-	ctx := context.Background()
 	s, _, _ := openTest(t, &Options{TailBacklog: 8})
-	seq := s.Tail(ctx, nil, "")
+	seq := mustTail(t, s, nil, "")
 	var ids []ID
 	for i := range 20 {
 		ids = append(ids, mustAppend(t, s, act("t", "u", testBase.Add(time.Duration(i)*time.Second)))...)
@@ -103,7 +108,7 @@ func TestTailSlowConsumerLags(t *testing.T) {
 
 	// Resuming from the lag's cursor: the backlog has moved one on since,
 	// so the tail says it missed one, then gives the oldest kept.
-	pull2, stop2 := iter.Pull2(s.Tail(ctx, nil, lag.Resume))
+	pull2, stop2 := iter.Pull2(mustTail(t, s, nil, lag.Resume))
 	defer stop2()
 	_, err = next(t, pull2)
 	require.ErrorAs(t, err, &lag)
@@ -114,9 +119,8 @@ func TestTailSlowConsumerLags(t *testing.T) {
 }
 
 func TestTailNeverBlocksAppends(t *testing.T) {
-	ctx := context.Background()
 	s, _, _ := openTest(t, &Options{TailBacklog: 16})
-	seq := s.Tail(ctx, nil, "")
+	seq := mustTail(t, s, nil, "")
 	mustAppend(t, s, act("t", "u", testBase))
 	held := make(chan struct{})
 	release := make(chan struct{})
@@ -151,10 +155,12 @@ func TestTailEnds(t *testing.T) {
 	t.Run("context", func(t *testing.T) {
 		s, _, _ := openTest(t, nil)
 		ctx, cancel := context.WithCancel(context.Background())
+		seq, err := s.Tail(ctx, nil, "")
+		require.NoError(t, err)
 		done := make(chan int)
 		go func() {
 			n := 0
-			for range s.Tail(ctx, nil, "") {
+			for range seq {
 				n++
 			}
 			done <- n
@@ -164,7 +170,7 @@ func TestTailEnds(t *testing.T) {
 	})
 	t.Run("close", func(t *testing.T) {
 		s, _, _ := openTest(t, nil)
-		seq := s.Tail(context.Background(), nil, "")
+		seq := mustTail(t, s, nil, "")
 		done := make(chan error)
 		go func() {
 			var last error
@@ -175,6 +181,8 @@ func TestTailEnds(t *testing.T) {
 		}()
 		require.NoError(t, s.Close())
 		require.ErrorIs(t, <-done, ErrClosed)
+		_, err := s.Tail(context.Background(), nil, "")
+		require.ErrorIs(t, err, ErrClosed)
 	})
 }
 
@@ -188,17 +196,25 @@ func TestTailBadInput(t *testing.T) {
 		return nil
 	}
 	var qe *QueryError
-	require.ErrorAs(t, first(s.Tail(ctx, s.Query().Skip(2), "")), &qe)
-	require.Equal(t, "skip", qe.Field)
-	require.ErrorAs(t, first(s.Tail(ctx, s.Query().After("x"), "")), &qe)
-	require.Equal(t, "cursor", qe.Field)
-	require.ErrorAs(t, first(s.Tail(ctx, nil, "not-a-cursor")), &qe)
-	require.Equal(t, "from", qe.Field)
-	require.ErrorAs(t, first(s.Tail(ctx, s.Query().Limit(-1), "")), &qe)
-	require.Equal(t, "limit", qe.Field)
+	for _, tc := range []struct {
+		q     *Query
+		from  string
+		field string
+	}{
+		{s.Query().Skip(2), "", "skip"},
+		{s.Query().After("x"), "", "cursor"},
+		{nil, "not-a-cursor", "from"},
+		{s.Query().Limit(-1), "", "limit"},
+		{s.Query().Since(testBase).Until(testBase.Add(-1)), "", "until"},
+	} {
+		seq, err := s.Tail(ctx, tc.q, tc.from)
+		require.Nil(t, seq)
+		require.ErrorAs(t, err, &qe)
+		require.Equal(t, tc.field, qe.Field)
+	}
 
 	// A cursor of an earlier Open: told that what came between is unknown.
-	seq := s.Tail(ctx, nil, "")
+	seq := mustTail(t, s, nil, "")
 	mustAppend(t, s, act("t", "u", testBase))
 	var cursor string
 	for ev, err := range seq {
@@ -211,7 +227,9 @@ func TestTailBadInput(t *testing.T) {
 	require.NoError(t, err)
 	defer s2.Close()
 	var lag *LagError
-	require.ErrorAs(t, first(s2.Tail(ctx, nil, cursor)), &lag)
+	seq, err = s2.Tail(ctx, nil, cursor)
+	require.NoError(t, err)
+	require.ErrorAs(t, first(seq), &lag)
 	require.Equal(t, int64(-1), lag.Missed)
 }
 
@@ -223,7 +241,7 @@ func TestTailConcurrent(t *testing.T) {
 	ctx := context.Background()
 	var tails [3]func(func(TailEvent, error) bool)
 	for i := range tails {
-		tails[i] = s.Tail(ctx, nil, "")
+		tails[i] = mustTail(t, s, nil, "")
 	}
 	results := make([]map[ID]int, len(tails))
 	var wg sync.WaitGroup
@@ -291,7 +309,7 @@ func TestTailConcurrent(t *testing.T) {
 func TestTailAcrossCompaction(t *testing.T) {
 	ctx := context.Background()
 	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour, ColdAfter: time.Hour})
-	seq := s.Tail(ctx, nil, "")
+	seq := mustTail(t, s, nil, "")
 	old := mustAppend(t, s, act("t", "u", testBase))
 	mid := mustAppend(t, s, act("t", "u", testBase.Add(5*time.Hour)))
 	clock.Set(testBase.Add(7 * time.Hour))

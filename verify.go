@@ -12,8 +12,8 @@ import (
 // Stats describes a store at one moment.
 type Stats struct {
 	Activities     int   // activities stored
-	Segments       int   // segments, one per event-time window with activities
-	SealedSegments int   // segments whose index is on disk and current
+	Segments       int   // segments in pebble, one per event-time window with activities not archived
+	SealedSegments int   // segments in pebble whose index is on disk and current
 	LateOrdinals   int   // activities indexed out of ID order, awaiting a renumber
 	DiskBytes      int64 // bytes of the pebble database on disk
 	// IndexBytes is the serialized size of all bitmaps; IndexBytesByField

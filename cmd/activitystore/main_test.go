@@ -1,0 +1,702 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+
+	"github.com/activitystore/activitystore"
+	"github.com/activitystore/activitystore/internal/gen"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// result is what one in-process run of the command printed.
+type result struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCmd runs the command line args in-process with stdin.
+func runCmd(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), args, strings.NewReader(stdin), &out, &errOut)
+	return result{code, out.String(), errOut.String()}
+}
+
+// mustRun runs args and requires success.
+func mustRun(t *testing.T, args ...string) result {
+	t.Helper()
+	r := runCmd(t, "", args...)
+	require.Equal(t, 0, r.code, "activitystore %s\nstdout: %s\nstderr: %s", strings.Join(args, " "), r.stdout, r.stderr)
+	return r
+}
+
+// requireOneLineError checks that r failed with one "activitystore: " line
+// on stderr.
+func requireOneLineError(t *testing.T, r result, args ...string) {
+	t.Helper()
+	require.NotEqual(t, 0, r.code, "activitystore %s should fail; stdout: %s", strings.Join(args, " "), r.stdout)
+	require.True(t, strings.HasPrefix(r.stderr, "activitystore: "), "stderr of %v: %q", args, r.stderr)
+	require.True(t, strings.HasSuffix(r.stderr, "\n"), "stderr of %v: %q", args, r.stderr)
+	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "stderr of %v: %q", args, r.stderr)
+}
+
+// lineJSON is an activity as an import line.
+type lineJSON struct {
+	Type     string          `json:"type"`
+	UserID   string          `json:"user_id,omitempty"`
+	Module   string          `json:"module,omitempty"`
+	Action   string          `json:"action,omitempty"`
+	APICall  string          `json:"apicall,omitempty"`
+	Resource string          `json:"resource,omitempty"`
+	Details  json.RawMessage `json:"details,omitempty"`
+	Time     time.Time       `json:"time"`
+}
+
+// generate returns n generated activities over days days up to end.
+func generate(n, days int, end time.Time) []lineJSON {
+	g := gen.New(gen.Config{N: n, Users: 50, Days: days, End: end})
+	var out []lineJSON
+	var a activitystore.Activity
+	for g.Next(&a) {
+		out = append(out, lineJSON{
+			Type: a.Type, UserID: a.UserID, Module: a.Module, Action: a.Action, APICall: a.APICall,
+			Resource: a.Resource, Details: slices.Clone(a.Details), Time: a.Time.UTC(),
+		})
+	}
+	return out
+}
+
+// ndjson encodes acts one per line.
+func ndjson(t testing.TB, acts []lineJSON) []byte {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	for _, a := range acts {
+		require.NoError(t, enc.Encode(a))
+	}
+	return b.Bytes()
+}
+
+// pageOut is the JSON output of query.
+type pageOut struct {
+	Activities []activitystore.Activity `json:"activities"`
+	NextCursor *string                  `json:"next_cursor"`
+}
+
+// importFixture is a store in dir with the activities acts.
+type importFixture struct {
+	dir  string
+	acts []lineJSON
+	end  time.Time
+}
+
+func newImportFixture(t *testing.T, n int) importFixture {
+	t.Helper()
+	end := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	acts := generate(n, 10, end)
+	file := filepath.Join(t.TempDir(), "in.jsonl")
+	require.NoError(t, os.WriteFile(file, ndjson(t, acts), 0o644))
+	dir := filepath.Join(t.TempDir(), "store")
+	r := mustRun(t, "import", "--dir", dir, file)
+	assert.Equal(t, fmt.Sprintf("%d lines stored, 0 rejected\n", n), r.stdout)
+	assert.Empty(t, r.stderr, "no progress bar when stderr is not a terminal")
+	return importFixture{dir, acts, end}
+}
+
+func (f importFixture) countWhere(keep func(a lineJSON) bool) int {
+	n := 0
+	for _, a := range f.acts {
+		if keep(a) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestImportThenReadCommands(t *testing.T) {
+	const n = 3000
+	f := newImportFixture(t, n)
+	dir := f.dir
+
+	t.Run("count", func(t *testing.T) {
+		assert.Equal(t, strconv.Itoa(n)+"\n", mustRun(t, "count", "--dir", dir).stdout)
+		logins := f.countWhere(func(a lineJSON) bool { return a.Type == "user.login" })
+		require.NotZero(t, logins)
+		assert.Equal(t, fmt.Sprintln(logins), mustRun(t, "count", "--dir", dir, "--type", "user.login").stdout)
+		two := f.countWhere(func(a lineJSON) bool { return a.Type == "user.login" || a.Type == "model.deploy" })
+		assert.Equal(t, fmt.Sprintln(two), mustRun(t, "count", "--dir", dir, "--type", "user.login", "--type", "model.deploy").stdout)
+		system := f.countWhere(func(a lineJSON) bool { return a.UserID == "" })
+		require.NotZero(t, system)
+		assert.Equal(t, fmt.Sprintln(system), mustRun(t, "count", "--dir", dir, "--system").stdout)
+		u := f.acts[0].UserID
+		if u == "" {
+			u = f.acts[1].UserID
+		}
+		mine := f.countWhere(func(a lineJSON) bool { return a.UserID == u && a.Module == "auth" })
+		assert.Equal(t, fmt.Sprintln(mine), mustRun(t, "count", "--dir", dir, "--user", u, "--module", "auth").stdout)
+		since, until := f.end.Add(-72*time.Hour), f.end.Add(-24*time.Hour)
+		inRange := f.countWhere(func(a lineJSON) bool { return !a.Time.Before(since) && a.Time.Before(until) })
+		assert.Equal(t, fmt.Sprintln(inRange), mustRun(t, "count", "--dir", dir,
+			"--since", since.Format(time.RFC3339), "--until", until.Format(time.RFC3339)).stdout)
+		// A relative --since reaching back past all the data counts all of it.
+		assert.Equal(t, fmt.Sprintln(n), mustRun(t, "count", "--dir", dir, "--since", "30d").stdout)
+	})
+
+	var walked []activitystore.ID
+	t.Run("query json with a cursor walk", func(t *testing.T) {
+		seen := map[activitystore.ID]bool{}
+		cursor := ""
+		for page := 0; ; page++ {
+			require.Less(t, page, 10, "the walk does not end")
+			args := []string{"query", "--dir", dir, "--output", "json", "--limit", "700"}
+			if cursor != "" {
+				args = append(args, "--cursor", cursor)
+			}
+			r := mustRun(t, args...)
+			var p pageOut
+			require.NoError(t, json.Unmarshal([]byte(r.stdout), &p), r.stdout)
+			require.NotNil(t, p.NextCursor, "next_cursor is always present")
+			for i, a := range p.Activities {
+				require.False(t, seen[a.ID], "activity %s twice", a.ID)
+				seen[a.ID] = true
+				walked = append(walked, a.ID)
+				require.NotEmpty(t, a.Type)
+				if i > 0 {
+					require.True(t, a.ID.Compare(p.Activities[i-1].ID) < 0, "newest first")
+				}
+			}
+			if *p.NextCursor == "" {
+				assert.Empty(t, r.stderr)
+				break
+			}
+			assert.Equal(t, "next cursor: "+*p.NextCursor+"\n", r.stderr)
+			cursor = *p.NextCursor
+		}
+		assert.Len(t, seen, n)
+	})
+
+	t.Run("query table", func(t *testing.T) {
+		r := mustRun(t, "query", "--dir", dir, "--limit", "5", "--type", "model.deploy")
+		lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+		require.Len(t, lines, 6, r.stdout)
+		assert.Equal(t, []string{"TIME", "TYPE", "USER", "MODULE", "ACTION", "RESOURCE", "ID"}, strings.Fields(lines[0]))
+		for _, l := range lines[1:] {
+			cells := strings.Fields(l)
+			require.Len(t, cells, 7, l)
+			_, err := time.Parse(time.RFC3339, cells[0])
+			assert.NoError(t, err)
+			assert.Equal(t, "model.deploy", cells[1])
+			_, err = activitystore.ParseID(cells[6])
+			assert.NoError(t, err)
+		}
+		assert.True(t, strings.HasPrefix(r.stderr, "next cursor: "), r.stderr)
+
+		// Skip passes over matches: the second row is the first after --skip 1.
+		r2 := mustRun(t, "query", "--dir", dir, "--limit", "1", "--skip", "1", "--type", "model.deploy")
+		assert.Equal(t, strings.Fields(lines[2]), strings.Fields(strings.Split(r2.stdout, "\n")[1]))
+
+		// System events show "-" as their user.
+		r3 := mustRun(t, "query", "--dir", dir, "--limit", "3", "--system")
+		for _, l := range strings.Split(strings.TrimSpace(r3.stdout), "\n")[1:] {
+			assert.Equal(t, "-", strings.Fields(l)[2], l)
+		}
+	})
+
+	t.Run("timeline", func(t *testing.T) {
+		r := mustRun(t, "timeline", "--dir", dir, "--bucket", "1d")
+		lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+		require.GreaterOrEqual(t, len(lines), 10)
+		require.LessOrEqual(t, len(lines), 12)
+		total, longest := 0, 0
+		for _, l := range lines {
+			fields := strings.Fields(l)
+			require.GreaterOrEqual(t, len(fields), 2, l)
+			_, err := time.Parse(time.DateOnly, fields[0])
+			require.NoError(t, err, l)
+			c, err := strconv.Atoi(fields[1])
+			require.NoError(t, err, l)
+			total += c
+			bar := 0
+			if len(fields) == 3 {
+				require.Equal(t, strings.Repeat("█", utf8.RuneCountInString(fields[2])), fields[2])
+				bar = utf8.RuneCountInString(fields[2])
+			}
+			assert.Equal(t, c > 0, bar > 0, "a bar for each non-empty bucket: %q", l)
+			assert.LessOrEqual(t, bar, 50)
+			longest = max(longest, bar)
+		}
+		assert.Equal(t, n, total)
+		assert.Equal(t, 50, longest, "the largest bucket fills --width")
+
+		// Hours, between two times: one line per hour, bars scaled to --width.
+		until := f.end.Truncate(time.Hour)
+		r = mustRun(t, "timeline", "--dir", dir, "--bucket", "1h", "--width", "10",
+			"--since", until.Add(-24*time.Hour).Format(time.RFC3339), "--until", until.Format(time.RFC3339))
+		lines = strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+		require.Len(t, lines, 24)
+		assert.True(t, strings.HasPrefix(lines[0], until.Add(-24*time.Hour).Format("2006-01-02 15:04")), lines[0])
+		for _, l := range lines {
+			assert.LessOrEqual(t, strings.Count(l, "█"), 10)
+		}
+	})
+
+	t.Run("export", func(t *testing.T) {
+		r := mustRun(t, "export", "--dir", dir)
+		var ids []activitystore.ID
+		sc := bufio.NewScanner(strings.NewReader(r.stdout))
+		for sc.Scan() {
+			var a activitystore.Activity
+			require.NoError(t, json.Unmarshal(sc.Bytes(), &a))
+			ids = append(ids, a.ID)
+		}
+		assert.Equal(t, walked, ids, "export writes every activity, newest first")
+
+		r = mustRun(t, "export", "--dir", dir, "--limit", "7")
+		lines := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+		require.Len(t, lines, 7)
+		var a activitystore.Activity
+		require.NoError(t, json.Unmarshal([]byte(lines[6]), &a))
+		assert.Equal(t, walked[6], a.ID)
+
+		out := filepath.Join(t.TempDir(), "out.ndjson")
+		r = mustRun(t, "export", "--dir", dir, "--type", "user.login", "--out", out)
+		assert.Empty(t, r.stdout)
+		logins := f.countWhere(func(a lineJSON) bool { return a.Type == "user.login" })
+		assert.Equal(t, fmt.Sprintf("exported %d activities to %s\n", logins, out), r.stderr)
+
+		// What export writes, import reads.
+		dir2 := filepath.Join(t.TempDir(), "store2")
+		r = mustRun(t, "import", "--dir", dir2, out)
+		assert.Equal(t, fmt.Sprintf("%d lines stored, 0 rejected\n", logins), r.stdout)
+		assert.Equal(t, fmt.Sprintln(logins), mustRun(t, "count", "--dir", dir2, "--type", "user.login").stdout)
+	})
+
+	t.Run("stats", func(t *testing.T) {
+		r := mustRun(t, "stats", "--dir", dir)
+		assert.Regexp(t, `(?m)^activities +3000$`, r.stdout)
+		assert.Regexp(t, `(?m)^disk bytes +\d+ +\(`, r.stdout)
+		var st map[string]any
+		r = mustRun(t, "stats", "--dir", dir, "--output", "json")
+		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+		assert.EqualValues(t, n, st["activities"])
+		assert.Contains(t, st, "index_bytes_by_field")
+	})
+
+	t.Run("compact then verify", func(t *testing.T) {
+		r := mustRun(t, "compact", "--dir", dir)
+		assert.Regexp(t, `^archives: 0 -> [1-9]\d*, archived activities: 0 -> [1-9]\d* of 3000\n$`, r.stdout)
+		var st statsJSON
+		require.NoError(t, json.Unmarshal([]byte(mustRun(t, "stats", "--dir", dir, "-o", "json").stdout), &st))
+		assert.Positive(t, st.Archives)
+		assert.Positive(t, st.ArchivedActivities)
+		assert.Equal(t, fmt.Sprintln(n), mustRun(t, "count", "--dir", dir).stdout, "archived activities still count")
+		assert.Equal(t, "ok\n", mustRun(t, "verify", "--dir", dir).stdout)
+
+		// With --cold-after 1h, every window that ended an hour ago goes.
+		r = mustRun(t, "compact", "--dir", dir, "--cold-after", "1h")
+		var st2 statsJSON
+		require.NoError(t, json.Unmarshal([]byte(mustRun(t, "stats", "--dir", dir, "-o", "json").stdout), &st2))
+		assert.Greater(t, st2.ArchivedActivities, st.ArchivedActivities, r.stdout)
+		assert.Equal(t, "ok\n", mustRun(t, "verify", "--dir", dir).stdout)
+	})
+}
+
+func TestVerifyReportsProblems(t *testing.T) {
+	f := newImportFixture(t, 500)
+	mustRun(t, "compact", "--dir", f.dir)
+	files, err := filepath.Glob(filepath.Join(f.dir, "archive", "*"))
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	b, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	for i := len(b) / 4; i < len(b)/2; i++ {
+		b[i] ^= 0xff
+	}
+	require.NoError(t, os.WriteFile(files[0], b, 0o644))
+
+	r := runCmd(t, "", "verify", "--dir", f.dir)
+	requireOneLineError(t, r)
+	assert.Regexp(t, `^activitystore: verify: \d+ problems\n$`, r.stderr)
+	assert.NotEmpty(t, r.stdout)
+	assert.NotContains(t, r.stdout, "ok\n")
+	assert.Contains(t, r.stdout, filepath.Base(files[0]), "the problem names the file")
+}
+
+func TestImportRejectsBadLines(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	good := func(i int) string {
+		return fmt.Sprintf(`{"type":"test.good","user_id":"u-%d","time":%q}`, i%7, now.Add(-time.Duration(i)*time.Minute).Format(time.RFC3339))
+	}
+	lines := []string{
+		good(1),
+		`{"type":""}`,                // 2: no type
+		good(3),                      // 3
+		`not json`,                   // 4
+		``,                           // 5: blank, skipped
+		`{"type":"x","details":[1]}`, // 6: details not an object
+		good(7),                      // 7
+		`{"type":"x","time":"2999-01-01T00:00:00Z"}`,  // 8: far future
+		`{"type":"x"} {"type":"y"}`,                   // 9: two objects
+		`{"type":12}`,                                 // 10: type not a string
+		`{"type":"x","id":"not-an-id"}`,               // 11
+		good(12),                                      // 12
+		`{"type":"` + strings.Repeat("t", 300) + `"}`, // 13: type too long
+		`[{"type":"x"}]`,                              // 14: an array
+		`{"type":"x"`,                                 // 15: cut short
+		good(16),                                      // 16
+	}
+	file := filepath.Join(t.TempDir(), "mixed.jsonl")
+	require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o644))
+	dir := filepath.Join(t.TempDir(), "store")
+
+	// Batches of 3 put refused activities amid good ones: each good one is
+	// stored all the same.
+	r := runCmd(t, "", "import", "--dir", dir, "--batch", "3", file)
+	requireOneLineError(t, r)
+	assert.Equal(t, "activitystore: import "+file+": 10 of 15 lines rejected\n", r.stderr)
+	out := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	require.Len(t, out, 11, r.stdout)
+	assert.Equal(t, "5 lines stored, 10 rejected", out[0])
+	var nums []int
+	for _, l := range out[1:] {
+		var num int
+		_, err := fmt.Sscanf(l, "line %d:", &num)
+		require.NoError(t, err, l)
+		nums = append(nums, num)
+	}
+	assert.Equal(t, []int{2, 4, 6, 8, 9, 10, 11, 13, 14, 15}, nums)
+	assert.Equal(t, "line 2: type is required", out[1])
+	assert.Equal(t, "line 6: details is not a JSON object", out[3])
+	assert.Contains(t, out[4], "line 8: time ")
+	assert.Contains(t, out[4], "future")
+	assert.Contains(t, out[8], "line 13: type is 300 bytes")
+	assert.Equal(t, "5\n", mustRun(t, "count", "--dir", dir).stdout)
+	assert.Equal(t, "5\n", mustRun(t, "count", "--dir", dir, "--type", "test.good").stdout)
+	assert.Equal(t, "ok\n", mustRun(t, "verify", "--dir", dir).stdout)
+}
+
+func TestImportListsTwentyRejections(t *testing.T) {
+	var b strings.Builder
+	for i := 1; i <= 60; i++ {
+		if i%2 == 0 {
+			b.WriteString(`{"type":"ok"}` + "\n")
+		} else {
+			b.WriteString(`{"user_id":"no type"}` + "\n")
+		}
+	}
+	dir := filepath.Join(t.TempDir(), "store")
+	r := runCmd(t, b.String(), "import", "--dir", dir) // no file: standard input
+	requireOneLineError(t, r)
+	out := strings.Split(strings.TrimSuffix(r.stdout, "\n"), "\n")
+	require.Len(t, out, 22)
+	assert.Equal(t, "30 lines stored, 30 rejected", out[0])
+	assert.Equal(t, "line 1: type is required", out[1])
+	assert.Equal(t, "line 39: type is required", out[20])
+	assert.Equal(t, "... and 10 more", out[21])
+	assert.Equal(t, "30\n", mustRun(t, "count", "--dir", dir).stdout)
+}
+
+func TestImportStdinAndProgress(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	in := `{"type":"a"}` + "\r\n" + `{"type":"b","created_at":"2026-01-02T03:04:05Z"}` // CRLF, no final newline
+	r := runCmd(t, in, "import", "--dir", dir, "-", "--progress")
+	require.Equal(t, 0, r.code, r.stderr)
+	assert.Equal(t, "2 lines stored, 0 rejected\n", r.stdout)
+	assert.NotEmpty(t, r.stderr, "--progress draws a bar on stderr")
+	r = mustRun(t, "query", "--dir", dir, "--type", "b", "-o", "json")
+	var p pageOut
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &p))
+	require.Len(t, p.Activities, 1)
+	assert.Equal(t, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), p.Activities[0].Time)
+
+	// An empty input stores nothing and succeeds.
+	r = runCmd(t, "", "import", "--dir", dir, "--progress=false")
+	assert.Equal(t, 0, r.code)
+	assert.Equal(t, "0 lines stored, 0 rejected\n", r.stdout)
+	assert.Empty(t, r.stderr)
+}
+
+func TestBadInputFailsWithOneLine(t *testing.T) {
+	f := newImportFixture(t, 100)
+	dir := f.dir
+	tmp := t.TempDir()
+	badTokens := filepath.Join(tmp, "tokens")
+	require.NoError(t, os.WriteFile(badTokens, []byte("# tokens\nt1 alice admin\n\nt2 bob root\n"), 0o600))
+
+	cases := []struct {
+		args []string
+		want string // in the message
+	}{
+		{[]string{"query", "--output", "xml"}, `--output "xml"`},
+		{[]string{"query", "--since", "yesterday"}, `--since "yesterday"`},
+		{[]string{"query", "--until", "2026-13-01"}, `--until "2026-13-01"`},
+		{[]string{"query", "--since", "-2h"}, `--since "-2h"`},
+		{[]string{"query", "--limit", "abc"}, `"abc"`},
+		{[]string{"query", "--limit", "0"}, "--limit 0"},
+		{[]string{"query", "--limit", "20000"}, "--limit 20000"},
+		{[]string{"query", "--skip", "-1"}, "--skip -1"},
+		{[]string{"query", "--cursor", "garbage"}, "cursor"},
+		{[]string{"query", "extra-arg"}, "extra-arg"},
+		{[]string{"count", "--since", "1h", "--until", "2h"}, "before --since"},
+		{[]string{"count", "--nope"}, "--nope"},
+		{[]string{"timeline", "--bucket", "0"}, `--bucket "0"`},
+		{[]string{"timeline", "--bucket", "1x"}, `--bucket "1x"`},
+		{[]string{"timeline", "--width", "0"}, "--width 0"},
+		{[]string{"timeline", "--bucket", "1ns"}, "bucket"},
+		{[]string{"stats", "--output", "yaml"}, `--output "yaml"`},
+		{[]string{"export", "--out", filepath.Join(tmp, "no", "such", "dir.ndjson")}, "no such file"},
+		{[]string{"export", "--limit", "-1"}, "--limit -1"},
+		{[]string{"import", filepath.Join(tmp, "missing.jsonl")}, "missing.jsonl"},
+		{[]string{"import", "--batch", "0"}, "--batch 0"},
+		{[]string{"import", "a", "b"}, "accepts at most 1 arg"},
+		{[]string{"compact", "--cold-after", "soon"}, `--cold-after "soon"`},
+		{[]string{"tail", "--server", "ftp://example.com"}, "--server"},
+		{[]string{"tail", "--output", "csv"}, `--output "csv"`},
+		{[]string{"tail", "--limit", "-3"}, "--limit -3"},
+		{[]string{"serve", "--tokens", filepath.Join(tmp, "missing-tokens")}, "missing-tokens"},
+		{[]string{"serve", "--tokens", badTokens}, badTokens + ":4:"},
+		{[]string{"serve", "--addr", "127.0.0.1:99999"}, "99999"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+	}
+	for _, c := range cases {
+		args := append(c.args, "--dir", dir)
+		r := runCmd(t, "", args...)
+		requireOneLineError(t, r, args...)
+		assert.Contains(t, r.stderr, c.want, "activitystore %s", strings.Join(args, " "))
+	}
+
+	// A directory with no store is not made by the commands that read.
+	missing := filepath.Join(tmp, "nothing-here")
+	for _, cmd := range []string{"query", "count", "timeline", "export", "stats", "compact", "verify"} {
+		r := runCmd(t, "", cmd, "--dir", missing)
+		requireOneLineError(t, r, cmd)
+		assert.Contains(t, r.stderr, "no store in "+missing)
+		assert.NoDirExists(t, missing)
+	}
+
+	// A directory another process has open is locked.
+	s, err := activitystore.Open(dir, nil)
+	require.NoError(t, err)
+	for _, cmd := range []string{"query", "count", "import", "serve", "stats", "verify"} {
+		r := runCmd(t, "", cmd, "--dir", dir)
+		requireOneLineError(t, r, cmd)
+		assert.Contains(t, r.stderr, "locked by another process", cmd)
+	}
+	require.NoError(t, s.Close())
+}
+
+func TestParseTime(t *testing.T) {
+	now := time.Date(2026, 5, 6, 7, 8, 9, 0, time.UTC)
+	for in, want := range map[string]time.Time{
+		"2026-01-02T03:04:05Z":        time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC),
+		"2026-01-02T03:04:05.5+02:00": time.Date(2026, 1, 2, 1, 4, 5, 5e8, time.UTC),
+		"2026-01-02":                  time.Date(2026, 1, 2, 0, 0, 0, 0, time.UTC),
+		"24h":                         now.Add(-24 * time.Hour),
+		"90m":                         now.Add(-90 * time.Minute),
+		"7d":                          now.Add(-7 * 24 * time.Hour),
+		"1d12h":                       now.Add(-36 * time.Hour),
+		"1.5d":                        now.Add(-36 * time.Hour),
+		"0s":                          now,
+	} {
+		got, err := parseTime(in, now)
+		require.NoError(t, err, in)
+		assert.True(t, want.Equal(got), "%s: got %s, want %s", in, got, want)
+	}
+	for _, in := range []string{"", "yesterday", "-1h", "d", "1dd", "-1d", "1d-1h", "99999999d", "2026-02-30", "12", "NaNd", "Infd"} {
+		_, err := parseTime(in, now)
+		assert.Error(t, err, "%q", in)
+	}
+}
+
+func TestLoadTokens(t *testing.T) {
+	dir := t.TempDir()
+	write := func(s string) string {
+		p := filepath.Join(dir, fmt.Sprintf("tokens-%d", len(s)))
+		require.NoError(t, os.WriteFile(p, []byte(s), 0o600))
+		return p
+	}
+	p := write("# the tokens\n\n  s3cret alice admin \nabc\tbob\n# end\n")
+	tokens, err := loadTokens(p)
+	require.NoError(t, err)
+	assert.Len(t, tokens, 2)
+	assert.Equal(t, "alice", tokens["s3cret"].UserID)
+	assert.True(t, tokens["s3cret"].Admin)
+	assert.Equal(t, "bob", tokens["abc"].UserID)
+	assert.False(t, tokens["abc"].Admin)
+
+	for content, want := range map[string]string{
+		"t1 alice\nlonely\n":         ":2: want TOKEN USER_ID [admin], got 1 fields",
+		"t1 alice admin extra\n":     ":1: want TOKEN USER_ID [admin], got 4 fields",
+		"t1 alice\n\nt2 bob Admin\n": `:3: third field "Admin"`,
+		"t1 alice\nt1 bob\n":         ":2: the token is already on line 1",
+		"# only comments\n\n":        "no tokens",
+	} {
+		p := write(content)
+		_, err := loadTokens(p)
+		require.Error(t, err, content)
+		assert.Contains(t, err.Error(), p)
+		assert.Contains(t, err.Error(), want)
+	}
+}
+
+func TestWriteTimeline(t *testing.T) {
+	day := time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC)
+	var b bytes.Buffer
+	require.NoError(t, writeTimeline(&b, []activitystore.Bucket{
+		{Start: day, Count: 10}, {Start: day.Add(time.Hour), Count: 0},
+		{Start: day.Add(2 * time.Hour), Count: 1}, {Start: day.Add(3 * time.Hour), Count: 5},
+	}, time.Hour, 20))
+	assert.Equal(t, ""+
+		"2026-03-01 00:00  10  ████████████████████\n"+
+		"2026-03-01 01:00   0\n"+
+		"2026-03-01 02:00   1  ██\n"+
+		"2026-03-01 03:00   5  ██████████\n", b.String())
+
+	b.Reset()
+	require.NoError(t, writeTimeline(&b, []activitystore.Bucket{{Start: day, Count: 3}}, 24*time.Hour, 4))
+	assert.Equal(t, "2026-03-01  3  ████\n", b.String())
+	b.Reset()
+	require.NoError(t, writeTimeline(&b, nil, time.Hour, 4))
+	assert.Empty(t, b.String())
+}
+
+func TestErrorLine(t *testing.T) {
+	assert.Equal(t, "activitystore: open d: directory is locked by another store",
+		errorLine(fmt.Errorf("open d: %w", activitystore.ErrLocked)))
+	assert.Equal(t, "activitystore: a; b",
+		errorLine(errors.New("a\n\nb\n")))
+}
+
+// startServe runs serve in-process on a free port and returns its base URL
+// and a function that stops it and returns its exit status.
+func startServe(t *testing.T, args ...string) (string, func() result) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	var out bytes.Buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), strings.NewReader(""), &out, pw)
+		pw.Close()
+	}()
+	lines := make(chan string, 100)
+	var errOut strings.Builder
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	base := ""
+	deadline := time.After(30 * time.Second)
+	for base == "" {
+		select {
+		case l, ok := <-lines:
+			require.True(t, ok, "serve ended before listening: %s", errOut.String())
+			errOut.WriteString(l + "\n")
+			if u, ok := strings.CutPrefix(l, "listening on "); ok {
+				base = u
+			}
+		case <-deadline:
+			t.Fatal("serve did not print its address")
+		}
+	}
+	stop := func() result {
+		cancel()
+		var code int
+		select {
+		case code = <-done:
+		case <-time.After(30 * time.Second):
+			t.Fatal("serve did not stop")
+		}
+		for l := range lines {
+			errOut.WriteString(l + "\n")
+		}
+		return result{code, out.String(), errOut.String()}
+	}
+	t.Cleanup(func() { cancel() })
+	return base, stop
+}
+
+func TestServeInProcessWithTokens(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.WriteFile(tokens, []byte("# who\nadm1n alice admin\nu5er bob\n"), 0o600))
+	base, stop := startServe(t, "--dir", dir, "--tokens", tokens)
+	require.True(t, strings.HasPrefix(base, "http://127.0.0.1:"), base)
+	waitHealthy(t, base)
+
+	get := func(path, token string) int {
+		req, err := http.NewRequest(http.MethodGet, base+path, nil)
+		require.NoError(t, err)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	assert.Equal(t, http.StatusUnauthorized, get("/v1/count", ""))
+	assert.Equal(t, http.StatusUnauthorized, get("/v1/count", "wrong"))
+	assert.Equal(t, http.StatusOK, get("/v1/count", "adm1n"))
+	assert.Equal(t, http.StatusOK, get("/v1/count?user=bob", "u5er"))
+
+	// While serve runs, the directory is locked for the other commands.
+	r := runCmd(t, "", "count", "--dir", dir)
+	requireOneLineError(t, r)
+	assert.Contains(t, r.stderr, "locked by another process")
+
+	res := stop()
+	assert.Equal(t, 0, res.code, res.stderr)
+	assert.Contains(t, res.stderr, "shutting down")
+	// The store is closed: it opens again.
+	assert.Equal(t, "0\n", mustRun(t, "count", "--dir", dir).stdout)
+}
+
+// waitHealthy polls /healthz until it answers 200, with a deadline.
+func waitHealthy(t *testing.T, base string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		resp, err := http.Get(base + "/healthz")
+		if err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+		}
+		require.True(t, time.Now().Before(deadline), "the server is not healthy: %v", err)
+		<-tick.C
+	}
+}
+
+func TestImportLongLines(t *testing.T) {
+	long := `{"type":"x","details":{"pad":"` + strings.Repeat("p", maxLineBytes) + `"}}`
+	in := `{"type":"a"}` + "\n" + long + "\n" + `{"type":"b"}` + "\n" + long // the last without a line break
+	dir := filepath.Join(t.TempDir(), "store")
+	r := runCmd(t, in, "import", "--dir", dir)
+	requireOneLineError(t, r)
+	assert.Equal(t, fmt.Sprintf("2 lines stored, 2 rejected\nline 2: longer than %d bytes\nline 4: longer than %[1]d bytes\n", maxLineBytes), r.stdout)
+	assert.Equal(t, "2\n", mustRun(t, "count", "--dir", dir).stdout)
+}

@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/activitystore/activitystore/httpapi"
+	"github.com/spf13/cobra"
+)
+
+// shutdownGrace is how long serve waits for requests in flight when it is
+// told to stop, before it closes their connections.
+const shutdownGrace = 15 * time.Second
+
+func (a *app) serveCommand() *cobra.Command {
+	var addr, tokensFile string
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the store over HTTP",
+		Long: `serve opens the store in --dir (creating it if needed) and serves the HTTP API
+on --addr until it gets SIGINT or SIGTERM. It prints the address it listens on
+to standard error ("listening on http://HOST:PORT"); with port 0 that is the
+port the system picked.
+
+Without --tokens every request is served as an admin: keep the server on a
+private address or behind your own access control. With --tokens FILE, requests
+need "Authorization: Bearer TOKEN" with a token of the file, one per line:
+
+    TOKEN USER_ID [admin]
+
+A user sees and writes only their own activities; admin sees and writes every
+user's. Lines starting with # and blank lines are ignored.
+
+On SIGINT or SIGTERM it stops taking connections, ends the open tail streams,
+waits up to 15s for the other requests in flight, then closes the store.`,
+		Args: cobra.NoArgs,
+		RunE: func(c *cobra.Command, _ []string) error {
+			opts := httpapi.Options{Logger: slog.New(slog.NewTextHandler(a.stderr, nil))}
+			if tokensFile != "" {
+				tokens, err := loadTokens(tokensFile)
+				if err != nil {
+					return err
+				}
+				opts.Authenticate = httpapi.TokenAuth(tokens)
+			}
+			return a.serve(c.Context(), addr, opts)
+		},
+	}
+	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "the address to listen on, host:port (port 0 picks a free port)")
+	c.Flags().StringVar(&tokensFile, "tokens", "", "a file of bearer tokens, one \"TOKEN USER_ID [admin]\" per line")
+	return c
+}
+
+// serve runs the HTTP API on addr until ctx is done, then shuts down: the
+// server first, the store last.
+func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) error {
+	s, err := a.open(true, nil)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		s.Close()
+		return err
+	}
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	srv := &http.Server{
+		Handler:           endStreamsOnShutdown(streams, httpapi.New(s, opts)),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.New(a.stderr, "activitystore: http: ", 0),
+	}
+	fmt.Fprintf(a.stderr, "listening on http://%s\n", ln.Addr())
+	if opts.Authenticate == nil && !isLoopback(ln.Addr()) {
+		fmt.Fprintln(a.stderr, "activitystore: warning: no --tokens: every request is served as an admin")
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	var serveErr error
+	select {
+	case serveErr = <-served:
+	case <-ctx.Done():
+		fmt.Fprintln(a.stderr, "shutting down")
+		endStreams()
+		sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+		serveErr = srv.Shutdown(sctx)
+		cancel()
+		if serveErr != nil {
+			srv.Close()
+			serveErr = fmt.Errorf("shutdown: %w", serveErr)
+		}
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = err
+		}
+	}
+	if err := s.Close(); err != nil && serveErr == nil {
+		serveErr = fmt.Errorf("close %s: %w", a.dir, err)
+	}
+	return serveErr
+}
+
+// endStreamsOnShutdown wraps h so that the requests that stream until the
+// client leaves (the tail, or anything asking for text/event-stream) end when
+// streams is done, which serve does when it begins to shut down: Shutdown
+// waits for requests in flight, and those would never finish on their own.
+func endStreamsOnShutdown(streams context.Context, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/tail" || strings.Contains(r.Header.Get("Accept"), "text/event-stream") {
+			ctx, cancel := context.WithCancel(r.Context())
+			defer cancel()
+			stop := context.AfterFunc(streams, cancel)
+			defer stop()
+			r = r.WithContext(ctx)
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func isLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
+}
+
+// loadTokens reads a tokens file: one "TOKEN USER_ID [admin]" per line,
+// blank lines and lines starting with # ignored. A malformed line is an
+// error naming the file and the line.
+func loadTokens(path string) (map[string]httpapi.Principal, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--tokens: %w", err)
+	}
+	tokens := map[string]httpapi.Principal{}
+	lineOf := map[string]int{}
+	n := 0
+	for line := range strings.Lines(string(data)) {
+		n++
+		line = strings.TrimSpace(line)
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		bad := func(format string, args ...any) error {
+			return fmt.Errorf("%s:%d: %s", path, n, fmt.Sprintf(format, args...))
+		}
+		f := strings.Fields(line)
+		if len(f) < 2 || len(f) > 3 {
+			return nil, bad("want TOKEN USER_ID [admin], got %d fields", len(f))
+		}
+		p := httpapi.Principal{UserID: f[1]}
+		if len(f) == 3 {
+			if f[2] != "admin" {
+				return nil, bad("third field %q: want admin or nothing", f[2])
+			}
+			p.Admin = true
+		}
+		if at, dup := lineOf[f[0]]; dup {
+			return nil, bad("the token is already on line %d", at)
+		}
+		tokens[f[0]], lineOf[f[0]] = p, n
+	}
+	if len(tokens) == 0 {
+		return nil, fmt.Errorf("%s: no tokens: every request would be refused", path)
+	}
+	return tokens, nil
+}

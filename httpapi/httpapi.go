@@ -1,0 +1,160 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/activitystore/activitystore"
+)
+
+// Principal is who makes a request, as Options.Authenticate tells it.
+type Principal struct {
+	// UserID is the user the principal acts as.
+	UserID string
+	// Admin principals see and write every user's activities; others only
+	// their own.
+	Admin bool
+}
+
+// ErrUnauthenticated is returned by the Authenticate of TokenAuth for a
+// request with no known bearer token.
+var ErrUnauthenticated = errors.New("httpapi: missing or unknown bearer token")
+
+// Options configure the handler. The zero value gives the defaults.
+type Options struct {
+	// Authenticate names the principal of a request; an error makes the
+	// request a 401. With no Authenticate every request is served as an
+	// admin: put the handler behind your own access control.
+	Authenticate func(*http.Request) (Principal, error)
+
+	// MaxBodyBytes bounds the body of a POST; a larger body is a 413. The
+	// default (zero or less) is 64 MiB.
+	MaxBodyBytes int64
+
+	// Logger receives the errors that are the server's fault (answers with
+	// status 500) and those that end a stream after it began. The default is
+	// slog.Default().
+	Logger *slog.Logger
+}
+
+// defaultMaxBodyBytes is the default of Options.MaxBodyBytes.
+const defaultMaxBodyBytes = 64 << 20
+
+// heartbeatInterval is how long a tail stays silent before it sends a
+// comment, so that proxies and clients know it is alive. Tests shorten it;
+// New reads it.
+var heartbeatInterval = 15 * time.Second
+
+// TokenAuth returns an Authenticate that reads "Authorization: Bearer TOKEN"
+// and looks TOKEN up in tokens. The scheme name is matched without regard to
+// case; an absent header or an unknown token is ErrUnauthenticated.
+func TokenAuth(tokens map[string]Principal) func(*http.Request) (Principal, error) {
+	return func(r *http.Request) (Principal, error) {
+		scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") {
+			return Principal{}, ErrUnauthenticated
+		}
+		p, ok := tokens[strings.TrimSpace(tok)]
+		if !ok {
+			return Principal{}, ErrUnauthenticated
+		}
+		return p, nil
+	}
+}
+
+// handler serves the API on one store.
+type handler struct {
+	s         *activitystore.Store
+	auth      func(*http.Request) (Principal, error)
+	maxBody   int64
+	heartbeat time.Duration
+	log       *slog.Logger
+	m         *metrics
+	mux       *http.ServeMux
+	methods   map[string][]string // path pattern -> methods served, for 405s
+	paths     []string            // path patterns in the order of registration
+}
+
+// New returns the HTTP handler of the API on s; the package documentation
+// lists its endpoints. The handler does not close s.
+func New(s *activitystore.Store, o Options) http.Handler {
+	h := &handler{
+		s:         s,
+		auth:      o.Authenticate,
+		maxBody:   o.MaxBodyBytes,
+		heartbeat: heartbeatInterval,
+		log:       o.Logger,
+		mux:       http.NewServeMux(),
+		methods:   map[string][]string{},
+	}
+	if h.maxBody <= 0 {
+		h.maxBody = defaultMaxBodyBytes
+	}
+	if h.log == nil {
+		h.log = slog.Default()
+	}
+	h.m = newMetrics(s, h.log)
+
+	h.route("GET /activity/activities/{$}", h.legacyActivities, false)
+	h.route("GET /activity/activities", h.legacyActivities, false)
+	h.route("GET /v1/activities", h.listActivities, false)
+	h.route("POST /v1/activities", h.postActivities, false)
+	h.route("GET /v1/activities/{id}", h.getActivity, false)
+	h.route("GET /v1/count", h.count, false)
+	h.route("GET /v1/count_by", h.countBy, false)
+	h.route("GET /v1/timeline", h.timeline, false)
+	h.route("GET /v1/export", h.export, false)
+	h.route("GET /v1/tail", h.tail, false)
+	h.route("GET /healthz", h.healthz, true)
+	h.route("GET /metrics", h.metrics, true)
+
+	for _, path := range h.paths {
+		allow := h.methods[path]
+		h.mux.Handle(path, h.instrument(path, false, func(w http.ResponseWriter, r *http.Request) error {
+			w.Header().Set("Allow", strings.Join(allow, ", "))
+			return &apiError{status: http.StatusMethodNotAllowed,
+				msg: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + strings.Join(allow, ", ")}
+		}))
+	}
+	h.mux.Handle("/", h.instrument("unmatched", false, func(w http.ResponseWriter, r *http.Request) error {
+		return &apiError{status: http.StatusNotFound, msg: "no endpoint at " + r.URL.Path}
+	}))
+	return h.mux
+}
+
+// apiFunc serves one route for an authenticated principal. An error it
+// returns becomes the JSON error answer, unless the answer has begun.
+type apiFunc func(w http.ResponseWriter, r *http.Request, who Principal) error
+
+// route registers fn under pattern ("METHOD /path"). Unless public, the
+// request is authenticated first.
+func (h *handler) route(pattern string, fn apiFunc, public bool) {
+	method, path, _ := strings.Cut(pattern, " ")
+	h.mux.Handle(pattern, h.instrument(pattern, pattern == "POST /v1/activities", func(w http.ResponseWriter, r *http.Request) error {
+		who := Principal{Admin: true}
+		if !public && h.auth != nil {
+			p, err := h.auth(r)
+			if err != nil {
+				if errors.Is(err, ErrUnauthenticated) {
+					w.Header().Set("WWW-Authenticate", "Bearer")
+				}
+				return &apiError{status: http.StatusUnauthorized, msg: err.Error(), err: err}
+			}
+			if !p.Admin && p.UserID == "" {
+				return &apiError{status: http.StatusForbidden, msg: "the principal is not an admin and has no user"}
+			}
+			who = p
+		}
+		return fn(w, r, who)
+	}))
+	if _, ok := h.methods[path]; !ok {
+		h.paths = append(h.paths, path)
+	}
+	h.methods[path] = append(h.methods[path], method)
+	if method == http.MethodGet {
+		h.methods[path] = append(h.methods[path], http.MethodHead)
+	}
+}

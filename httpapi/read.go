@@ -1,0 +1,227 @@
+package httpapi
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/activitystore/activitystore"
+)
+
+// legacyActivities serves GET /activity/activities/: the newest activities as
+// a bare JSON array, for the platform's existing clients.
+func (h *handler) legacyActivities(w http.ResponseWriter, r *http.Request, who Principal) error {
+	p, err := parseParams(r, "limit", "skip")
+	if err != nil {
+		return err
+	}
+	q, err := h.query(p, who)
+	if err != nil {
+		return err
+	}
+	if err := pageParams(p, q, false); err != nil {
+		return err
+	}
+	page, err := q.All(r.Context())
+	if err != nil {
+		return fmt.Errorf("recent activities: %w", err)
+	}
+	return writeActivities(w, nil, page.Activities, []byte("\n"))
+}
+
+// listActivities serves GET /v1/activities: one page of matches and the
+// cursor of the next.
+func (h *handler) listActivities(w http.ResponseWriter, r *http.Request, who Principal) error {
+	p, err := parseParams(r, withFilters("limit", "skip", "cursor")...)
+	if err != nil {
+		return err
+	}
+	q, err := h.query(p, who)
+	if err != nil {
+		return err
+	}
+	if err := pageParams(p, q, true); err != nil {
+		return err
+	}
+	page, err := q.All(r.Context())
+	if err != nil {
+		return fmt.Errorf("query activities: %w", err)
+	}
+	next, err := json.Marshal(page.Next)
+	if err != nil {
+		return fmt.Errorf("encode the cursor: %w", err)
+	}
+	suffix := append(append([]byte(`,"next_cursor":`), next...), "}\n"...)
+	return writeActivities(w, []byte(`{"activities":`), page.Activities, suffix)
+}
+
+// pageParams applies limit, skip and, withCursor, cursor to q.
+func pageParams(p params, q *activitystore.Query, withCursor bool) error {
+	limit, err := p.int("limit", activitystore.DefaultLimit, 1, activitystore.MaxLimit)
+	if err != nil {
+		return err
+	}
+	skip, err := p.int("skip", 0, 0, maxInt)
+	if err != nil {
+		return err
+	}
+	q.Limit(limit).Skip(skip)
+	if c, ok := p.one("cursor"); ok && withCursor {
+		if c == "" {
+			return badParam("cursor", "cursor is empty; leave it out for the first page")
+		}
+		q.After(c)
+	}
+	return nil
+}
+
+// maxInt is the largest int.
+const maxInt = int(^uint(0) >> 1)
+
+// writeActivities answers 200 with prefix, acts as a JSON array and suffix,
+// encoding one activity at a time.
+func writeActivities(w http.ResponseWriter, prefix []byte, acts []activitystore.Activity, suffix []byte) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	buf := append(prefix, '[')
+	for i := range acts {
+		b, err := json.Marshal(acts[i])
+		if err != nil {
+			return fmt.Errorf("encode activity %s: %w", acts[i].ID, err)
+		}
+		if i > 0 {
+			buf = append(buf, ',')
+		}
+		if _, err := w.Write(append(buf, b...)); err != nil {
+			return nil // the client went away
+		}
+		buf = buf[:0]
+	}
+	buf = append(append(buf, ']'), suffix...)
+	w.Write(buf)
+	return nil
+}
+
+// getActivity serves GET /v1/activities/{id}.
+func (h *handler) getActivity(w http.ResponseWriter, r *http.Request, who Principal) error {
+	if _, err := parseParams(r); err != nil {
+		return err
+	}
+	id, err := activitystore.ParseID(r.PathValue("id"))
+	if err != nil {
+		return err
+	}
+	a, err := h.s.Get(r.Context(), id)
+	if err != nil {
+		return err
+	}
+	if err := mayRead(&a, who); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a)
+	return nil
+}
+
+// count serves GET /v1/count.
+func (h *handler) count(w http.ResponseWriter, r *http.Request, who Principal) error {
+	p, err := parseParams(r, filterParams...)
+	if err != nil {
+		return err
+	}
+	q, err := h.query(p, who)
+	if err != nil {
+		return err
+	}
+	n, err := q.Count(r.Context())
+	if err != nil {
+		return fmt.Errorf("count: %w", err)
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Count int `json:"count"`
+	}{n})
+	return nil
+}
+
+// countBy serves GET /v1/count_by.
+func (h *handler) countBy(w http.ResponseWriter, r *http.Request, who Principal) error {
+	p, err := parseParams(r, withFilters("field")...)
+	if err != nil {
+		return err
+	}
+	field, ok := p.one("field")
+	if !ok {
+		return badParam("field", "field is required: one of %v", activitystore.Fields)
+	}
+	q, err := h.query(p, who)
+	if err != nil {
+		return err
+	}
+	counts, err := q.CountBy(r.Context(), field)
+	if err != nil {
+		return fmt.Errorf("count by %s: %w", field, err)
+	}
+	if field == "user" {
+		field = "user_id"
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Field  string                     `json:"field"`
+		Counts []activitystore.ValueCount `json:"counts"`
+	}{field, counts})
+	return nil
+}
+
+// defaultBucket is the bucket of a timeline that names none.
+const defaultBucket = "1h"
+
+// timeline serves GET /v1/timeline.
+func (h *handler) timeline(w http.ResponseWriter, r *http.Request, who Principal) error {
+	p, err := parseParams(r, withFilters("bucket")...)
+	if err != nil {
+		return err
+	}
+	text, ok := p.one("bucket")
+	if !ok {
+		text = defaultBucket
+	}
+	bucket, err := parseBucket(text)
+	if err != nil {
+		return err
+	}
+	q, err := h.query(p, who)
+	if err != nil {
+		return err
+	}
+	buckets, err := q.Timeline(r.Context(), bucket)
+	if err != nil {
+		return fmt.Errorf("timeline: %w", err)
+	}
+	if buckets == nil {
+		buckets = []activitystore.Bucket{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Bucket  string                 `json:"bucket"`
+		Buckets []activitystore.Bucket `json:"buckets"`
+	}{text, buckets})
+	return nil
+}
+
+// healthz serves GET /healthz: 200 while the store answers a one-activity
+// read, 503 once it is closed.
+func (h *handler) healthz(w http.ResponseWriter, r *http.Request, _ Principal) error {
+	if _, err := parseParams(r); err != nil {
+		return err
+	}
+	if err := h.ping(r); err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Write([]byte("ok\n"))
+	return nil
+}
+
+// ping checks that the store serves reads, at the cost of one record.
+func (h *handler) ping(r *http.Request) error {
+	_, err := h.s.Query().Limit(1).All(r.Context())
+	return err
+}

@@ -1,0 +1,188 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/activitystore/activitystore"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// get reads an activity of s by ID text.
+func get(t *testing.T, s *activitystore.Store, id string) activitystore.Activity {
+	t.Helper()
+	a, err := s.Get(context.Background(), mustParseID(t, id))
+	require.NoError(t, err)
+	return a
+}
+
+func TestPostObject(t *testing.T) {
+	s, c := setup(t)
+	ids := c.postIDs(`{"type":"model.deploy","user_id":"u-42","module":"models","action":"deploy",
+		"apicall":"POST /api/serving/deploy","resource":"model/7","details":{"replicas":2},
+		"timestamp":"2025-01-02T15:04:05.123456789Z"}`, "application/json")
+	require.Len(t, ids, 1)
+	a := get(t, s, ids[0])
+	assert.Equal(t, "model.deploy", a.Type)
+	assert.Equal(t, "u-42", a.UserID)
+	assert.Equal(t, "models", a.Module)
+	assert.Equal(t, "deploy", a.Action)
+	assert.Equal(t, "POST /api/serving/deploy", a.APICall)
+	assert.Equal(t, "model/7", a.Resource)
+	assert.JSONEq(t, `{"replicas":2}`, string(a.Details))
+	assert.True(t, time.Date(2025, 1, 2, 15, 4, 5, 123456789, time.UTC).Equal(a.Time), a.Time)
+
+	// Any Content-Type other than NDJSON is read as JSON, e.g. curl's default.
+	ids = c.postIDs(`{"type":"x"}`, "application/x-www-form-urlencoded")
+	require.Len(t, ids, 1)
+}
+
+func TestPostArray(t *testing.T) {
+	s, c := setup(t)
+	before := time.Now().Add(-time.Second)
+	ids := c.postIDs(`[
+		{"type":"a","time":"2025-01-02T00:00:00Z"},
+		{"type":"b","timestamp":"2025-01-02T00:00:01+01:00"},
+		{"type":"c","created_at":"2025-01-02T00:00:02Z"},
+		{"type":"d","time":"2025-01-02T00:00:03Z","timestamp":"2000-01-01T00:00:00Z"},
+		{"type":"e"},
+		{"type":"f","details":null,"id":null}
+	]`, "application/json")
+	require.Len(t, ids, 6)
+	want := []struct {
+		typ string
+		at  time.Time
+	}{
+		{"a", time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)},
+		{"b", time.Date(2025, 1, 1, 23, 0, 1, 0, time.UTC)},
+		{"c", time.Date(2025, 1, 2, 0, 0, 2, 0, time.UTC)},
+		{"d", time.Date(2025, 1, 2, 0, 0, 3, 0, time.UTC)},
+	}
+	for i, w := range want {
+		a := get(t, s, ids[i])
+		assert.Equal(t, w.typ, a.Type)
+		assert.True(t, w.at.Equal(a.Time), "%s: %s", w.typ, a.Time)
+	}
+	e := get(t, s, ids[4])
+	assert.True(t, e.Time.After(before), "no time means now: %s", e.Time)
+	assert.Empty(t, get(t, s, ids[5]).Details)
+}
+
+func TestPostNDJSON(t *testing.T) {
+	s, c := setup(t)
+	body := "{\"type\":\"a\",\"user_id\":\"u-1\"}\n\n  \r\n{\"type\":\"b\"}\r\n{\"type\":\"c\"}"
+	for _, ct := range []string{"application/x-ndjson", "application/x-ndjson; charset=utf-8", "application/jsonl"} {
+		ids := c.postIDs(body, ct)
+		require.Len(t, ids, 3, ct)
+		assert.Equal(t, "a", get(t, s, ids[0]).Type)
+		assert.Equal(t, "u-1", get(t, s, ids[0]).UserID)
+		assert.Equal(t, "b", get(t, s, ids[1]).Type)
+		assert.Equal(t, "c", get(t, s, ids[2]).Type)
+	}
+	// An exported line posts back as is: its id is ignored.
+	status, line := c.do(http.MethodGet, "/v1/export?type=a", "")
+	require.Equal(t, http.StatusOK, status)
+	ids := c.postIDs(strings.SplitN(string(line), "\n", 2)[0], "application/x-ndjson")
+	require.Len(t, ids, 1)
+	assert.Equal(t, "u-1", get(t, s, ids[0]).UserID)
+}
+
+func TestPostRefused(t *testing.T) {
+	const json, ndjson = "application/json", "application/x-ndjson"
+	idx := func(i int) *int { return &i }
+	cases := []struct {
+		name        string
+		body, ctype string
+		status      int
+		field       string
+		index, line *int
+	}{
+		{"array: bad JSON", `[{"type":"a"},{"type":"b"},{"type":}]`, json, 400, "", idx(2), nil},
+		{"array: missing comma", `[{"type":"a"} {"type":"b"}]`, json, 400, "", idx(1), nil},
+		{"array: unknown field", `[{"type":"a"},{"type":"b","usr":"x"}]`, json, 400, "usr", idx(1), nil},
+		{"array: ill-typed field", `[{"type":5}]`, json, 400, "type", idx(0), nil},
+		{"array: not an object", `[{"type":"a"},"b"]`, json, 400, "", idx(1), nil},
+		{"array: missing type", `[{"type":"a"},{"user_id":"u"}]`, json, 400, "type", idx(1), nil},
+		{"array: details not an object", `[{"type":"a"},{"type":"b"},{"type":"c","details":[1]}]`, json, 400, "details", idx(2), nil},
+		{"array: bad time", `[{"type":"a","created_at":"yesterday"}]`, json, 400, "created_at", idx(0), nil},
+		{"array: far future", `[{"type":"a","time":"2999-01-01T00:00:00Z"}]`, json, 400, "time", idx(0), nil},
+		{"array: bad id", `[{"type":"a","id":"x"}]`, json, 400, "id", idx(0), nil},
+		{"array: label too long", `[{"type":"a","module":"` + strings.Repeat("m", 300) + `"}]`, json, 400, "module", idx(0), nil},
+		{"array: not closed", `[{"type":"a"}`, json, 400, "", nil, nil},
+		{"array: trailing data", `[{"type":"a"}] x`, json, 400, "", nil, nil},
+		{"object: missing type", `{"module":"m"}`, json, 400, "type", idx(0), nil},
+		{"object: unknown field", `{"type":"a","extra":1}`, json, 400, "extra", idx(0), nil},
+		{"object: trailing object", `{"type":"a"} {"type":"b"}`, json, 400, "", nil, nil},
+		{"empty body", ``, json, 400, "", nil, nil},
+		{"empty array", `[]`, json, 400, "", nil, nil},
+		{"not JSON", `type=a`, json, 400, "", nil, nil},
+		{"ndjson: bad JSON", "{\"type\":\"a\"}\n\n{\"type\":\n", ndjson, 400, "", nil, idx(3)},
+		{"ndjson: unknown field", "{\"type\":\"a\"}\n{\"type\":\"a\"}\n\n\n{\"type\":\"a\",\"mdule\":\"x\"}\n", ndjson, 400, "mdule", nil, idx(5)},
+		{"ndjson: ill-typed", "\n{\"type\":\"a\",\"details\":{},\"user_id\":[1]}", ndjson, 400, "user_id", nil, idx(2)},
+		{"ndjson: validation", "{\"type\":\"a\"}\n\n{\"type\":\"\"}\n", ndjson, 400, "type", nil, idx(3)},
+		{"ndjson: two objects on a line", "{\"type\":\"a\"} {\"type\":\"b\"}\n", ndjson, 400, "", nil, idx(1)},
+		{"ndjson: array line", "[{\"type\":\"a\"}]\n", ndjson, 400, "", nil, idx(1)},
+		{"ndjson: only blank lines", "\n\n", ndjson, 400, "", nil, nil},
+		{"ndjson: line too long", "{\"type\":\"a\"}\n" + strings.Repeat(" ", maxLineBytes+1) + "\n", ndjson, 400, "", nil, idx(2)},
+	}
+	s, c := setup(t)
+	seed(t, s, act("a", "u-1", 0))
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := c.post(tc.body, tc.ctype)
+			e := requireError(t, status, body, tc.status, tc.field)
+			assert.Equal(t, tc.index, e.Index, "index: %s", body)
+			assert.Equal(t, tc.line, e.Line, "line: %s", body)
+			require.Equal(t, 1, count(t, s), "nothing of a refused request is stored")
+		})
+	}
+}
+
+func TestPostTooLarge(t *testing.T) {
+	s := openStore(t, nil)
+	c := serve(t, s, Options{MaxBodyBytes: 1000})
+
+	small := `[{"type":"a"}]`
+	require.Len(t, c.postIDs(small, "application/json"), 1)
+
+	big := `[` + strings.Repeat(`{"type":"a"},`, 100) + `{"type":"a"}]`
+	status, body := c.post(big, "application/json")
+	requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+
+	one := `{"type":"a","details":{"x":"` + strings.Repeat("x", 2000) + `"}}`
+	status, body = c.post(one, "application/json")
+	requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+
+	lines := strings.Repeat("{\"type\":\"a\"}\n", 100)
+	status, body = c.post(lines, "application/x-ndjson")
+	requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+
+	require.Equal(t, 1, count(t, s))
+}
+
+func TestPostTooMany(t *testing.T) {
+	if testing.Short() {
+		t.Skip("posts more than MaxBatch activities")
+	}
+	s, c := setup(t)
+	const line = "{\"type\":\"a\"}\n"
+	status, body := c.post(strings.Repeat(line, activitystore.MaxBatch+1), "application/x-ndjson")
+	e := requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+	require.NotNil(t, e.Line)
+	require.Equal(t, activitystore.MaxBatch+1, *e.Line)
+	require.Equal(t, 0, count(t, s))
+}
+
+func TestAppendedMetricsCount(t *testing.T) {
+	s, c := setup(t)
+	c.postIDs(`[{"type":"a"},{"type":"b"}]`, "application/json")
+	c.post(`[{"type":""}]`, "application/json")
+	require.Equal(t, 2, count(t, s))
+	_, body := c.do(http.MethodGet, "/metrics", "")
+	assert.Contains(t, string(body), "activitystore_http_appended_activities_total 2\n")
+	assert.Contains(t, string(body), `activitystore_http_append_rejected_requests_total{code="400"} 1`)
+}
