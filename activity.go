@@ -77,21 +77,109 @@ var emptyObject = json.RawMessage("{}")
 // action, apicall, resource, details (an object, {} when empty), and the event
 // time twice, as timestamp and created_at (RFC 3339 with nanoseconds, UTC).
 func (a Activity) MarshalJSON() ([]byte, error) {
-	j := activityJSON{
-		Type: a.Type, UserID: a.UserID, Module: a.Module, Action: a.Action,
-		APICall: a.APICall, Resource: a.Resource, Details: a.Details,
-	}
+	return a.AppendJSON(nil), nil
+}
+
+// AppendJSON appends the JSON form that MarshalJSON writes to dst, on one
+// line, and returns the extended buffer. It is the fast way to encode many
+// activities: it allocates only to grow dst. Invalid UTF-8 in a field comes
+// out as U+FFFD, as encoding/json writes it. Details are written as they are,
+// so an Activity built by hand with Details that are not JSON (which Append
+// refuses) gives output that is not JSON either; MarshalJSON, called through
+// encoding/json, reports it.
+func (a *Activity) AppendJSON(dst []byte) []byte {
+	dst = append(dst, '{')
 	if !a.ID.IsZero() {
-		j.ID = a.ID.String()
+		dst = append(dst, `"id":"`...)
+		dst = a.ID.appendText(dst)
+		dst = append(dst, `",`...)
 	}
-	if len(bytes.TrimSpace(j.Details)) == 0 {
-		j.Details = emptyObject
+	dst = appendJSONField(dst, `"type":`, a.Type)
+	dst = appendJSONField(dst, `,"user_id":`, a.UserID)
+	dst = appendJSONField(dst, `,"module":`, a.Module)
+	dst = appendJSONField(dst, `,"action":`, a.Action)
+	dst = appendJSONField(dst, `,"apicall":`, a.APICall)
+	dst = appendJSONField(dst, `,"resource":`, a.Resource)
+	dst = append(dst, `,"details":`...)
+	switch d := bytes.TrimSpace(a.Details); {
+	case len(d) == 0:
+		dst = append(dst, emptyObject...)
+	case bytes.ContainsAny(d, "\n\r"):
+		// Details are kept as given: take out line breaks between tokens
+		// so that the form stays on one line.
+		buf := bytes.NewBuffer(dst)
+		if json.Compact(buf, d) == nil {
+			dst = buf.Bytes()
+		} else {
+			dst = append(dst, d...)
+		}
+	default:
+		dst = append(dst, d...)
 	}
 	if !a.Time.IsZero() {
 		t := a.Time.UTC()
-		j.Timestamp, j.CreatedAt = &t, &t
+		dst = append(dst, `,"timestamp":"`...)
+		dst = t.AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, `","created_at":"`...)
+		dst = t.AppendFormat(dst, time.RFC3339Nano)
+		dst = append(dst, '"')
 	}
-	return json.Marshal(j)
+	return append(dst, '}')
+}
+
+// appendJSONField appends name and s as a JSON string.
+func appendJSONField(dst []byte, name, s string) []byte {
+	dst = append(dst, name...)
+	return appendJSONString(dst, s)
+}
+
+// appendJSONString appends s as a JSON string: quotes, backslashes and
+// control characters escaped, invalid UTF-8 as U+FFFD, and U+2028 and U+2029
+// escaped so the text is also valid JavaScript.
+func appendJSONString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			dst = append(dst, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				dst = append(dst, '\\', c)
+			case '\n':
+				dst = append(dst, '\\', 'n')
+			case '\r':
+				dst = append(dst, '\\', 'r')
+			case '\t':
+				dst = append(dst, '\\', 't')
+			default:
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && size == 1:
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			dst = append(dst, s[start:i]...)
+			dst = append(dst, '\\', 'u', '2', '0', '2', hexDigits[r&0xf])
+		default:
+			i += size
+			continue
+		}
+		i += size
+		start = i
+	}
+	dst = append(dst, s[start:]...)
+	return append(dst, '"')
 }
 
 // UnmarshalJSON reads the JSON form. The event time may be named time,

@@ -97,6 +97,14 @@ func (id ID) IsZero() bool { return id == NilID }
 // String returns the UUID text form, e.g. "0190f3a2-7c1d-7a4b-8c00-000000000001".
 func (id ID) String() string {
 	var b [36]byte
+	return string(id.appendText(b[:0]))
+}
+
+// appendText appends the UUID text form to dst.
+func (id ID) appendText(dst []byte) []byte {
+	n := len(dst)
+	dst = append(dst, make([]byte, 36)...)
+	b := dst[n:]
 	hex.Encode(b[0:8], id[0:4])
 	b[8] = '-'
 	hex.Encode(b[9:13], id[4:6])
@@ -106,7 +114,7 @@ func (id ID) String() string {
 	hex.Encode(b[19:23], id[8:10])
 	b[23] = '-'
 	hex.Encode(b[24:], id[10:])
-	return string(b[:])
+	return dst
 }
 
 // MarshalText implements encoding.TextMarshaler with the UUID text form.

@@ -84,19 +84,19 @@ func writeActivities(w http.ResponseWriter, prefix []byte, acts []activitystore.
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.WriteHeader(http.StatusOK)
-	buf := append(prefix, '[')
+	buf := make([]byte, 0, min(64<<10, len(prefix)+len(suffix)+2+640*len(acts)))
+	buf = append(append(buf, prefix...), '[')
 	for i := range acts {
-		b, err := json.Marshal(acts[i])
-		if err != nil {
-			return fmt.Errorf("encode activity %s: %w", acts[i].ID, err)
-		}
 		if i > 0 {
 			buf = append(buf, ',')
 		}
-		if _, err := w.Write(append(buf, b...)); err != nil {
-			return nil // the client went away
+		buf = acts[i].AppendJSON(buf)
+		if len(buf) >= 32<<10 {
+			if _, err := w.Write(buf); err != nil {
+				return nil // the client went away
+			}
+			buf = buf[:0]
 		}
-		buf = buf[:0]
 	}
 	buf = append(append(buf, ']'), suffix...)
 	w.Write(buf)

@@ -33,7 +33,7 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request, who Principal) 
 		return err
 	}
 	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
+	var line []byte
 	started := false
 	start := func() {
 		w.Header().Set("Content-Type", "application/x-ndjson")
@@ -58,13 +58,15 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request, who Principal) 
 			if r.Context().Err() == nil {
 				h.log.Warn("activitystore http: export cut short", "err", err, "sent", n)
 			}
-			enc.Encode(toAPIError(err).body())
+			b, _ := json.Marshal(toAPIError(err).body())
+			w.Write(append(b, '\n'))
 			return nil
 		}
 		if !started {
 			start()
 		}
-		if err := enc.Encode(a); err != nil {
+		line = append(a.AppendJSON(line[:0]), '\n')
+		if _, err := w.Write(line); err != nil {
 			return nil // the client went away
 		}
 		n++
@@ -143,7 +145,7 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request, who Principal) er
 
 	heartbeat := time.NewTimer(h.heartbeat)
 	defer heartbeat.Stop()
-	var buf []byte
+	var buf, line []byte
 	for {
 		buf = buf[:0]
 		select {
@@ -158,12 +160,8 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request, who Principal) er
 			var lag *activitystore.LagError
 			switch {
 			case it.err == nil:
-				b, err := json.Marshal(it.ev.Activity)
-				if err != nil {
-					h.log.Error("activitystore http: tail cannot encode an activity", "id", it.ev.Activity.ID, "err", err)
-					return nil
-				}
-				buf = appendEvent(buf, it.ev.Cursor, "activity", b)
+				line = it.ev.Activity.AppendJSON(line[:0])
+				buf = appendEvent(buf, it.ev.Cursor, "activity", line)
 			case errors.As(it.err, &lag):
 				b, _ := json.Marshal(struct {
 					Missed int64  `json:"missed"`

@@ -1,0 +1,50 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/activitystore/activitystore"
+	"github.com/activitystore/activitystore/internal/gen"
+)
+
+// BenchmarkList serves GET /v1/activities?type=T&limit=50 from a store of
+// 50,000 generated activities, without a network: the handler's own cost.
+func BenchmarkList(b *testing.B) {
+	s, err := activitystore.Open(b.TempDir(), &activitystore.Options{NoSync: true})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer s.Close()
+	g := gen.New(gen.Config{N: 50_000, End: time.Now().UTC().Add(-time.Hour)})
+	batch := make([]activitystore.Activity, 0, 1000)
+	var a activitystore.Activity
+	for g.Next(&a) {
+		a.Details = append([]byte(nil), a.Details...) // the generator reuses its buffer
+		batch = append(batch, a)
+		if len(batch) == cap(batch) {
+			if _, err := s.Append(context.Background(), batch...); err != nil {
+				b.Fatal(err)
+			}
+			batch = batch[:0]
+		}
+	}
+	h := New(s, Options{})
+	for _, path := range []string{"/v1/activities?type=model.query&limit=50", "/activity/activities/?limit=50"} {
+		b.Run(path, func(b *testing.B) {
+			b.ReportAllocs()
+			req := httptest.NewRequest(http.MethodGet, path, nil)
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, req)
+				if w.Code != http.StatusOK {
+					b.Fatal(w.Code, w.Body.String())
+				}
+				b.SetBytes(int64(w.Body.Len()))
+			}
+		})
+	}
+}
