@@ -8,6 +8,24 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// activityJSON is the JSON form, as encoding/json writes it: the
+// reference for AppendJSON. It carries the platform's existing activity
+// fields (id, user_id, module, apicall, action, created_at) and the seed
+// documentation's (type, timestamp, details).
+type activityJSON struct {
+	ID        string          `json:"id,omitempty"`
+	Type      string          `json:"type"`
+	UserID    string          `json:"user_id"`
+	Module    string          `json:"module"`
+	Action    string          `json:"action"`
+	APICall   string          `json:"apicall"`
+	Resource  string          `json:"resource"`
+	Details   json.RawMessage `json:"details"`
+	Timestamp *time.Time      `json:"timestamp,omitempty"`
+	CreatedAt *time.Time      `json:"created_at,omitempty"`
+	Time      *time.Time      `json:"time,omitempty"`
+}
+
 // TestAppendJSON: the hand-written encoder gives the JSON that encoding/json
 // gives for the same fields, for awkward strings and details too.
 func TestAppendJSON(t *testing.T) {

@@ -327,8 +327,27 @@ func TestJSONForm(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(`{"type":"t","`+name+`":"2026-01-02T03:04:05Z"}`), &x))
 		assert.Equal(t, time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), x.Time, name)
 	}
+	// Decoding is strict: each mistake is a ValidationError naming the field.
+	for _, tc := range []struct{ in, field string }{
+		{`{"id":"bad"}`, "id"},
+		{`{"type":"t","modul":"auth"}`, "modul"},
+		{`{"type":7}`, "type"},
+		{`{"type":"t","details":"x"}`, "details"},
+		{`{"type":"t","timestamp":"yesterday"}`, "timestamp"},
+		{`{"type":"t","time":12}`, "time"},
+		{`["t"]`, ""},
+		{`{"type":"t"} {"type":"u"}`, ""},
+	} {
+		var x Activity
+		err := x.UnmarshalJSON([]byte(tc.in))
+		var ve *ValidationError
+		require.ErrorAs(t, err, &ve, tc.in)
+		assert.ErrorIs(t, err, ErrInvalidActivity)
+		assert.Equal(t, tc.field, ve.Field, tc.in)
+	}
 	var x Activity
-	assert.ErrorIs(t, json.Unmarshal([]byte(`{"id":"bad"}`), &x), ErrInvalidID)
+	require.NoError(t, json.Unmarshal([]byte(`{"type":"t","user_id":null,"details":null,"time":null,"created_at":"2026-01-02T03:04:05.5+01:00"}`), &x))
+	assert.Equal(t, Activity{Type: "t", Time: time.Date(2026, 1, 2, 2, 4, 5, 5e8, time.UTC)}, x)
 	empty, err := json.Marshal(Activity{Type: "t"})
 	require.NoError(t, err)
 	assert.Contains(t, string(empty), `"details":{}`)

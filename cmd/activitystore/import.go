@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -154,7 +153,7 @@ func (imp *importer) add(n int, line []byte) {
 		return
 	}
 	var act activitystore.Activity
-	if err := json.Unmarshal(line, &act); err != nil {
+	if err := act.UnmarshalJSON(line); err != nil {
 		imp.reject(n, decodeReason(err))
 		return
 	}
@@ -189,17 +188,14 @@ func (imp *importer) flush(ctx context.Context) error {
 
 // decodeReason says why a line did not decode.
 func decodeReason(err error) string {
-	var se *json.SyntaxError
-	var te *json.UnmarshalTypeError
-	switch {
-	case errors.As(err, &se):
-		return "invalid JSON: " + se.Error()
-	case errors.Is(err, activitystore.ErrInvalidID):
-		return "id: " + strings.TrimPrefix(err.Error(), "activitystore: ")
-	case errors.As(err, &te) && te.Field != "":
-		return fmt.Sprintf("%s: want a %s, got a JSON %s", te.Field, te.Type, te.Value)
+	var ve *activitystore.ValidationError
+	if errors.As(err, &ve) {
+		if ve.Field == "" {
+			return ve.Reason
+		}
+		return ve.Field + " " + ve.Reason
 	}
-	return strings.TrimPrefix(strings.TrimPrefix(err.Error(), "activitystore: "), "json: ")
+	return strings.TrimPrefix(err.Error(), "activitystore: ")
 }
 
 func (imp *importer) reject(n int, reason string) {

@@ -381,13 +381,24 @@ func TestImportRejectsBadLines(t *testing.T) {
 	}
 	assert.Equal(t, []int{2, 4, 6, 8, 9, 10, 11, 13, 14, 15}, nums)
 	assert.Equal(t, "line 2: type is required", out[1])
-	assert.Equal(t, "line 6: details is not a JSON object", out[3])
+	assert.Equal(t, "line 6: details must be a JSON object, not [1]", out[3])
 	assert.Contains(t, out[4], "line 8: time ")
 	assert.Contains(t, out[4], "future")
 	assert.Contains(t, out[8], "line 13: type is 300 bytes")
 	assert.Equal(t, "5\n", mustRun(t, "count", "--dir", dir).stdout)
 	assert.Equal(t, "5\n", mustRun(t, "count", "--dir", dir, "--type", "test.good").stdout)
 	assert.Equal(t, "ok\n", mustRun(t, "verify", "--dir", dir).stdout)
+}
+
+// TestImportRejectsUnknownFields: a misspelt field is refused, not dropped.
+func TestImportRejectsUnknownFields(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "typo.jsonl")
+	require.NoError(t, os.WriteFile(file, []byte(`{"type":"x","modul":"auth"}`+"\n"+`{"type":"x","module":"auth"}`+"\n"), 0o644))
+	dir := filepath.Join(t.TempDir(), "store")
+	r := runCmd(t, "", "import", "--dir", dir, file)
+	requireOneLineError(t, r)
+	assert.Contains(t, r.stdout, "line 1: modul is not a field of an activity")
+	assert.Equal(t, "1\n", mustRun(t, "count", "--dir", dir).stdout)
 }
 
 func TestImportListsTwentyRejections(t *testing.T) {
