@@ -3,11 +3,7 @@ package activitystore
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"strconv"
-	"strings"
 	"time"
 	"unicode/utf8"
 	"unsafe"
@@ -169,88 +165,6 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// UnmarshalJSON reads the JSON form, strictly, so that a misspelt field is
-// not silently dropped: an unknown field, a field of the wrong JSON type, a
-// time that is not RFC 3339 or an id that is not an activity ID is a
-// *ValidationError (errors.Is ErrInvalidActivity) naming the field, with
-// Index 0. The event time may be named time, timestamp or created_at (the
-// first present, in that order, wins); absent, Time stays zero, which Append
-// takes as now. A null field is taken as absent.
-func (a *Activity) UnmarshalJSON(b []byte) error {
-	bad := func(field, format string, args ...any) error {
-		return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
-	}
-	b = bytes.TrimSpace(b)
-	if len(b) == 0 || b[0] != '{' {
-		return bad("", "is not a JSON object")
-	}
-	var j struct {
-		ID        string          `json:"id"`
-		Type      string          `json:"type"`
-		UserID    string          `json:"user_id"`
-		Module    string          `json:"module"`
-		Action    string          `json:"action"`
-		APICall   string          `json:"apicall"`
-		Resource  string          `json:"resource"`
-		Details   json.RawMessage `json:"details"`
-		Time      *string         `json:"time"`
-		Timestamp *string         `json:"timestamp"`
-		CreatedAt *string         `json:"created_at"`
-	}
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&j); err != nil {
-		var te *json.UnmarshalTypeError
-		if errors.As(err, &te) {
-			return bad(te.Field, "must be a string, not a JSON %s", te.Value)
-		}
-		if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			if f, err := strconv.Unquote(name); err == nil {
-				name = f
-			}
-			return bad(name, "is not a field of an activity; the fields are %s", jsonFields)
-		}
-		return bad("", "is not valid JSON: %v", err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return bad("", "is followed by more data")
-	}
-	*a = Activity{
-		Type: j.Type, UserID: j.UserID, Module: j.Module, Action: j.Action,
-		APICall: j.APICall, Resource: j.Resource,
-	}
-	if d := bytes.TrimSpace(j.Details); len(d) > 0 && !bytes.Equal(d, []byte("null")) {
-		if d[0] != '{' {
-			return bad("details", "must be a JSON object, not %.20s", d)
-		}
-		a.Details = append(json.RawMessage(nil), d...)
-	}
-	if j.ID != "" {
-		id, err := ParseID(j.ID)
-		if err != nil {
-			return bad("id", "%q is not an activity ID", j.ID)
-		}
-		a.ID = id
-	}
-	for _, t := range []struct {
-		name string
-		v    *string
-	}{{"time", j.Time}, {"timestamp", j.Timestamp}, {"created_at", j.CreatedAt}} {
-		if t.v == nil {
-			continue
-		}
-		at, err := time.Parse(time.RFC3339Nano, *t.v)
-		if err != nil {
-			return bad(t.name, "%q is not an RFC 3339 time, e.g. 2026-01-02T15:04:05Z", *t.v)
-		}
-		a.Time = at.UTC()
-		break
-	}
-	return nil
-}
-
-// jsonFields are the names UnmarshalJSON takes, for its errors.
-const jsonFields = "id, type, user_id, module, action, apicall, resource, details, time, timestamp, created_at"
 
 // validate checks a against the documented rules; i is its index in the batch.
 func (a *Activity) validate(i int, now time.Time) error {

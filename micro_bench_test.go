@@ -145,3 +145,28 @@ func BenchmarkTail(b *testing.B) {
 	}
 	<-done
 }
+
+// BenchmarkUnmarshalJSON decodes one activity of the bench data's shape,
+// with the hand-written decoder and with the encoding/json reference.
+func BenchmarkUnmarshalJSON(b *testing.B) {
+	a := act("model.deploy", "user-00042", testBase)
+	a.ID = makeID(testBase.UnixNano(), 1)
+	a.APICall, a.Resource = "POST /api/serving/deploy", "model/42"
+	a.Details = json.RawMessage(`{"ip":"10.1.2.3","status":200,"duration_ms":41,"request_id":"03c5b80963e07b271b45ef8485e3fa68","message":"request completed"}`)
+	line := a.AppendJSON(nil)
+	for _, impl := range []struct {
+		name string
+		fn   func(*Activity, []byte) error
+	}{{"fast", (*Activity).UnmarshalJSON}, {"encoding-json", (*Activity).unmarshalJSONReference}} {
+		b.Run(impl.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(line)))
+			var out Activity
+			for b.Loop() {
+				if err := impl.fn(&out, line); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
