@@ -165,7 +165,6 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-
 // validate checks a against the documented rules; i is its index in the batch.
 func (a *Activity) validate(i int, now time.Time) error {
 	bad := func(field, format string, args ...any) error {

@@ -178,7 +178,6 @@ func (a *Activity) unmarshalJSONReference(b []byte) error {
 	return nil
 }
 
-
 // jsonCases are inputs for the decoder tests and the fuzz corpus.
 var jsonCases = []string{
 	`{}`,
