@@ -42,7 +42,8 @@ reads standard input.
 An object has the fields of the JSON form: type (required), user_id, module,
 action, apicall, resource, details (an object) and the event time as time,
 timestamp or created_at (RFC 3339); without a time, the activity takes the
-time of the import. Blank lines are skipped.
+time of the import. Blank lines are skipped, and so is a UTF-8 byte-order mark
+at the start of the input.
 
 Activities are appended in batches. A line that is not a JSON object, or whose
 activity the store refuses, is rejected and the other lines are stored. The
@@ -85,8 +86,8 @@ A progress bar goes to standard error when it is a terminal, or with
 				if err != nil {
 					return fmt.Errorf("import %s: %w (%d lines stored before it)", name, err, imp.stored)
 				}
-				if len(imp.rejected) > 0 {
-					return fmt.Errorf("import %s: %d of %d lines rejected", name, len(imp.rejected), imp.stored+len(imp.rejected))
+				if imp.nRejected > 0 {
+					return fmt.Errorf("import %s: %d of %d lines rejected", name, imp.nRejected, imp.stored+imp.nRejected)
 				}
 				return nil
 			})
@@ -113,14 +114,29 @@ type importer struct {
 	lines      []int // the line number of each activity of batch
 	batchBytes int
 	stored     int
-	rejected   []rejection
+	// nRejected counts the rejected lines; rejected holds only the
+	// listRejected of them with the lowest line numbers, in no order, so
+	// that memory stays bounded whatever the input.
+	nRejected int
+	rejected  []rejection
 }
+
+// utf8BOM is the UTF-8 byte-order mark, which some tools write at the start
+// of a text file.
+const utf8BOM = "\xef\xbb\xbf"
 
 // run reads in to the end and appends its lines. It returns an error only
 // for what stops the import: a read error or a failing store; rejected
-// lines are in imp.rejected.
+// lines are counted in imp.nRejected.
 func (imp *importer) run(ctx context.Context, in io.Reader) error {
 	r := bufio.NewReaderSize(in, 1<<16)
+	bom, err := skipBOM(r)
+	if err != nil {
+		return err
+	}
+	if bom && imp.bar != nil {
+		imp.bar.Add64(int64(len(utf8BOM)))
+	}
 	for n := 1; ; n++ {
 		line, size, tooLong, err := readLine(r)
 		if err != nil && !errors.Is(err, io.EOF) {
@@ -144,6 +160,23 @@ func (imp *importer) run(ctx context.Context, in io.Reader) error {
 			return nil
 		}
 	}
+}
+
+// skipBOM consumes a UTF-8 byte-order mark at the start of r and reports
+// whether there was one. It peeks past the first byte only when that byte
+// may begin one, so that a short first line is not held up.
+func skipBOM(r *bufio.Reader) (bool, error) {
+	for n := 1; n <= len(utf8BOM); n++ {
+		b, err := r.Peek(n)
+		if len(b) < n || b[n-1] != utf8BOM[n-1] {
+			if err != nil && !errors.Is(err, io.EOF) {
+				return false, err
+			}
+			return false, nil
+		}
+	}
+	_, err := r.Discard(len(utf8BOM))
+	return true, err
 }
 
 // add decodes line number n into the batch, or rejects it.
@@ -198,24 +231,38 @@ func decodeReason(err error) string {
 	return strings.TrimPrefix(err.Error(), "activitystore: ")
 }
 
+// reject counts line n as rejected and keeps it if it is among the
+// listRejected lowest line numbers so far. Rejections come in line order
+// but for those Append finds, which come after the decode errors of their
+// batch, so a later one may displace a kept one.
 func (imp *importer) reject(n int, reason string) {
-	imp.rejected = append(imp.rejected, rejection{n, reason})
+	imp.nRejected++
+	if len(imp.rejected) < listRejected {
+		imp.rejected = append(imp.rejected, rejection{n, reason})
+		return
+	}
+	highest := 0
+	for i, r := range imp.rejected {
+		if r.line > imp.rejected[highest].line {
+			highest = i
+		}
+	}
+	if n < imp.rejected[highest].line {
+		imp.rejected[highest] = rejection{n, reason}
+	}
 }
 
 // summary writes the tally: lines stored and rejected, and the first
 // rejected lines in line order.
 func (imp *importer) summary(w io.Writer) {
-	fmt.Fprintf(w, "%d lines stored, %d rejected\n", imp.stored, len(imp.rejected))
-	// Rejections are in line order but for those Append found, which come
-	// after the decode errors of their batch.
+	fmt.Fprintf(w, "%d lines stored, %d rejected\n", imp.stored, imp.nRejected)
 	sorted := slices.Clone(imp.rejected)
-	slices.SortStableFunc(sorted, func(a, b rejection) int { return cmp.Compare(a.line, b.line) })
-	for i, r := range sorted {
-		if i == listRejected {
-			fmt.Fprintf(w, "... and %d more\n", len(sorted)-listRejected)
-			break
-		}
+	slices.SortFunc(sorted, func(a, b rejection) int { return cmp.Compare(a.line, b.line) })
+	for _, r := range sorted {
 		fmt.Fprintf(w, "line %d: %s\n", r.line, oneLineText(r.reason))
+	}
+	if more := imp.nRejected - len(sorted); more > 0 {
+		fmt.Fprintf(w, "... and %d more\n", more)
 	}
 }
 

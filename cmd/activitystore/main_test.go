@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -469,6 +470,8 @@ func TestBadInputFailsWithOneLine(t *testing.T) {
 		{[]string{"timeline", "--bucket", "1x"}, `--bucket "1x"`},
 		{[]string{"timeline", "--width", "0"}, "--width 0"},
 		{[]string{"timeline", "--bucket", "1ns"}, "bucket"},
+		{[]string{"timeline", "--bucket", "1.5d"}, `--bucket "1.5d"`},
+		{[]string{"timeline", "--bucket", "0d"}, `--bucket "0d"`},
 		{[]string{"stats", "--output", "yaml"}, `--output "yaml"`},
 		{[]string{"export", "--out", filepath.Join(tmp, "no", "such", "dir.ndjson")}, "no such file"},
 		{[]string{"export", "--limit", "-1"}, "--limit -1"},
@@ -593,40 +596,63 @@ func TestErrorLine(t *testing.T) {
 		errorLine(errors.New("a\n\nb\n")))
 }
 
+// serveStderr is the standard error of an in-process serve: it keeps all
+// that serve writes, from any goroutine, and never blocks it. The first
+// complete "listening on URL" line sends URL on listening.
+type serveStderr struct {
+	mu        sync.Mutex
+	buf       bytes.Buffer
+	found     bool
+	listening chan string // buffered: gets the URL once
+}
+
+func newServeStderr() *serveStderr {
+	return &serveStderr{listening: make(chan string, 1)}
+}
+
+func (e *serveStderr) Write(p []byte) (int, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.buf.Write(p)
+	if !e.found {
+		for l := range strings.Lines(e.buf.String()) {
+			l, complete := strings.CutSuffix(l, "\n")
+			if u, ok := strings.CutPrefix(l, "listening on "); ok && complete {
+				e.found = true
+				e.listening <- u
+				break
+			}
+		}
+	}
+	return len(p), nil
+}
+
+func (e *serveStderr) String() string {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.buf.String()
+}
+
 // startServe runs serve in-process on a free port and returns its base URL
 // and a function that stops it and returns its exit status.
 func startServe(t *testing.T, args ...string) (string, func() result) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	pr, pw := io.Pipe()
+	t.Cleanup(cancel)
 	var out bytes.Buffer
+	errOut := newServeStderr()
 	done := make(chan int, 1)
 	go func() {
-		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), strings.NewReader(""), &out, pw)
-		pw.Close()
+		done <- run(ctx, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...), strings.NewReader(""), &out, errOut)
 	}()
-	lines := make(chan string, 100)
-	var errOut strings.Builder
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(pr)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	base := ""
-	deadline := time.After(30 * time.Second)
-	for base == "" {
-		select {
-		case l, ok := <-lines:
-			require.True(t, ok, "serve ended before listening: %s", errOut.String())
-			errOut.WriteString(l + "\n")
-			if u, ok := strings.CutPrefix(l, "listening on "); ok {
-				base = u
-			}
-		case <-deadline:
-			t.Fatal("serve did not print its address")
-		}
+	var base string
+	select {
+	case base = <-errOut.listening:
+	case code := <-done:
+		done <- code
+		t.Fatalf("serve ended (exit %d) before listening: %s", code, errOut.String())
+	case <-time.After(30 * time.Second):
+		t.Fatalf("serve did not print its address: %s", errOut.String())
 	}
 	stop := func() result {
 		cancel()
@@ -634,15 +660,46 @@ func startServe(t *testing.T, args ...string) (string, func() result) {
 		select {
 		case code = <-done:
 		case <-time.After(30 * time.Second):
-			t.Fatal("serve did not stop")
-		}
-		for l := range lines {
-			errOut.WriteString(l + "\n")
+			t.Fatalf("serve did not stop: %s", errOut.String())
 		}
 		return result{code, out.String(), errOut.String()}
 	}
-	t.Cleanup(func() { cancel() })
 	return base, stop
+}
+
+// TestServeStderrNeverBlocks: whatever serve writes, and from however many
+// goroutines, the test's stderr takes it all without a reader, and finds the
+// address line even when it comes in pieces after many others.
+func TestServeStderrNeverBlocks(t *testing.T) {
+	e := newServeStderr()
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 1000 {
+				fmt.Fprintf(e, "goroutine %d line %d\n", g, i)
+			}
+		})
+	}
+	wg.Wait()
+	select {
+	case u := <-e.listening:
+		t.Fatalf("no address yet, got %q", u)
+	default:
+	}
+	fmt.Fprint(e, "listening on http://127.0.0.1")
+	select {
+	case u := <-e.listening:
+		t.Fatalf("the line is not complete, got %q", u)
+	default:
+	}
+	fmt.Fprint(e, ":1234\nlistening on http://elsewhere\n")
+	assert.Equal(t, "http://127.0.0.1:1234", <-e.listening)
+	select {
+	case u := <-e.listening:
+		t.Fatalf("the address is sent once, got %q", u)
+	default:
+	}
+	assert.Equal(t, 4002, strings.Count(e.String(), "\n"))
 }
 
 func TestServeInProcessWithTokens(t *testing.T) {
@@ -653,7 +710,8 @@ func TestServeInProcessWithTokens(t *testing.T) {
 	require.True(t, strings.HasPrefix(base, "http://127.0.0.1:"), base)
 	waitHealthy(t, base)
 
-	get := func(path, token string) int {
+	getBody := func(path, token string) (int, []byte) {
+		t.Helper()
 		req, err := http.NewRequest(http.MethodGet, base+path, nil)
 		require.NoError(t, err)
 		if token != "" {
@@ -661,14 +719,59 @@ func TestServeInProcessWithTokens(t *testing.T) {
 		}
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
-		io.Copy(io.Discard, resp.Body)
-		resp.Body.Close()
-		return resp.StatusCode
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		require.NoError(t, err)
+		return resp.StatusCode, b
+	}
+	get := func(path, token string) int {
+		t.Helper()
+		code, _ := getBody(path, token)
+		return code
 	}
 	assert.Equal(t, http.StatusUnauthorized, get("/v1/count", ""))
 	assert.Equal(t, http.StatusUnauthorized, get("/v1/count", "wrong"))
+	assert.Equal(t, http.StatusUnauthorized, get("/v1/activities", "wrong"))
 	assert.Equal(t, http.StatusOK, get("/v1/count", "adm1n"))
 	assert.Equal(t, http.StatusOK, get("/v1/count?user=bob", "u5er"))
+
+	// The admin stores activities of several users.
+	var acts []lineJSON
+	for i, u := range []string{"alice", "bob", "carol", "bob", "", "alice", "bob"} {
+		acts = append(acts, lineJSON{Type: "cli.access", UserID: u, Time: time.Now().UTC().Add(-time.Duration(i) * time.Second)})
+	}
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/activities", bytes.NewReader(ndjson(t, acts)))
+	require.NoError(t, err)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	req.Header.Set("Authorization", "Bearer adm1n")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	require.Equal(t, http.StatusCreated, resp.StatusCode, string(b))
+
+	activities := func(path, token string) []activitystore.Activity {
+		t.Helper()
+		code, body := getBody(path, token)
+		require.Equal(t, http.StatusOK, code, "GET %s: %s", path, body)
+		var p pageOut
+		require.NoError(t, json.Unmarshal(body, &p), string(body))
+		return p.Activities
+	}
+	// The admin sees everyone's; a user sees only its own, with or without
+	// naming itself, and asking for another user is refused, not filtered.
+	assert.Len(t, activities("/v1/activities", "adm1n"), len(acts))
+	for _, path := range []string{"/v1/activities", "/v1/activities?user=bob"} {
+		mine := activities(path, "u5er")
+		assert.Len(t, mine, 3, path)
+		for _, a := range mine {
+			assert.Equal(t, "bob", a.UserID, path)
+		}
+	}
+	for _, path := range []string{"/v1/activities?user=other", "/v1/activities?user=alice", "/v1/activities?user=bob&user=carol", "/v1/count?user=alice"} {
+		code, body := getBody(path, "u5er")
+		assert.Equal(t, http.StatusForbidden, code, "GET %s: %s", path, body)
+	}
 
 	// While serve runs, the directory is locked for the other commands.
 	r := runCmd(t, "", "count", "--dir", dir)
@@ -679,7 +782,7 @@ func TestServeInProcessWithTokens(t *testing.T) {
 	assert.Equal(t, 0, res.code, res.stderr)
 	assert.Contains(t, res.stderr, "shutting down")
 	// The store is closed: it opens again.
-	assert.Equal(t, "0\n", mustRun(t, "count", "--dir", dir).stdout)
+	assert.Equal(t, fmt.Sprintln(len(acts)), mustRun(t, "count", "--dir", dir).stdout)
 }
 
 // waitHealthy polls /healthz until it answers 200, with a deadline.
@@ -710,4 +813,112 @@ func TestImportLongLines(t *testing.T) {
 	requireOneLineError(t, r)
 	assert.Equal(t, fmt.Sprintf("2 lines stored, 2 rejected\nline 2: longer than %d bytes\nline 4: longer than %[1]d bytes\n", maxLineBytes), r.stdout)
 	assert.Equal(t, "2\n", mustRun(t, "count", "--dir", dir).stdout)
+}
+
+// TestImportKeepsOnlyTheListedRejections: however many lines are rejected,
+// and in whatever order Append finds them, the importer keeps a count and
+// the listRejected lowest line numbers, and the summary is as before.
+func TestImportKeepsOnlyTheListedRejections(t *testing.T) {
+	const n = 10_000
+	imp := &importer{}
+	// Decode errors in line order, with the batch's Append errors after them.
+	for batch := 0; batch < n; batch += 100 {
+		for i := batch + 1; i <= batch+100; i += 2 {
+			imp.reject(i, fmt.Sprintf("decode %d", i))
+		}
+		for i := batch + 100; i > batch; i -= 2 {
+			imp.reject(i, fmt.Sprintf("append %d", i))
+		}
+		require.LessOrEqual(t, len(imp.rejected), listRejected, "memory is bounded")
+	}
+	assert.Equal(t, n, imp.nRejected)
+	var b strings.Builder
+	imp.summary(&b)
+	want := []string{fmt.Sprintf("0 lines stored, %d rejected", n)}
+	for i := 1; i <= listRejected; i++ {
+		kind := "decode"
+		if i%2 == 0 {
+			kind = "append"
+		}
+		want = append(want, fmt.Sprintf("line %d: %s %d", i, kind, i))
+	}
+	want = append(want, fmt.Sprintf("... and %d more", n-listRejected))
+	assert.Equal(t, strings.Join(want, "\n")+"\n", b.String())
+
+	// Exactly listRejected rejections: no "more" line.
+	imp = &importer{}
+	for i := listRejected; i >= 1; i-- {
+		imp.reject(i, "r")
+	}
+	b.Reset()
+	imp.summary(&b)
+	assert.Equal(t, listRejected+1, strings.Count(b.String(), "\n"), b.String())
+	assert.True(t, strings.HasPrefix(b.String(), "0 lines stored, 20 rejected\nline 1: r\nline 2: r\n"), b.String())
+	assert.NotContains(t, b.String(), "more")
+}
+
+// TestImportSkipsByteOrderMark: a UTF-8 BOM at the start of the input is not
+// part of line 1; anywhere else it is.
+func TestImportSkipsByteOrderMark(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "store")
+	in := "\xef\xbb\xbf" + `{"type":"a"}` + "\n" + `{"type":"b"}` + "\n"
+	r := runCmd(t, in, "import", "--dir", dir)
+	require.Equal(t, 0, r.code, "stdout: %s\nstderr: %s", r.stdout, r.stderr)
+	assert.Equal(t, "2 lines stored, 0 rejected\n", r.stdout)
+	assert.Equal(t, "1\n", mustRun(t, "count", "--dir", dir, "--type", "a").stdout)
+
+	// From a file, with the BOM alone on the first line, and a BOM that is
+	// not at the start.
+	file := filepath.Join(t.TempDir(), "bom.jsonl")
+	require.NoError(t, os.WriteFile(file, []byte("\xef\xbb\xbf\n"+`{"type":"c"}`+"\n\xef\xbb\xbf"+`{"type":"d"}`+"\n"), 0o644))
+	r = runCmd(t, "", "import", "--dir", dir, file)
+	requireOneLineError(t, r)
+	assert.Equal(t, "1 lines stored, 1 rejected\nline 3: not a JSON object\n", r.stdout)
+
+	// Inputs shorter than a BOM, or starting like one.
+	for in, want := range map[string]string{
+		"":             "0 lines stored, 0 rejected\n",
+		"\xef\xbb\xbf": "0 lines stored, 0 rejected\n",
+		"\xef\xbb":     "0 lines stored, 1 rejected\nline 1: not a JSON object\n",
+		"\xef{}":       "0 lines stored, 1 rejected\nline 1: not a JSON object\n",
+		"{}":           "0 lines stored, 1 rejected\nline 1: type is required\n",
+	} {
+		r := runCmd(t, in, "import", "--dir", dir)
+		assert.Equal(t, want, r.stdout, "%q", in)
+	}
+}
+
+// TestParseBucket: the timeline takes the buckets the HTTP API takes, no
+// more and no less.
+func TestParseBucket(t *testing.T) {
+	for in, want := range map[string]time.Duration{
+		"1h":      time.Hour,
+		"15m":     15 * time.Minute,
+		"90s":     90 * time.Second,
+		"1.5h":    90 * time.Minute,
+		"1h30m":   90 * time.Minute,
+		"1ns":     1,
+		"1d":      24 * time.Hour,
+		"7d":      7 * 24 * time.Hour,
+		"+2d":     48 * time.Hour,
+		"106751d": 106751 * 24 * time.Hour,
+	} {
+		got, err := parseBucket(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"", "0", "0s", "-1h", "0d", "-1d", "1.5d", "0.5d", "1d12h", "d", "1dd", "1x", "106752d", "9999999999999999999d", " 1d", "1D"} {
+		_, err := parseBucket(in)
+		require.Error(t, err, "%q", in)
+		assert.Equal(t, fmt.Sprintf("--bucket %q: want a positive Go duration (90s, 15m, 1h) or a whole number of days (1d, 7d)", in), err.Error())
+	}
+}
+
+// TestServeTimeouts: serve bounds reads, writes and idle connections.
+func TestServeTimeouts(t *testing.T) {
+	srv := (&app{stderr: io.Discard}).newServer(http.NotFoundHandler())
+	assert.Equal(t, 10*time.Second, srv.ReadHeaderTimeout)
+	assert.Equal(t, 10*time.Minute, srv.ReadTimeout)
+	assert.Equal(t, 2*time.Minute, srv.WriteTimeout)
+	assert.Equal(t, 2*time.Minute, srv.IdleTimeout)
 }

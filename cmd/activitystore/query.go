@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -179,7 +181,8 @@ func (a *app) timelineCommand() *cobra.Command {
 		Use:   "timeline [filters]",
 		Short: "Chart matching activities over time",
 		Long: `timeline counts the activities that match the filters per interval of --bucket
-(like 15m, 1h, 1d) and draws one line per interval, oldest first: its start
+(a Go duration like 90s, 15m or 1h, or a whole number of days like 1d or 7d,
+as the HTTP API takes it) and draws one line per interval, oldest first: its start
 (UTC), its count and a bar scaled so that the largest count fills --width
 characters. Intervals start at multiples of the bucket since the Unix epoch, so
 hours and days start on UTC hours and days. Without --since the chart starts
@@ -188,9 +191,9 @@ with the oldest match; without --until it ends with the newest.
 ` + filterHelp,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			bucket, err := parseDuration(bucketFlag)
-			if err != nil || bucket <= 0 {
-				return fmt.Errorf("--bucket %q: want a positive duration like 15m, 1h or 1d", bucketFlag)
+			bucket, err := parseBucket(bucketFlag)
+			if err != nil {
+				return err
 			}
 			if width < 1 || width > 1000 {
 				return fmt.Errorf("--width %d: want 1 to 1000", width)
@@ -209,9 +212,27 @@ with the oldest match; without --until it ends with the newest.
 		},
 	}
 	f.register(c)
-	c.Flags().StringVar(&bucketFlag, "bucket", "1h", "the interval of one line: a duration like 15m, 1h, 1d")
+	c.Flags().StringVar(&bucketFlag, "bucket", "1h", "the interval of one line: a Go duration (15m, 1h) or whole days (1d, 7d)")
 	c.Flags().IntVar(&width, "width", 50, "the length of the longest bar, in characters")
 	return c
+}
+
+// parseBucket reads a timeline --bucket as the HTTP API's bucket parameter
+// does (httpapi's parseBucket): a whole number of days written Nd with
+// N >= 1, or else a positive Go duration. Fractional days such as 1.5d are
+// refused, as the server refuses them.
+func parseBucket(s string) (time.Duration, error) {
+	if n, ok := strings.CutSuffix(s, "d"); ok {
+		days, err := strconv.ParseInt(n, 10, 64)
+		if err == nil && days > 0 && days <= math.MaxInt64/int64(24*time.Hour) {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("--bucket %q: want a positive Go duration (90s, 15m, 1h) or a whole number of days (1d, 7d)", s)
+	}
+	return d, nil
 }
 
 // writeTimeline draws one line per bucket: start, count and a bar of █

@@ -20,6 +20,22 @@ import (
 // told to stop, before it closes their connections.
 const shutdownGrace = 15 * time.Second
 
+// The timeouts of serve's connections.
+const (
+	// readHeaderTimeout bounds reading a request's header.
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds reading a whole request, body included: generous,
+	// for large NDJSON imports.
+	readTimeout = 10 * time.Minute
+	// writeTimeout bounds writing an answer. The streams (/v1/tail and
+	// /v1/export) set their own rolling deadline for each write with
+	// http.ResponseController, so they are not cut by it.
+	writeTimeout = 2 * time.Minute
+	// idleTimeout bounds the wait for the next request of a keep-alive
+	// connection.
+	idleTimeout = 2 * time.Minute
+)
+
 func (a *app) serveCommand() *cobra.Command {
 	var addr, tokensFile string
 	c := &cobra.Command{
@@ -38,6 +54,12 @@ need "Authorization: Bearer TOKEN" with a token of the file, one per line:
 
 A user sees and writes only their own activities; admin sees and writes every
 user's. Lines starting with # and blank lines are ignored.
+
+Connections have timeouts: 10s to read a request's header, 10m to read a
+whole request (bodies may be large NDJSON imports), 2m to write an answer and
+2m idle between the requests of a connection. The streams (/v1/tail and
+/v1/export) set their own rolling deadline for each write, so the 2m write
+timeout does not cut them.
 
 On SIGINT or SIGTERM it stops taking connections, ends the open tail streams,
 waits up to 15s for the other requests in flight, then closes the store.`,
@@ -73,12 +95,7 @@ func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) erro
 	}
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
-	srv := &http.Server{
-		Handler:           endStreamsOnShutdown(streams, httpapi.New(s, opts)),
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          log.New(a.stderr, "activitystore: http: ", 0),
-	}
+	srv := a.newServer(endStreamsOnShutdown(streams, httpapi.New(s, opts)))
 	fmt.Fprintf(a.stderr, "listening on http://%s\n", ln.Addr())
 	if opts.Authenticate == nil && !isLoopback(ln.Addr()) {
 		fmt.Fprintln(a.stderr, "activitystore: warning: no --tokens: every request is served as an admin")
@@ -107,6 +124,19 @@ func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) erro
 		serveErr = fmt.Errorf("close %s: %w", a.dir, err)
 	}
 	return serveErr
+}
+
+// newServer returns the http.Server of serve for h, with its timeouts and
+// its error log on a.stderr.
+func (a *app) newServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		ErrorLog:          log.New(a.stderr, "activitystore: http: ", 0),
+	}
 }
 
 // endStreamsOnShutdown wraps h so that the requests that stream until the

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"time"
 
 	"github.com/activitystore/activitystore"
+	"github.com/activitystore/activitystore/httpapi"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -114,32 +116,50 @@ func readSSE(r io.Reader) <-chan sseEvent {
 	return ch
 }
 
-// client talks to the server under test.
+// client talks to the server under test with a bearer token.
 type client struct {
-	t    *testing.T
-	base string
+	t     *testing.T
+	base  string
+	token string
 }
 
-func (c client) get(path string) []byte {
+// do sends req with the client's token and returns the status and body.
+func (c client) do(req *http.Request) (int, []byte) {
 	c.t.Helper()
-	resp, err := http.Get(c.base + path)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	resp, err := http.DefaultClient.Do(req)
 	require.NoError(c.t, err)
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(c.t, err)
-	require.Equal(c.t, http.StatusOK, resp.StatusCode, "GET %s: %s", path, b)
+	return resp.StatusCode, b
+}
+
+// getStatus gets path and returns the status and body.
+func (c client) getStatus(path string) (int, []byte) {
+	c.t.Helper()
+	req, err := http.NewRequest(http.MethodGet, c.base+path, nil)
+	require.NoError(c.t, err)
+	return c.do(req)
+}
+
+func (c client) get(path string) []byte {
+	c.t.Helper()
+	code, b := c.getStatus(path)
+	require.Equal(c.t, http.StatusOK, code, "GET %s: %s", path, b)
 	return b
 }
 
 // post stores acts as NDJSON and returns their IDs.
 func (c client) post(acts []lineJSON) []string {
 	c.t.Helper()
-	resp, err := http.Post(c.base+"/v1/activities", "application/x-ndjson", bytes.NewReader(ndjson(c.t, acts)))
+	req, err := http.NewRequest(http.MethodPost, c.base+"/v1/activities", bytes.NewReader(ndjson(c.t, acts)))
 	require.NoError(c.t, err)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	require.NoError(c.t, err)
-	require.Equal(c.t, http.StatusCreated, resp.StatusCode, "POST /v1/activities: %s", b)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	code, b := c.do(req)
+	require.Equal(c.t, http.StatusCreated, code, "POST /v1/activities: %s", b)
 	var out struct {
 		IDs []string `json:"ids"`
 	}
@@ -155,6 +175,9 @@ func (c client) openTail(ctx context.Context, query, from string) (*http.Respons
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/tail?"+query, nil)
 	require.NoError(c.t, err)
 	req.Header.Set("Accept", "text/event-stream")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	if from != "" {
 		req.Header.Set("Last-Event-ID", from)
 	}
@@ -209,7 +232,11 @@ func sameSet(t *testing.T, want, got []string, msgAndArgs ...any) {
 func TestServeSubprocess(t *testing.T) {
 	bin := buildBinary(t)
 	dir := filepath.Join(t.TempDir(), "store")
-	srv := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--dir", dir)
+	// An admin token and a user token.
+	const adminToken, userToken, user = "adm1n-t0ken", "us3r-t0ken", "user-00000"
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	require.NoError(t, os.WriteFile(tokens, []byte(adminToken+" ops admin\n"+userToken+" "+user+"\n"), 0o600))
+	srv := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--dir", dir, "--tokens", tokens)
 	stderrPipe, err := srv.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, srv.Start())
@@ -239,7 +266,13 @@ func TestServeSubprocess(t *testing.T) {
 	require.Regexp(t, `^http://127\.0\.0\.1:\d+$`, base)
 	require.NotContains(t, base, ":0", "the real port, not 0")
 	waitHealthy(t, base)
-	c := client{t, base}
+	c := client{t, base, adminToken}
+
+	// Without a token, or with an unknown one, the API refuses.
+	for _, token := range []string{"", "n0t-a-t0ken"} {
+		code, b := client{t, base, token}.getStatus("/v1/count")
+		assert.Equal(t, http.StatusUnauthorized, code, "token %q: %s", token, b)
+	}
 
 	// Post a few hundred activities as NDJSON.
 	acts := generate(300, 1, time.Now().UTC().Add(-time.Minute))
@@ -278,6 +311,27 @@ func TestServeSubprocess(t *testing.T) {
 		cursor = page.NextCursor
 	}
 	assert.Equal(t, legacy, walked, "the walk and the array agree, newest first")
+
+	// The user token sees its own user's activities only, and another
+	// user's are refused.
+	uc := client{t, base, userToken}
+	mine := 0
+	for _, a := range acts {
+		if a.UserID == user {
+			mine++
+		}
+	}
+	require.NotZero(t, mine)
+	var own struct {
+		Activities []activitystore.Activity `json:"activities"`
+	}
+	require.NoError(t, json.Unmarshal(uc.get("/v1/activities?limit=1000"), &own))
+	assert.Len(t, own.Activities, mine)
+	for _, a := range own.Activities {
+		assert.Equal(t, user, a.UserID)
+	}
+	code, b := uc.getStatus("/v1/activities?user=user-00001")
+	assert.Equal(t, http.StatusForbidden, code, string(b))
 
 	// A filtered page holds exactly the matches.
 	logins := 0
@@ -350,7 +404,7 @@ func TestServeSubprocess(t *testing.T) {
 	}
 
 	// The tail command follows the server.
-	tail := exec.Command(bin, "tail", "--server", base, "--type", "cli.test", "--limit", "2")
+	tail := exec.Command(bin, "tail", "--server", base, "--token", adminToken, "--type", "cli.test", "--limit", "2")
 	tailOut, err := tail.StdoutPipe()
 	require.NoError(t, err)
 	var tailErr bytes.Buffer
@@ -394,4 +448,39 @@ func TestServeSubprocess(t *testing.T) {
 	require.NoError(t, s.Close())
 	require.NoError(t, err)
 	assert.Equal(t, len(all), n, fmt.Sprintf("%d posted", len(all)))
+}
+
+// TestServeStreamsOutliveWriteTimeout: serve's server has a write timeout,
+// and the tail stream outlives it, since it sets its own write deadline.
+// The timeouts are shortened here; the test waits until they have passed.
+func TestServeStreamsOutliveWriteTimeout(t *testing.T) {
+	s, err := activitystore.Open(filepath.Join(t.TempDir(), "store"), nil)
+	require.NoError(t, err)
+	defer s.Close()
+	streams, endStreams := context.WithCancel(context.Background())
+	defer endStreams()
+	a := &app{stderr: io.Discard}
+	srv := a.newServer(endStreamsOnShutdown(streams, httpapi.New(s, httpapi.Options{})))
+	require.NotZero(t, srv.WriteTimeout)
+	const timeout = 200 * time.Millisecond
+	srv.WriteTimeout, srv.ReadTimeout = timeout, timeout
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	defer func() {
+		endStreams()
+		require.NoError(t, srv.Shutdown(context.Background()))
+		require.ErrorIs(t, <-served, http.ErrServerClosed)
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	resp, events := client{t, "http://" + ln.Addr().String(), ""}.openTail(ctx, "", "")
+	defer resp.Body.Close()
+	<-time.After(3 * timeout) // past the timeouts of the request
+	ids, err := s.Append(context.Background(), activitystore.Activity{Type: "late", UserID: "u"})
+	require.NoError(t, err)
+	got, _ := nextActivities(t, events, 1)
+	assert.Equal(t, []string{ids[0].String()}, got)
 }
