@@ -110,7 +110,10 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 	s.mu.RLock()
 	if n := len(s.spans); n > 0 {
 		lo = s.spans[n-1].window * s.width
-		hi = min((s.spans[0].window+1)*s.width, maxIDMillis*1e6)
+		hi = maxIDMillis * 1e6
+		if end := (s.spans[0].window + 1) * s.width; end > 0 && end/s.width == s.spans[0].window+1 {
+			hi = min(end, hi)
+		}
 	}
 	s.mu.RUnlock()
 	if q.hasSince {
@@ -147,9 +150,11 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 			if blo.Compare(whi) >= 0 {
 				break
 			}
-			bhi := idFloor(first + (b+1)*int64(bucket))
-			if b == nb-1 || bhi.Compare(whi) > 0 {
-				bhi = whi
+			bhi := whi // the last bucket ends with the range; computing its end could overflow
+			if b < nb-1 {
+				if end := idFloor(first + (b+1)*int64(bucket)); end.Compare(whi) < 0 {
+					bhi = end
+				}
 			}
 			if blo.Compare(wlo) < 0 {
 				blo = wlo
