@@ -17,7 +17,8 @@
 // GET /activity/activities/ (also without the trailing slash) is the
 // platform's existing activity endpoint: a JSON array of the newest
 // activities, newest first. It takes limit (default 50, at most 10000) and
-// skip (default 0).
+// skip (default 0). So as not to break the clients it has always served, it
+// ignores any other query parameter, unlike the other endpoints.
 //
 //	curl 'http://localhost:8080/activity/activities/?limit=50&skip=0'
 //
@@ -44,10 +45,14 @@
 //
 // GET /v1/count_by?field=F counts the matches per value of one field (type,
 // user_id or user, module, action, resource), most frequent first:
-// {"field": "type", "counts": [{"value": "user.login", "count": 12}, ...]}.
-// The field of the answer is the name of the JSON form (user_id for user).
+// {"field": "type", "counts": [{"value": "user.login", "count": 12}, ...],
+// "truncated": false}. The field of the answer is the name of the JSON form
+// (user_id for user). It takes limit (default 1000, 1 to 100000): counts holds
+// the limit most frequent values, and truncated is true when values were left
+// out, false when counts holds them all.
 //
 //	curl 'http://localhost:8080/v1/count_by?field=type&since=2025-01-01T00:00:00Z'
+//	curl 'http://localhost:8080/v1/count_by?field=user_id&limit=10'
 //
 // GET /v1/timeline?bucket=B counts the matches per interval of time, oldest
 // first, zeros included: {"bucket": "1h", "buckets": [{"start": "...",
@@ -62,20 +67,35 @@
 // with Content-Type application/x-ndjson (or application/ndjson,
 // application/jsonl, application/x-jsonlines), one object per line, read as it
 // arrives; blank lines are skipped. Any other Content-Type, or none, is read
-// as JSON. The event time may be
+// as JSON; a media type that does not parse is taken as its part before the
+// first ';'. A UTF-8 byte-order mark at the start of the body is skipped. The
+// event time may be
 // named time, timestamp or created_at; without one it is the time of the
 // request. An id, if present, must be an activity ID and is ignored: the store
 // assigns IDs. A request is all or nothing: if one activity is refused,
 // nothing of the request is stored. It may hold at most
-// activitystore.MaxBatch (100000) activities and Options.MaxBodyBytes bytes;
-// beyond either the answer is 413. An empty batch is a 400.
+// activitystore.MaxBatch (100000) activities and Options.MaxBodyBytes bytes
+// (64 MiB by default); beyond either the answer is 413, and a bulk import
+// larger than that must be split into several requests. An empty batch is a
+// 400.
+//
+// A POST holds its whole batch in memory until it is stored, so at most
+// Options.MaxConcurrentPosts (default 4) are served at once: ingestion takes
+// up to about MaxConcurrentPosts × 3 × MaxBodyBytes of memory (768 MiB with
+// the defaults). Other POSTs wait for their turn before their body is read;
+// one whose request ends (e.g. the client's timeout) while it waits is a 503.
 //
 //	curl -X POST http://localhost:8080/v1/activities -d '{"type":"model.deploy","user_id":"u-42","module":"models","action":"deploy","resource":"model/7","details":{"replicas":2}}'
 //	curl -X POST http://localhost:8080/v1/activities -H 'Content-Type: application/x-ndjson' --data-binary @activities.ndjson
 //
 // GET /v1/export streams every match of the filters (no limit) as NDJSON, one
-// activity per line, newest first, in constant memory. An error after the
-// first line ends the stream with a last line {"error": "..."}.
+// activity per line, newest first, in constant memory. An error before the
+// first line is an error answer. An error after it (e.g. the store closing)
+// ends the stream with a last line {"error": "...", ...}, in the form of an
+// error answer; a complete export ends without such a line, after its last
+// activity. A stream cut by the connection lacks the end of its chunked
+// encoding, which HTTP clients report as an error. HEAD answers the status
+// GET would, e.g. 503 when the store is closed.
 //
 //	curl 'http://localhost:8080/v1/export?module=models&since=2025-01-01T00:00:00Z' > models.ndjson
 //
@@ -104,6 +124,10 @@
 // limit ends the stream after that many activities. If the store closes, the stream ends with
 // an "event: error" whose data is the JSON error.
 //
+// Export and tail outlive the server's write timeout, but each of their
+// writes must complete within 30 seconds: a client that stops reading is
+// dropped. The heartbeat keeps idle tails well within that.
+//
 //	curl -N 'http://localhost:8080/v1/tail?type=model.deploy'
 //	curl -N -H 'Last-Event-ID: AQ...' http://localhost:8080/v1/tail
 //
@@ -115,7 +139,11 @@
 //
 //   - activitystore_http_request_duration_seconds{route,code}: latency per
 //     route pattern (e.g. "GET /v1/activities/{id}"; "unmatched" for unknown
-//     paths) and status code; for export and tail, the length of the stream.
+//     paths) and status code. Export and tail are in it only when they are
+//     refused (status other than 200).
+//   - activitystore_http_stream_duration_seconds{route}: how long the
+//     streams of export and tail answered 200 lasted, in buckets up to an
+//     hour.
 //   - activitystore_http_appended_activities_total: activities stored by POST.
 //   - activitystore_http_append_rejected_requests_total{code}: POST requests
 //     refused, by status code; they stored nothing.
@@ -143,9 +171,21 @@
 // principal's user. A principal that is neither an admin nor has a user gets
 // 403 everywhere.
 //
+// Tail cursors (the id of each event, which comes back as Last-Event-ID or
+// from) and the missed count of a lagged event are positions in the sequence
+// of every append to the store, not of the principal's own activities. A
+// principal that is not an admin can therefore learn, from the cursors of two
+// of its events or from missed, how many activities others appended in
+// between; not what they were, nor who appended them.
+//
 // With no Authenticate, every request is served as an admin: put the handler
 // behind your own access control. /healthz and /metrics never need
-// authentication, nor does the 404 of an unknown path.
+// authentication, nor does the 404 of an unknown path. They are served to
+// anyone who reaches the handler: /healthz tells whether the store is up, and
+// /metrics exposes store-wide counts and sizes (activities, archived ones,
+// segments, archives, bytes on disk and in cache) and the counts of requests
+// and of appended activities of every user. Keep them from clients that must
+// not see those, e.g. with a rule of the proxy in front of the handler.
 //
 // # Errors
 //
@@ -153,7 +193,8 @@
 // omitted when no single parameter or field is at fault. A refused activity of
 // a POST is named by "index" (its position in the array, from 0; 0 for a
 // single object) or, in NDJSON, "line" (from 1). The statuses are 400 for a
-// bad parameter or activity, 401, 403, 404 for an unknown ID or path, 405, 413
-// for a body over the limits, 500 for a failure of the store, and 503 when
-// the store is closed or the request was canceled.
+// bad parameter or activity, 401, 403, 404 for an unknown ID (with "field":
+// "id") or path, 405, 413 for a body over the limits, 500 for a failure of the
+// store, and 503 when the store is closed or the request was canceled,
+// including while it waited for its turn to POST.
 package httpapi

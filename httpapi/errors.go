@@ -60,7 +60,7 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusBadRequest, field: ve.Field, index: &i, msg: err.Error(), err: err}
 	case errors.As(err, &mbe):
 		return &apiError{status: http.StatusRequestEntityTooLarge,
-			msg: fmt.Sprintf("the body is over the limit of %d bytes", mbe.Limit), err: err}
+			msg: fmt.Sprintf("the body is over the limit of %d bytes%s", mbe.Limit, splitHint(mbe.Limit)), err: err}
 	case errors.Is(err, activitystore.ErrInvalidID):
 		return &apiError{status: http.StatusBadRequest, field: "id", msg: err.Error(), err: err}
 	case errors.Is(err, activitystore.ErrNotFound):

@@ -291,3 +291,33 @@ func (s *stream) activity() (activitystore.Activity, string) {
 	require.NoError(s.t, json.Unmarshal([]byte(ev.data), &a))
 	return a, ev.id
 }
+
+// serveHandler starts a server of h, closed at the end of the test.
+func serveHandler(t *testing.T, h *handler) *client {
+	t.Helper()
+	srv := httptest.NewServer(h.mux)
+	t.Cleanup(srv.Close)
+	return &client{t: t, url: srv.URL}
+}
+
+// streamWatch tells when the export and tail handlers of a handler end.
+type streamWatch struct {
+	ended chan struct{}
+}
+
+// watchStreams sets the onStreamEnd hook of h, which must not serve yet.
+func watchStreams(h *handler) *streamWatch {
+	w := &streamWatch{ended: make(chan struct{}, 64)}
+	h.onStreamEnd = func() { w.ended <- struct{}{} }
+	return w
+}
+
+// waitEnd waits for a stream handler to end, for at most 10 seconds.
+func (w *streamWatch) waitEnd(t *testing.T, what string) {
+	t.Helper()
+	select {
+	case <-w.ended:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s: the stream handler is still running after 10s", what)
+	}
+}

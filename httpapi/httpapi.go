@@ -31,8 +31,20 @@ type Options struct {
 	Authenticate func(*http.Request) (Principal, error)
 
 	// MaxBodyBytes bounds the body of a POST; a larger body is a 413. The
-	// default (zero or less) is 64 MiB.
+	// default (zero or less) is 64 MiB. A bulk import larger than this, or
+	// than activitystore.MaxBatch activities, must be split into several
+	// requests.
 	MaxBodyBytes int64
+
+	// MaxConcurrentPosts bounds how many POST requests read and store their
+	// batch at once. A POST holds its whole batch in memory until it is
+	// stored (the decoded activities, their encoding for the store and the
+	// write batch), so ingestion takes up to about MaxConcurrentPosts × 3 ×
+	// MaxBodyBytes of memory. A POST waits for a free slot before its body
+	// is read; one whose context ends while it waits is a 503. A POST keeps
+	// its slot while its body arrives: bound slow senders with the server's
+	// ReadTimeout. Zero or less means the default. The default is 4.
+	MaxConcurrentPosts int
 
 	// Logger receives the errors that are the server's fault (answers with
 	// status 500) and those that end a stream after it began. The default is
@@ -40,13 +52,24 @@ type Options struct {
 	Logger *slog.Logger
 }
 
-// defaultMaxBodyBytes is the default of Options.MaxBodyBytes.
-const defaultMaxBodyBytes = 64 << 20
+// Defaults of Options.
+const (
+	defaultMaxBodyBytes       = 64 << 20
+	defaultMaxConcurrentPosts = 4
+)
 
 // heartbeatInterval is how long a tail stays silent before it sends a
 // comment, so that proxies and clients know it is alive. Tests shorten it;
 // New reads it.
 var heartbeatInterval = 15 * time.Second
+
+// streamWriteTimeout is how long each write of a stream (export or tail) may
+// take: the write deadline is set again before every write and flush, so a
+// client that stops reading is dropped, while one that keeps up streams for
+// as long as it likes. It must exceed heartbeatInterval: with HTTP/2 an
+// expired deadline ends the stream even between writes. Tests shorten it;
+// New reads it.
+var streamWriteTimeout = 30 * time.Second
 
 // TokenAuth returns an Authenticate that reads "Authorization: Bearer TOKEN"
 // and looks TOKEN up in tokens. The scheme name is matched without regard to
@@ -67,32 +90,49 @@ func TokenAuth(tokens map[string]Principal) func(*http.Request) (Principal, erro
 
 // handler serves the API on one store.
 type handler struct {
-	s         *activitystore.Store
-	auth      func(*http.Request) (Principal, error)
-	maxBody   int64
-	heartbeat time.Duration
-	log       *slog.Logger
-	m         *metrics
-	mux       *http.ServeMux
-	methods   map[string][]string // path pattern -> methods served, for 405s
-	paths     []string            // path patterns in the order of registration
+	s            *activitystore.Store
+	auth         func(*http.Request) (Principal, error)
+	maxBody      int64
+	posts        chan struct{} // a slot per POST allowed at once
+	heartbeat    time.Duration
+	writeTimeout time.Duration // of each write of a stream
+	log          *slog.Logger
+	m            *metrics
+	mux          *http.ServeMux
+	methods      map[string][]string // path pattern -> methods served, for 405s
+	paths        []string            // path patterns in the order of registration
+
+	// onStreamEnd, when set, is called as an export or tail handler returns,
+	// after every goroutine it started has ended. Tests set it.
+	onStreamEnd func()
 }
 
 // New returns the HTTP handler of the API on s; the package documentation
 // lists its endpoints. The handler does not close s.
 func New(s *activitystore.Store, o Options) http.Handler {
+	return newHandler(s, o).mux
+}
+
+// newHandler returns the handler of the API on s.
+func newHandler(s *activitystore.Store, o Options) *handler {
 	h := &handler{
-		s:         s,
-		auth:      o.Authenticate,
-		maxBody:   o.MaxBodyBytes,
-		heartbeat: heartbeatInterval,
-		log:       o.Logger,
-		mux:       http.NewServeMux(),
-		methods:   map[string][]string{},
+		s:            s,
+		auth:         o.Authenticate,
+		maxBody:      o.MaxBodyBytes,
+		heartbeat:    heartbeatInterval,
+		writeTimeout: streamWriteTimeout,
+		log:          o.Logger,
+		mux:          http.NewServeMux(),
+		methods:      map[string][]string{},
 	}
 	if h.maxBody <= 0 {
 		h.maxBody = defaultMaxBodyBytes
 	}
+	posts := o.MaxConcurrentPosts
+	if posts <= 0 {
+		posts = defaultMaxConcurrentPosts
+	}
+	h.posts = make(chan struct{}, posts)
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -113,16 +153,16 @@ func New(s *activitystore.Store, o Options) http.Handler {
 
 	for _, path := range h.paths {
 		allow := h.methods[path]
-		h.mux.Handle(path, h.instrument(path, false, func(w http.ResponseWriter, r *http.Request) error {
+		h.mux.Handle(path, h.instrument(path, routePlain, func(w http.ResponseWriter, r *http.Request) error {
 			w.Header().Set("Allow", strings.Join(allow, ", "))
 			return &apiError{status: http.StatusMethodNotAllowed,
 				msg: r.Method + " is not allowed on " + r.URL.Path + "; allowed: " + strings.Join(allow, ", ")}
 		}))
 	}
-	h.mux.Handle("/", h.instrument("unmatched", false, func(w http.ResponseWriter, r *http.Request) error {
+	h.mux.Handle("/", h.instrument("unmatched", routePlain, func(w http.ResponseWriter, r *http.Request) error {
 		return &apiError{status: http.StatusNotFound, msg: "no endpoint at " + r.URL.Path}
 	}))
-	return h.mux
+	return h
 }
 
 // apiFunc serves one route for an authenticated principal. An error it
@@ -133,7 +173,14 @@ type apiFunc func(w http.ResponseWriter, r *http.Request, who Principal) error
 // request is authenticated first.
 func (h *handler) route(pattern string, fn apiFunc, public bool) {
 	method, path, _ := strings.Cut(pattern, " ")
-	h.mux.Handle(pattern, h.instrument(pattern, pattern == "POST /v1/activities", func(w http.ResponseWriter, r *http.Request) error {
+	kind := routePlain
+	switch pattern {
+	case "POST /v1/activities":
+		kind = routeAppend
+	case "GET /v1/export", "GET /v1/tail":
+		kind = routeStream
+	}
+	h.mux.Handle(pattern, h.instrument(pattern, kind, func(w http.ResponseWriter, r *http.Request) error {
 		who := Principal{Admin: true}
 		if !public && h.auth != nil {
 			p, err := h.auth(r)

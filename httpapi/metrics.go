@@ -15,10 +15,15 @@ import (
 // statsTimeout bounds the Stats call of one scrape.
 const statsTimeout = 10 * time.Second
 
+// streamBuckets are the buckets of the stream length histogram, in seconds:
+// from an export of a few lines to a tail left open for an hour.
+var streamBuckets = []float64{0.01, 0.1, 1, 10, 30, 60, 300, 600, 1800, 3600}
+
 // metrics are the handler's Prometheus metrics, in a registry of its own.
 type metrics struct {
 	reg      *prometheus.Registry
 	duration *prometheus.HistogramVec
+	streams  *prometheus.HistogramVec
 	appended prometheus.Counter
 	rejected *prometheus.CounterVec
 	serve    http.Handler
@@ -31,9 +36,16 @@ func newMetrics(s *activitystore.Store, log *slog.Logger) *metrics {
 			Namespace: "activitystore",
 			Subsystem: "http",
 			Name:      "request_duration_seconds",
-			Help:      "Time to serve a request, by route pattern and status code; for streams, their length.",
+			Help:      "Time to serve a request, by route pattern and status code; streams (export and tail) answered 200 are in activitystore_http_stream_duration_seconds instead.",
 			Buckets:   prometheus.DefBuckets,
 		}, []string{"route", "code"}),
+		streams: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Namespace: "activitystore",
+			Subsystem: "http",
+			Name:      "stream_duration_seconds",
+			Help:      "How long export and tail streams lasted, by route pattern.",
+			Buckets:   streamBuckets,
+		}, []string{"route"}),
 		appended: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "activitystore",
 			Subsystem: "http",
@@ -47,7 +59,7 @@ func newMetrics(s *activitystore.Store, log *slog.Logger) *metrics {
 			Help:      "POST /v1/activities requests refused (nothing of them stored), by status code.",
 		}, []string{"code"}),
 	}
-	for _, c := range []prometheus.Collector{m.duration, m.appended, m.rejected, newStatsCollector(s)} {
+	for _, c := range []prometheus.Collector{m.duration, m.streams, m.appended, m.rejected, newStatsCollector(s)} {
 		if err := m.reg.Register(c); err != nil {
 			log.Error("activitystore http: cannot register a metric", "err", err)
 		}
@@ -147,10 +159,19 @@ func (w *recorder) Write(b []byte) (int, error) {
 // Unwrap lets http.ResponseController reach the server's writer.
 func (w *recorder) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
+// routeKind tells instrument how to record a route.
+type routeKind int
+
+const (
+	routePlain  routeKind = iota
+	routeAppend           // an answer of 400 or more is a rejected append
+	routeStream           // a 200 is a stream: its length is not a latency
+)
+
 // instrument returns the handler of one route: it bounds the body, runs fn,
-// answers its error and records the request's latency under route. With
-// countRejected, an answer of 400 or more counts as a rejected append.
-func (h *handler) instrument(route string, countRejected bool, fn func(http.ResponseWriter, *http.Request) error) http.Handler {
+// answers its error and records the request's latency under route, or, for
+// a stream that was answered 200, its length in the stream histogram.
+func (h *handler) instrument(route string, kind routeKind, fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		r.Body = http.MaxBytesReader(w, r.Body, h.maxBody)
@@ -163,8 +184,12 @@ func (h *handler) instrument(route string, countRejected bool, fn func(http.Resp
 			status = http.StatusOK
 		}
 		code := strconv.Itoa(status)
-		h.m.duration.WithLabelValues(route, code).Observe(time.Since(start).Seconds())
-		if countRejected && status >= http.StatusBadRequest {
+		if kind == routeStream && status == http.StatusOK {
+			h.m.streams.WithLabelValues(route).Observe(time.Since(start).Seconds())
+		} else {
+			h.m.duration.WithLabelValues(route, code).Observe(time.Since(start).Seconds())
+		}
+		if kind == routeAppend && status >= http.StatusBadRequest {
 			h.m.rejected.WithLabelValues(code).Inc()
 		}
 	})

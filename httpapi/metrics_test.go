@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"io"
 	"net/http"
 	"testing"
 
@@ -45,4 +46,31 @@ func TestMetrics(t *testing.T) {
 	_, body = c2.do(http.MethodGet, "/metrics", "")
 	assert.NotContains(t, string(body), "activitystore_http_appended_activities_total 2\n")
 	assert.Contains(t, string(body), "activitystore_activities 2\n")
+}
+
+// Streams are timed in a histogram of their own, not as request latencies.
+func TestStreamMetrics(t *testing.T) {
+	s, c := setup(t)
+	seed(t, s, act("a", "u-1", 0))
+	status, _ := c.do(http.MethodGet, "/v1/export", "")
+	require.Equal(t, http.StatusOK, status)
+	c.errorOf("/v1/export?limit=1", http.StatusBadRequest, "limit")
+	tail := c.tailStream("/v1/tail?limit=1")
+	seed(t, s, act("a", "u-1", 1))
+	tail.activity()
+	_, err := tail.next()
+	require.ErrorIs(t, err, io.EOF) // the handler has returned, and been timed
+
+	_, body := c.do(http.MethodGet, "/metrics", "")
+	text := string(body)
+	for _, want := range []string{
+		`activitystore_http_stream_duration_seconds_count{route="GET /v1/export"} 1` + "\n",
+		`activitystore_http_stream_duration_seconds_count{route="GET /v1/tail"} 1` + "\n",
+		`activitystore_http_stream_duration_seconds_bucket{route="GET /v1/tail",le="3600"} 1` + "\n",
+		`activitystore_http_request_duration_seconds_count{code="400",route="GET /v1/export"} 1` + "\n",
+	} {
+		assert.Contains(t, text, want)
+	}
+	assert.NotContains(t, text, `activitystore_http_request_duration_seconds_count{code="200",route="GET /v1/export"}`)
+	assert.NotContains(t, text, `activitystore_http_request_duration_seconds_count{code="200",route="GET /v1/tail"}`)
 }

@@ -29,6 +29,19 @@ type params url.Values
 // parseParams parses the query string of r. A parameter not in allowed, or
 // one that is not repeatable given twice, is a 400 naming it.
 func parseParams(r *http.Request, allowed ...string) (params, error) {
+	return parseQuery(r, true, allowed)
+}
+
+// parseKnownParams is parseParams for a route whose clients may send
+// parameters of their own: those not in allowed are dropped, not refused.
+func parseKnownParams(r *http.Request, allowed ...string) (params, error) {
+	return parseQuery(r, false, allowed)
+}
+
+// parseQuery parses the query string of r. A parameter not in allowed is a
+// 400 naming it if strict and dropped otherwise; one in allowed that is not
+// repeatable given twice is a 400.
+func parseQuery(r *http.Request, strict bool, allowed []string) (params, error) {
 	vals, err := url.ParseQuery(r.URL.RawQuery)
 	if err != nil {
 		return nil, &apiError{status: http.StatusBadRequest, msg: "malformed query string: " + err.Error(), err: err}
@@ -40,6 +53,10 @@ func parseParams(r *http.Request, allowed ...string) (params, error) {
 	slices.Sort(names)
 	for _, name := range names {
 		if !slices.Contains(allowed, name) {
+			if !strict {
+				delete(vals, name)
+				continue
+			}
 			return nil, badParam(name, "unknown parameter %q: %s takes %s", name, r.URL.Path, strings.Join(allowed, ", "))
 		}
 		if len(vals[name]) > 1 && !slices.Contains(repeatable, name) {

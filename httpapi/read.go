@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -9,9 +10,12 @@ import (
 )
 
 // legacyActivities serves GET /activity/activities/: the newest activities as
-// a bare JSON array, for the platform's existing clients.
+// a bare JSON array, for the platform's existing clients. Unlike the other
+// routes, it ignores the query parameters it does not take.
 func (h *handler) legacyActivities(w http.ResponseWriter, r *http.Request, who Principal) error {
-	p, err := parseParams(r, "limit", "skip")
+	// Its clients send parameters of their own: only limit and skip are
+	// read, the others ignored.
+	p, err := parseKnownParams(r, "limit", "skip")
 	if err != nil {
 		return err
 	}
@@ -114,6 +118,9 @@ func (h *handler) getActivity(w http.ResponseWriter, r *http.Request, who Princi
 	}
 	a, err := h.s.Get(r.Context(), id)
 	if err != nil {
+		if errors.Is(err, activitystore.ErrNotFound) {
+			return &apiError{status: http.StatusNotFound, field: "id", msg: err.Error(), err: err}
+		}
 		return err
 	}
 	if err := mayRead(&a, who); err != nil {
@@ -143,15 +150,26 @@ func (h *handler) count(w http.ResponseWriter, r *http.Request, who Principal) e
 	return nil
 }
 
-// countBy serves GET /v1/count_by.
+// count_by limits: the default and the largest number of values answered.
+const (
+	defaultCountByLimit = 1000
+	maxCountByLimit     = 100_000
+)
+
+// countBy serves GET /v1/count_by: the limit most frequent values, and
+// whether others were left out.
 func (h *handler) countBy(w http.ResponseWriter, r *http.Request, who Principal) error {
-	p, err := parseParams(r, withFilters("field")...)
+	p, err := parseParams(r, withFilters("field", "limit")...)
 	if err != nil {
 		return err
 	}
 	field, ok := p.one("field")
 	if !ok {
 		return badParam("field", "field is required: one of %v", activitystore.Fields)
+	}
+	limit, err := p.int("limit", defaultCountByLimit, 1, maxCountByLimit)
+	if err != nil {
+		return err
 	}
 	q, err := h.query(p, who)
 	if err != nil {
@@ -164,10 +182,18 @@ func (h *handler) countBy(w http.ResponseWriter, r *http.Request, who Principal)
 	if field == "user" {
 		field = "user_id"
 	}
+	truncated := len(counts) > limit
+	if truncated {
+		counts = counts[:limit] // most frequent first
+	}
+	if counts == nil {
+		counts = []activitystore.ValueCount{}
+	}
 	writeJSON(w, http.StatusOK, struct {
-		Field  string                     `json:"field"`
-		Counts []activitystore.ValueCount `json:"counts"`
-	}{field, counts})
+		Field     string                     `json:"field"`
+		Counts    []activitystore.ValueCount `json:"counts"`
+		Truncated bool                       `json:"truncated"`
+	}{field, counts, truncated})
 	return nil
 }
 

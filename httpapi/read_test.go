@@ -53,7 +53,16 @@ func TestLegacyActivities(t *testing.T) {
 	c.errorOf("/activity/activities/?limit=0", http.StatusBadRequest, "limit")
 	c.errorOf("/activity/activities/?skip=-1", http.StatusBadRequest, "skip")
 	c.errorOf("/activity/activities/?limit=10001", http.StatusBadRequest, "limit")
-	c.errorOf("/activity/activities/?type=x", http.StatusBadRequest, "type")
+	c.errorOf("/activity/activities/?limit=5&limit=6", http.StatusBadRequest, "limit")
+
+	// Other parameters, which the platform's clients may send, are ignored,
+	// filters included: they do not select anything.
+	c.get("/activity/activities/?limit=5&type=x&user=nobody&page=3&_=1736000000&format=json", http.StatusOK, &page)
+	require.Equal(t, newest[:5], idsOf(page))
+	c.errorOf("/activity/activities/?limit=0&page=3", http.StatusBadRequest, "limit")
+	var mine []activitystore.Activity
+	c.as(aliceToken).get("/activity/activities/?user=u-1", http.StatusOK, &mine)
+	require.Empty(t, mine, "an ignored user parameter does not widen a non-admin's scope")
 	c.errorOf("/activity/activities/extra", http.StatusNotFound, "")
 }
 
@@ -157,7 +166,8 @@ func TestGetActivity(t *testing.T) {
 	a := act("model.deploy", "u-1", 0)
 	a.Time = time.Date(2001, 1, 1, 0, 0, 0, 0, time.UTC)
 	missing := seed(t, other, a)[0]
-	c.errorOf("/v1/activities/"+missing, http.StatusNotFound, "")
+	e := c.errorOf("/v1/activities/"+missing, http.StatusNotFound, "id")
+	assert.Contains(t, e.Error, "not found")
 	c.errorOf("/v1/activities/not-an-id", http.StatusBadRequest, "id")
 	c.errorOf("/v1/activities/"+ids[0]+"?x=1", http.StatusBadRequest, "x")
 }
@@ -189,8 +199,9 @@ func TestCountBy(t *testing.T) {
 	s, c := setup(t)
 	seed(t, s, act("a", "u-1", 0), act("a", "u-2", 1), act("b", "u-1", 2), act("a", "", 3))
 	type answer struct {
-		Field  string                     `json:"field"`
-		Counts []activitystore.ValueCount `json:"counts"`
+		Field     string                     `json:"field"`
+		Counts    []activitystore.ValueCount `json:"counts"`
+		Truncated bool                       `json:"truncated"`
 	}
 	var got answer
 	c.get("/v1/count_by?field=type", http.StatusOK, &got)
@@ -201,6 +212,10 @@ func TestCountBy(t *testing.T) {
 
 	c.get("/v1/count_by?field=module&type=nothing", http.StatusOK, &got)
 	require.Equal(t, answer{Field: "module", Counts: []activitystore.ValueCount{}}, got)
+
+	status, body := c.do(http.MethodGet, "/v1/count_by?field=type", "")
+	require.Equal(t, http.StatusOK, status)
+	assert.Contains(t, string(body), `"truncated":false`, "truncated is always present")
 
 	c.errorOf("/v1/count_by", http.StatusBadRequest, "field")
 	c.errorOf("/v1/count_by?field=apicall", http.StatusBadRequest, "field")
@@ -296,4 +311,35 @@ func mustParseID(t *testing.T, s string) activitystore.ID {
 	id, err := activitystore.ParseID(s)
 	require.NoError(t, err)
 	return id
+}
+
+func TestCountByLimit(t *testing.T) {
+	s, c := setup(t)
+	seed(t, s, act("a", "u-1", 0), act("a", "u-1", 1), act("a", "u-1", 2), act("b", "u-1", 3), act("b", "u-1", 4),
+		act("c", "u-1", 5), act("d", "u-1", 6))
+	type answer struct {
+		Counts    []activitystore.ValueCount `json:"counts"`
+		Truncated *bool                      `json:"truncated"`
+	}
+	var got answer
+	c.get("/v1/count_by?field=type&limit=2", http.StatusOK, &got)
+	require.Equal(t, []activitystore.ValueCount{{Value: "a", Count: 3}, {Value: "b", Count: 2}}, got.Counts, "the most frequent")
+	require.NotNil(t, got.Truncated)
+	require.True(t, *got.Truncated)
+
+	for _, path := range []string{"/v1/count_by?field=type&limit=4", "/v1/count_by?field=type&limit=100000", "/v1/count_by?field=type"} {
+		got = answer{}
+		c.get(path, http.StatusOK, &got)
+		require.Len(t, got.Counts, 4, path)
+		require.NotNil(t, got.Truncated, path)
+		require.False(t, *got.Truncated, path)
+	}
+	got = answer{}
+	c.get("/v1/count_by?field=type&limit=1&type=nothing", http.StatusOK, &got)
+	require.Equal(t, []activitystore.ValueCount{}, got.Counts)
+	require.False(t, *got.Truncated)
+
+	for _, limit := range []string{"0", "-1", "100001", "x", "1&limit=2"} {
+		c.errorOf("/v1/count_by?field=type&limit="+limit, http.StatusBadRequest, "limit")
+	}
 }

@@ -22,8 +22,15 @@ const (
 
 // export serves GET /v1/export: every match as NDJSON, newest first. The
 // status is sent with the first activity, so an error before it is an error
-// answer; an error after it ends the stream with a line {"error": ...}.
+// answer. An error after it ends the stream with a line {"error": ...}: an
+// export that is complete ends without one, after its last activity (or is
+// empty). HEAD runs the export up to its first activity, so that it answers
+// the status GET would.
+//
+// The write deadline is set again before each write and flush, so a client
+// that stops reading for streamWriteTimeout is dropped.
 func (h *handler) export(w http.ResponseWriter, r *http.Request, who Principal) error {
+	defer h.streamEnded()
 	p, err := parseParams(r, filterParams...)
 	if err != nil {
 		return err
@@ -38,16 +45,11 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request, who Principal) 
 	start := func() {
 		w.Header().Set("Content-Type", "application/x-ndjson")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
-		// The stream lasts as long as the export does, not as the server's
-		// write timeout.
-		rc.SetWriteDeadline(time.Time{})
+		h.armWrite(rc)
 		w.WriteHeader(http.StatusOK)
 		started = true
 	}
-	if r.Method == http.MethodHead {
-		start()
-		return nil
-	}
+	head := r.Method == http.MethodHead
 	n, flushed := 0, time.Now()
 	for a, err := range q.Iter(r.Context()) {
 		if err != nil {
@@ -59,18 +61,27 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request, who Principal) 
 				h.log.Warn("activitystore http: export cut short", "err", err, "sent", n)
 			}
 			b, _ := json.Marshal(toAPIError(err).body())
-			w.Write(append(b, '\n'))
+			h.armWrite(rc)
+			if _, err := w.Write(append(b, '\n')); err == nil {
+				h.armWrite(rc)
+				rc.Flush()
+			}
 			return nil
 		}
 		if !started {
 			start()
+			if head {
+				return nil
+			}
 		}
 		line = append(a.AppendJSON(line[:0]), '\n')
+		h.armWrite(rc)
 		if _, err := w.Write(line); err != nil {
-			return nil // the client went away
+			return nil // the client went away, or stopped reading
 		}
 		n++
 		if n%exportFlushEvery == 0 || time.Since(flushed) >= exportFlushInterval {
+			h.armWrite(rc)
 			if err := rc.Flush(); err != nil {
 				return nil
 			}
@@ -80,8 +91,22 @@ func (h *handler) export(w http.ResponseWriter, r *http.Request, who Principal) 
 	if !started {
 		start()
 	}
+	h.armWrite(rc)
 	rc.Flush()
 	return nil
+}
+
+// armWrite gives the next write or flush of a stream h.writeTimeout to
+// complete. A ResponseWriter without deadlines (as in tests) is let be.
+func (h *handler) armWrite(rc *http.ResponseController) {
+	rc.SetWriteDeadline(time.Now().Add(h.writeTimeout))
+}
+
+// streamEnded calls the onStreamEnd hook, if any.
+func (h *handler) streamEnded() {
+	if h.onStreamEnd != nil {
+		h.onStreamEnd()
+	}
 }
 
 // tailItem is one value of a Tail sequence, passed from the goroutine that
@@ -94,6 +119,7 @@ type tailItem struct {
 // tail serves GET /v1/tail: the matches appended from now on, or after the
 // cursor of Last-Event-ID or from, as Server-Sent Events.
 func (h *handler) tail(w http.ResponseWriter, r *http.Request, who Principal) error {
+	defer h.streamEnded() // runs last, once the reader below has ended
 	q, from, fromField, err := h.tailQuery(r, who)
 	if err != nil {
 		return err
@@ -121,8 +147,11 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request, who Principal) er
 		return nil
 	}
 
+	// The stream outlives the server's write timeout, but each write must
+	// complete within h.writeTimeout: a client that stops reading is
+	// dropped. The heartbeat makes sure an idle stream writes more often.
 	rc := http.NewResponseController(w)
-	rc.SetWriteDeadline(time.Time{}) // the stream outlives the server's write timeout
+	h.armWrite(rc)
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
 		h.log.Warn("activitystore http: tail cannot flush", "err", err)
@@ -177,15 +206,19 @@ func (h *handler) tail(w http.ResponseWriter, r *http.Request, who Principal) er
 					h.log.Warn("activitystore http: tail ended by an error", "err", err)
 				}
 				b, _ := json.Marshal(toAPIError(err).body())
+				h.armWrite(rc)
 				if _, err := w.Write(appendEvent(buf, "", "error", b)); err == nil {
+					h.armWrite(rc)
 					rc.Flush()
 				}
 				return nil
 			}
 		}
+		h.armWrite(rc)
 		if _, err := w.Write(buf); err != nil {
-			return nil // the client went away
+			return nil // the client went away, or stopped reading
 		}
+		h.armWrite(rc)
 		if err := rc.Flush(); err != nil {
 			return nil
 		}

@@ -4,9 +4,15 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -209,13 +215,17 @@ func TestTailStoreCloses(t *testing.T) {
 }
 
 func TestTailClientGoesAway(t *testing.T) {
-	s, c := setup(t)
+	s := openStore(t, nil)
+	h := newHandler(s, Options{})
+	watch := watchStreams(h)
+	c := serveHandler(t, h)
 	tail := c.tailStream("/v1/tail")
 	seed(t, s, act("a", "u-1", 0))
 	tail.activity()
 	require.NoError(t, tail.resp.Body.Close())
-	// The handler ends: the server's Close at the end of the test would
-	// wait for it forever otherwise. A new tail still works.
+	// The handler ends, and with it the goroutine that reads the tail.
+	watch.waitEnd(t, "tail after the client went away")
+	// A new tail still works.
 	tail = c.tailStream("/v1/tail?limit=1")
 	ids := seed(t, s, act("a", "u-1", 1))
 	a, _ := tail.activity()
@@ -244,4 +254,124 @@ func TestStreamsHead(t *testing.T) {
 	resp = c.as(aliceToken).send(t.Context(), http.MethodHead, "/v1/tail?user=bob", "")
 	resp.Body.Close()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
+
+	// HEAD answers the status GET would.
+	for _, path := range []string{"/v1/export", "/v1/tail"} {
+		resp = c.send(t.Context(), http.MethodHead, path+"?since=2025-01-02T00:00:00Z&until=2025-01-01T00:00:00Z", "")
+		resp.Body.Close()
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, path)
+	}
+	require.NoError(t, s.Close())
+	for _, path := range []string{"/v1/export", "/v1/tail"} {
+		resp = c.send(t.Context(), http.MethodHead, path, "")
+		resp.Body.Close()
+		require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode, path)
+	}
+}
+
+// A principal that is not an admin tails only its own activities, whoever
+// appends them.
+func TestTailNonAdminSeesOwn(t *testing.T) {
+	_, admin := setup(t)
+	tail := admin.as(aliceToken).tailStream("/v1/tail")
+	ids := admin.postIDs(`[{"type":"a","user_id":"bob"},{"type":"a","user_id":"alice"},{"type":"a"},
+		{"type":"b","user_id":"bob"},{"type":"b","user_id":"alice"}]`, "application/json")
+	admin.postIDs(`{"type":"c","user_id":"bob"}`, "application/json")
+	more := admin.postIDs(`{"type":"c","user_id":"alice"}`, "application/json")
+	for _, want := range []string{ids[1], ids[4], more[0]} {
+		a, _ := tail.activity()
+		require.Equal(t, want, a.ID.String(), "in order, and none of bob's nor system events")
+		require.Equal(t, "alice", a.UserID)
+	}
+}
+
+// smallBufListener makes the server's side of each connection buffer
+// little, so that the writes to a client that does not read block soon.
+type smallBufListener struct{ net.Listener }
+
+func (l smallBufListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetWriteBuffer(4 << 10)
+	}
+	return c, err
+}
+
+// A client that stops reading is dropped once a write has waited
+// streamWriteTimeout, instead of holding its handler forever.
+func TestStreamSlowClientDropped(t *testing.T) {
+	defer func(d time.Duration) { streamWriteTimeout = d }(streamWriteTimeout)
+	streamWriteTimeout = 100 * time.Millisecond
+	s := openStore(t, nil)
+	h := newHandler(s, Options{})
+	watch := watchStreams(h)
+	srv := httptest.NewUnstartedServer(h.mux)
+	srv.Listener = smallBufListener{srv.Listener}
+	srv.Start()
+	t.Cleanup(srv.Close)
+
+	// About 2 MB of NDJSON or events, far more than the connection buffers.
+	big := func(n int) []activitystore.Activity {
+		acts := make([]activitystore.Activity, n)
+		for i := range acts {
+			acts[i] = act("a", "u-1", i)
+			acts[i].Details = json.RawMessage(`{"pad":"` + strings.Repeat("x", 1000) + `"}`)
+		}
+		return acts
+	}
+	// open sends GET path, reads the head of the answer and then nothing.
+	open := func(path string) {
+		t.Helper()
+		conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+		require.NoError(t, err)
+		t.Cleanup(func() { conn.Close() }) // before srv.Close
+		require.NoError(t, conn.(*net.TCPConn).SetReadBuffer(4<<10))
+		_, err = fmt.Fprintf(conn, "GET %s HTTP/1.1\r\nHost: test\r\n\r\n", path)
+		require.NoError(t, err)
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+	}
+
+	seed(t, s, big(2000)...)
+	open("/v1/export")
+	watch.waitEnd(t, "export to a client that stopped reading")
+
+	open("/v1/tail")
+	seed(t, s, big(2000)...)
+	watch.waitEnd(t, "tail to a client that stopped reading")
+}
+
+// closingWriter closes the store at the first write of the answer.
+type closingWriter struct {
+	*httptest.ResponseRecorder
+	once  sync.Once
+	close func()
+}
+
+func (w *closingWriter) Write(b []byte) (int, error) {
+	w.once.Do(w.close)
+	return w.ResponseRecorder.Write(b)
+}
+
+// An export cut by an error ends with an error line; a complete one does not
+// (see TestExport, which decodes every line as an activity).
+func TestExportCutShort(t *testing.T) {
+	s := openStore(t, nil)
+	acts := make([]activitystore.Activity, 600) // more than one chunk of Iter
+	for i := range acts {
+		acts[i] = act("a", "u-1", i)
+	}
+	seed(t, s, acts...)
+	h := newHandler(s, Options{Logger: slog.New(slog.DiscardHandler)})
+	w := &closingWriter{ResponseRecorder: httptest.NewRecorder(), close: func() { s.Close() }}
+	h.mux.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/v1/export", nil))
+	require.Equal(t, http.StatusOK, w.Code)
+	lines := strings.Split(strings.TrimSuffix(w.Body.String(), "\n"), "\n")
+	require.Greater(t, len(lines), 1)
+	require.Less(t, len(lines), len(acts)+1, "the export is cut short")
+	exportedIDs(t, []byte(strings.Join(lines[:len(lines)-1], "\n")))
+	var e apiErr
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &e))
+	assert.Contains(t, e.Error, "closed")
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/activitystore/activitystore"
 )
@@ -28,12 +29,26 @@ func (h *handler) postActivities(w http.ResponseWriter, r *http.Request, who Pri
 	if _, err := parseParams(r); err != nil {
 		return err
 	}
-	b := &batch{who: who}
+	// A batch is held whole in memory until it is stored: bound how many
+	// are, before reading the body.
+	select {
+	case h.posts <- struct{}{}:
+		defer func() { <-h.posts }()
+	case <-r.Context().Done():
+		err := r.Context().Err()
+		return &apiError{status: http.StatusServiceUnavailable, err: err,
+			msg: fmt.Sprintf("the request ended while it waited for one of the %d POSTs served at once: %v", cap(h.posts), err)}
+	}
+	b := &batch{who: who, maxBody: h.maxBody}
+	body := bufio.NewReaderSize(r.Body, 64<<10)
+	if err := skipBOM(body); err != nil {
+		return err
+	}
 	var err error
 	if isNDJSON(r.Header.Get("Content-Type")) {
-		err = b.readNDJSON(r.Body)
+		err = b.readNDJSON(body)
 	} else {
-		err = b.readJSON(r.Body)
+		err = b.readJSON(body)
 	}
 	if err != nil {
 		return err
@@ -49,6 +64,9 @@ func (h *handler) postActivities(w http.ResponseWriter, r *http.Request, who Pri
 			if ve.Field == "" { // a limit of the whole batch
 				status = http.StatusRequestEntityTooLarge
 			}
+			if status == http.StatusRequestEntityTooLarge {
+				return b.refuse(status, ve.Index, ve.Field, "%s%s", ve.Reason, splitHint(b.maxBody))
+			}
 			return b.refuse(status, ve.Index, ve.Field, "%s", ve.Reason)
 		}
 		return fmt.Errorf("append %d activities: %w", len(b.acts), err)
@@ -60,19 +78,53 @@ func (h *handler) postActivities(w http.ResponseWriter, r *http.Request, who Pri
 	return nil
 }
 
-// isNDJSON reports whether the Content-Type contentType is one of
-// ndjsonTypes. Any other is read as JSON.
+// isNDJSON reports whether the media type of the Content-Type contentType is
+// one of ndjsonTypes. Any other is read as JSON.
 func isNDJSON(contentType string) bool {
+	return slices.Contains(ndjsonTypes, mediaType(contentType))
+}
+
+// mediaType returns the media type of a Content-Type, lower-cased. When the
+// header does not parse (e.g. a parameter without a value), it is the part
+// before the first ';', trimmed.
+func mediaType(contentType string) string {
 	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && slices.Contains(ndjsonTypes, mt)
+	if err != nil {
+		mt, _, _ = strings.Cut(contentType, ";")
+		mt = strings.ToLower(strings.TrimSpace(mt))
+	}
+	return mt
+}
+
+// bom is the UTF-8 encoding of the byte-order mark U+FEFF, which some tools
+// put at the start of a file.
+var bom = []byte("\xef\xbb\xbf")
+
+// skipBOM skips a byte-order mark at the start of br.
+func skipBOM(br *bufio.Reader) error {
+	b, err := br.Peek(len(bom))
+	if bytes.Equal(b, bom) {
+		_, err := br.Discard(len(bom))
+		return err
+	}
+	if err != nil && err != io.EOF {
+		return readError(err)
+	}
+	return nil
+}
+
+// splitHint ends the message of a 413: what to do about it.
+func splitHint(maxBody int64) string {
+	return fmt.Sprintf("; a bulk import of more than %d activities or %d bytes must be split into several requests", activitystore.MaxBatch, maxBody)
 }
 
 // batch is the activities of one POST, with where each came from.
 type batch struct {
-	who   Principal
-	acts  []activitystore.Activity
-	lines []int // for NDJSON, the line of each activity; nil for JSON
-	line  int   // for NDJSON, the line being read, from 1
+	who     Principal
+	maxBody int64 // the limit of the body, for the advice of a 413
+	acts    []activitystore.Activity
+	lines   []int // for NDJSON, the line of each activity; nil for JSON
+	line    int   // for NDJSON, the line being read, from 1
 }
 
 // at names the activity i of the batch for the answer: its index, or the
@@ -111,7 +163,7 @@ func (b *batch) refuse(status, i int, field, format string, args ...any) *apiErr
 func (b *batch) full() error {
 	if i := len(b.acts); i >= activitystore.MaxBatch {
 		return b.refuse(http.StatusRequestEntityTooLarge, i, "",
-			"is one too many: a request holds at most %d activities; split the batch", activitystore.MaxBatch)
+			"is one too many: a request holds at most %d activities%s", activitystore.MaxBatch, splitHint(b.maxBody))
 	}
 	return nil
 }
@@ -310,7 +362,7 @@ func readError(err error) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return &apiError{status: http.StatusRequestEntityTooLarge, err: err,
-			msg: fmt.Sprintf("the body is over the limit of %d bytes; split it into several requests", mbe.Limit)}
+			msg: fmt.Sprintf("the body is over the limit of %d bytes%s", mbe.Limit, splitHint(mbe.Limit))}
 	}
 	return &apiError{status: http.StatusBadRequest, err: err, msg: "cannot read the body: " + err.Error()}
 }

@@ -2,7 +2,9 @@ package httpapi
 
 import (
 	"context"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -48,7 +50,7 @@ func TestPostArray(t *testing.T) {
 		{"type":"a","time":"2025-01-02T00:00:00Z"},
 		{"type":"b","timestamp":"2025-01-02T00:00:01+01:00"},
 		{"type":"c","created_at":"2025-01-02T00:00:02Z"},
-		{"type":"d","time":"2025-01-02T00:00:03Z","timestamp":"2000-01-01T00:00:00Z"},
+		{"type":"d","time":"2025-01-02T00:00:03Z","timestamp":"2025-01-02T01:00:03+01:00"},
 		{"type":"e"},
 		{"type":"f","details":null,"id":null}
 	]`, "application/json")
@@ -75,7 +77,9 @@ func TestPostArray(t *testing.T) {
 func TestPostNDJSON(t *testing.T) {
 	s, c := setup(t)
 	body := "{\"type\":\"a\",\"user_id\":\"u-1\"}\n\n  \r\n{\"type\":\"b\"}\r\n{\"type\":\"c\"}"
-	for _, ct := range []string{"application/x-ndjson", "application/x-ndjson; charset=utf-8", "application/jsonl"} {
+	for _, ct := range []string{"application/x-ndjson", "application/x-ndjson; charset=utf-8", "application/jsonl",
+		// Malformed, yet plainly NDJSON.
+		"application/x-ndjson; charset", "Application/X-NDJSON ;", "application/ndjson; charset=utf-8; charset=utf-8"} {
 		ids := c.postIDs(body, ct)
 		require.Len(t, ids, 3, ct)
 		assert.Equal(t, "a", get(t, s, ids[0]).Type)
@@ -149,17 +153,22 @@ func TestPostTooLarge(t *testing.T) {
 	small := `[{"type":"a"}]`
 	require.Len(t, c.postIDs(small, "application/json"), 1)
 
+	// The answer tells a bulk import to split itself.
+	const advice = "more than 100000 activities or 1000 bytes must be split into several requests"
 	big := `[` + strings.Repeat(`{"type":"a"},`, 100) + `{"type":"a"}]`
 	status, body := c.post(big, "application/json")
-	requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+	e := requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+	assert.Contains(t, e.Error, advice)
 
 	one := `{"type":"a","details":{"x":"` + strings.Repeat("x", 2000) + `"}}`
 	status, body = c.post(one, "application/json")
-	requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+	e = requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+	assert.Contains(t, e.Error, advice)
 
 	lines := strings.Repeat("{\"type\":\"a\"}\n", 100)
 	status, body = c.post(lines, "application/x-ndjson")
-	requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+	e = requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
+	assert.Contains(t, e.Error, advice)
 
 	require.Equal(t, 1, count(t, s))
 }
@@ -174,6 +183,7 @@ func TestPostTooMany(t *testing.T) {
 	e := requireError(t, status, body, http.StatusRequestEntityTooLarge, "")
 	require.NotNil(t, e.Line)
 	require.Equal(t, activitystore.MaxBatch+1, *e.Line)
+	assert.Contains(t, e.Error, "must be split into several requests")
 	require.Equal(t, 0, count(t, s))
 }
 
@@ -185,4 +195,94 @@ func TestAppendedMetricsCount(t *testing.T) {
 	_, body := c.do(http.MethodGet, "/metrics", "")
 	assert.Contains(t, string(body), "activitystore_http_appended_activities_total 2\n")
 	assert.Contains(t, string(body), `activitystore_http_append_rejected_requests_total{code="400"} 1`)
+}
+
+func TestMediaType(t *testing.T) {
+	for in, want := range map[string]string{
+		"application/x-ndjson":                "application/x-ndjson",
+		"Application/X-NDJSON; charset=UTF-8": "application/x-ndjson",
+		"application/x-ndjson; charset":       "application/x-ndjson",
+		" application/JSONL ;;":               "application/jsonl",
+		"application/json":                    "application/json",
+		"":                                    "",
+	} {
+		require.Equal(t, want, mediaType(in), in)
+	}
+}
+
+// A UTF-8 byte-order mark at the start of the body is skipped.
+func TestPostBOM(t *testing.T) {
+	s, c := setup(t)
+	const bom = "\xef\xbb\xbf"
+	require.Len(t, c.postIDs(bom+`{"type":"a"}`, "application/json"), 1)
+	require.Len(t, c.postIDs(bom+` [{"type":"a"},{"type":"b"}]`, "application/json"), 2)
+	require.Len(t, c.postIDs(bom+"{\"type\":\"a\"}\n{\"type\":\"b\"}\n", "application/x-ndjson"), 2)
+	require.Len(t, c.postIDs(bom+"\n{\"type\":\"a\"}\n", "application/x-ndjson"), 1)
+	require.Equal(t, 6, count(t, s))
+
+	// Lines are counted as before; a mark alone is an empty body; only the
+	// first is skipped.
+	status, body := c.post(bom+"{\"type\":\"a\"}\n{\"type\":\"\"}\n", "application/x-ndjson")
+	e := requireError(t, status, body, http.StatusBadRequest, "type")
+	require.NotNil(t, e.Line)
+	require.Equal(t, 2, *e.Line)
+	status, body = c.post(bom, "application/json")
+	requireError(t, status, body, http.StatusBadRequest, "")
+	status, body = c.post(bom+bom+`{"type":"a"}`, "application/json")
+	requireError(t, status, body, http.StatusBadRequest, "")
+	require.Equal(t, 6, count(t, s))
+}
+
+// At most MaxConcurrentPosts POSTs read and store their batch at once; the
+// others wait, until their request ends.
+func TestPostConcurrencyBounded(t *testing.T) {
+	s := openStore(t, nil)
+	h := newHandler(s, Options{MaxConcurrentPosts: 1})
+	post := func(ctx context.Context, body io.Reader) (*httptest.ResponseRecorder, chan struct{}) {
+		req := httptest.NewRequestWithContext(ctx, http.MethodPost, "/v1/activities", body)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		w := httptest.NewRecorder()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			h.mux.ServeHTTP(w, req)
+		}()
+		return w, done
+	}
+	wait := func(done chan struct{}) {
+		t.Helper()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the POST is still running after 10s")
+		}
+	}
+
+	// The first POST holds the only slot while it reads its body.
+	pr, pw := io.Pipe()
+	w1, done1 := post(t.Context(), pr)
+	_, err := pw.Write([]byte("{\"type\":\"a\"}\n")) // returns once the handler read it
+	require.NoError(t, err)
+
+	// A second one waits for the slot; its request ends first: a 503, and
+	// nothing stored.
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	w2, done2 := post(ctx, strings.NewReader(`{"type":"b"}`))
+	wait(done2)
+	requireError(t, w2.Code, w2.Body.Bytes(), http.StatusServiceUnavailable, "")
+
+	// A third one, with no deadline, goes on once the first is done.
+	w3, done3 := post(t.Context(), strings.NewReader(`{"type":"c"}`))
+	_, err = pw.Write([]byte("{\"type\":\"a\"}\n"))
+	require.NoError(t, err)
+	require.NoError(t, pw.Close())
+	wait(done1)
+	require.Equal(t, http.StatusCreated, w1.Code, "%s", w1.Body)
+	wait(done3)
+	require.Equal(t, http.StatusCreated, w3.Code, "%s", w3.Body)
+	require.Equal(t, 3, count(t, s))
+	n, err := s.Query().Types("b").Count(t.Context())
+	require.NoError(t, err)
+	require.Zero(t, n)
 }
