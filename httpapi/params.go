@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"fmt"
 	"math"
 	"net/http"
 	"net/url"
@@ -172,9 +173,10 @@ func mayRead(a *activitystore.Activity, who Principal) error {
 	return forbidden("id", "activity %s belongs to another user: a principal that is not an admin sees only the activities of its own user %q", a.ID, who.UserID)
 }
 
-// parseBucket parses a timeline bucket: a Go duration, or a whole number of
-// days written Nd.
-func parseBucket(s string) (time.Duration, error) {
+// ParseBucket parses a timeline bucket as GET /v1/timeline takes it: a
+// whole number of days written Nd (N >= 1), or else a positive Go duration
+// (90s, 15m, 1h). The command line's timeline --bucket takes the same.
+func ParseBucket(s string) (time.Duration, error) {
 	if n, ok := strings.CutSuffix(s, "d"); ok {
 		days, err := strconv.ParseInt(n, 10, 64)
 		if err == nil && days > 0 && days <= math.MaxInt64/int64(24*time.Hour) {
@@ -183,7 +185,16 @@ func parseBucket(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, badParam("bucket", "bucket must be a positive duration such as 90s, 15m, 1h or 7d, not %q", s)
+		return 0, fmt.Errorf("%q is not a positive duration such as 90s, 15m, 1h or 7d", s)
+	}
+	return d, nil
+}
+
+// parseBucket is ParseBucket with the error of a bad bucket parameter.
+func parseBucket(s string) (time.Duration, error) {
+	d, err := ParseBucket(s)
+	if err != nil {
+		return 0, badParam("bucket", "bucket %v", err)
 	}
 	return d, nil
 }

@@ -8,16 +8,15 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 
 	"github.com/activitystore/activitystore"
+	"github.com/activitystore/activitystore/httpapi"
 	"github.com/spf13/cobra"
 )
 
@@ -218,19 +217,11 @@ with the oldest match; without --until it ends with the newest.
 }
 
 // parseBucket reads a timeline --bucket as the HTTP API's bucket parameter
-// does (httpapi's parseBucket): a whole number of days written Nd with
-// N >= 1, or else a positive Go duration. Fractional days such as 1.5d are
-// refused, as the server refuses them.
+// does: a whole number of days written Nd, or else a positive Go duration.
 func parseBucket(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.ParseInt(n, 10, 64)
-		if err == nil && days > 0 && days <= math.MaxInt64/int64(24*time.Hour) {
-			return time.Duration(days) * 24 * time.Hour, nil
-		}
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("--bucket %q: want a positive Go duration (90s, 15m, 1h) or a whole number of days (1d, 7d)", s)
+	d, err := httpapi.ParseBucket(s)
+	if err != nil {
+		return 0, fmt.Errorf("--bucket %w", err)
 	}
 	return d, nil
 }
