@@ -332,21 +332,16 @@ func exportFile(ctx context.Context, path string, q *activitystore.Query, limit 
 func exportTo(ctx context.Context, w io.Writer, q *activitystore.Query, limit int) (int, error) {
 	bw := bufio.NewWriterSize(w, 1<<16)
 	n := 0
-	for act, err := range q.Iter(ctx) {
+	var line []byte
+	for act, err := range q.Limit(limit).Iter(ctx) {
 		if err != nil {
 			return n, err
 		}
-		b, err := act.MarshalJSON()
-		if err != nil {
+		line = append(act.AppendJSON(line[:0]), '\n')
+		if _, err := bw.Write(line); err != nil {
 			return n, err
 		}
-		bw.Write(b)
-		if err := bw.WriteByte('\n'); err != nil {
-			return n, err
-		}
-		if n++; n == limit {
-			break
-		}
+		n++
 	}
 	return n, bw.Flush()
 }
