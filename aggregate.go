@@ -42,10 +42,10 @@ func parseField(name string) (field, bool) {
 	return 0, false
 }
 
-// aggregate runs fn on every segment that may hold matches of q, with the
-// segment's candidates and q's ID range, under the segment's read lock. It
-// ignores Limit, Skip and the cursor, like Count.
-func (q *Query) aggregate(ctx context.Context, fn func(seg *segment, c ordSet, lo, hi ID)) error {
+// aggregate runs fn on every part that may hold matches of q, with the
+// part's candidates and q's ID range. It ignores Limit, Skip and the cursor,
+// like Count.
+func (q *Query) aggregate(ctx context.Context, fn func(pt part, c ordSet, lo, hi ID) error) error {
 	s := q.s
 	if err := s.enter(); err != nil {
 		return err
@@ -61,33 +61,9 @@ func (q *Query) aggregate(ctx context.Context, fn func(seg *segment, c ordSet, l
 			p.hi = idFloor(clampNS(q.until))
 		}
 	}
-	if (p.fs.none && !p.fs.missing) || p.lo.Compare(p.hi) >= 0 {
-		return nil
-	}
-	s.swapMu.RLock()
-	defer s.swapMu.RUnlock()
-	for _, sp := range s.spansIn(p.lo, p.hi) {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		if sp.arc != nil {
-			seg, err := s.archivedSeg(&p, sp.arc)
-			if err != nil {
-				return err
-			}
-			if c, ok := p.fs.candidates(seg); ok {
-				fn(seg, c, p.lo, p.hi)
-			}
-		}
-		if seg := sp.hot; seg != nil {
-			seg.mu.RLock()
-			if c, ok := p.fs.candidates(seg); ok {
-				fn(seg, c, p.lo, p.hi)
-			}
-			seg.mu.RUnlock()
-		}
-	}
-	return nil
+	return s.reading(func() error {
+		return s.walk(ctx, &p, func(pt part, c ordSet) error { return fn(pt, c, p.lo, p.hi) })
+	})
 }
 
 // Timeline counts the matches of q per bucket of time: one Bucket for each
@@ -135,9 +111,12 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 	if nb > MaxBuckets {
 		return nil, &QueryError{Field: "bucket", Reason: fmt.Sprintf("%s makes %d buckets between %s and %s, over the limit of %d", bucket, nb, time.Unix(0, lo).UTC().Format(time.RFC3339), time.Unix(0, hi).UTC().Format(time.RFC3339), MaxBuckets)}
 	}
-	counts := make([]uint64, nb)
-	err := q.aggregate(ctx, func(seg *segment, c ordSet, qlo, qhi ID) {
-		wlo, whi := s.windowIDs(seg.window)
+	var counts []uint64
+	err := q.aggregate(ctx, func(pt part, c ordSet, qlo, qhi ID) error {
+		if counts == nil {
+			counts = make([]uint64, nb)
+		}
+		wlo, whi := s.windowIDs(pt.window())
 		if qlo.Compare(wlo) > 0 {
 			wlo = qlo
 		}
@@ -159,11 +138,19 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 			if blo.Compare(wlo) < 0 {
 				blo = wlo
 			}
-			counts[b] += seg.count(c, blo, bhi)
+			n, err := s.count(pt, c, blo, bhi)
+			if err != nil {
+				return err
+			}
+			counts[b] += n
 		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
+	}
+	if counts == nil {
+		counts = make([]uint64, nb)
 	}
 	i, j := 0, len(counts)
 	if !q.hasSince {
@@ -194,10 +181,35 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 		return nil, &QueryError{Field: "field", Reason: fmt.Sprintf("%q is not one of %v", fieldName, Fields)}
 	}
 	s := q.s
-	var counts []uint64 // by value number
-	err := q.aggregate(ctx, func(seg *segment, c ordSet, lo, hi ID) {
-		wlo, whi := s.windowIDs(seg.window)
-		whole := lo.Compare(wlo) <= 0 && hi.Compare(whi) >= 0
+	counts := map[string]uint64{}
+	err := q.aggregate(ctx, func(pt part, c ordSet, lo, hi ID) error {
+		return s.countValues(pt, f, c, lo, hi, counts)
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]ValueCount, 0, len(counts))
+	for v, n := range counts {
+		out = append(out, ValueCount{Value: v, Count: int(n)})
+	}
+	slices.SortFunc(out, func(a, b ValueCount) int {
+		if c := cmp.Compare(b.Count, a.Count); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Value, b.Value)
+	})
+	return out, nil
+}
+
+// countValues adds to counts, per value of field f, how many members of c
+// with IDs in [lo, hi) have it.
+func (s *Store) countValues(pt part, f field, c ordSet, lo, hi ID, counts map[string]uint64) error {
+	wlo, whi := s.windowIDs(pt.window())
+	whole := lo.Compare(wlo) <= 0 && hi.Compare(whi) >= 0
+	if pt.sl == nil {
+		seg := pt.mem
+		seg.mu.RLock()
+		defer seg.mu.RUnlock()
 		for v, bm := range seg.bms[f] {
 			var n uint64
 			switch {
@@ -210,29 +222,40 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 			default:
 				n = seg.count(ordSet{bm: roaring.And(c.bm, bm), n: c.n}, lo, hi)
 			}
-			if n == 0 {
-				continue
+			if n > 0 {
+				counts[s.dicts[f].value(v)] += n
 			}
-			if int(v) >= len(counts) {
-				counts = append(counts, make([]uint64, int(v)+1-len(counts))...)
-			}
-			counts[v] += n
 		}
-	})
+		return nil
+	}
+	vals, err := s.sealedField(pt.sl, f)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	out := []ValueCount{}
-	for v, n := range counts {
+	var oLo, oHi uint32
+	if !whole {
+		if oLo, err = s.sealedBound(pt.sl, lo); err != nil {
+			return err
+		}
+		if oHi, err = s.sealedBound(pt.sl, hi); err != nil {
+			return err
+		}
+	}
+	for _, vb := range vals {
+		var n uint64
+		switch {
+		case whole && c.bm == nil:
+			n = vb.bm.GetCardinality()
+		case whole:
+			n = c.bm.AndCardinality(vb.bm)
+		case c.bm == nil:
+			n = countRangeBM(vb.bm, oLo, oHi)
+		default:
+			n = countRangeBM(roaring.And(c.bm, vb.bm), oLo, oHi)
+		}
 		if n > 0 {
-			out = append(out, ValueCount{Value: s.dicts[f].value(uint32(v)), Count: int(n)})
+			counts[vb.v] += n
 		}
 	}
-	slices.SortFunc(out, func(a, b ValueCount) int {
-		if c := cmp.Compare(b.Count, a.Count); c != 0 {
-			return c
-		}
-		return cmp.Compare(a.Value, b.Value)
-	})
-	return out, nil
+	return nil
 }

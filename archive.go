@@ -39,10 +39,6 @@ const (
 	maxRatio      = 64 // largest decompressed/compressed ratio a reader accepts
 )
 
-// archiveBlockBytes is the record bytes (as JSON details plus labels) at
-// which a block is closed. Tests lower it to get many blocks.
-var archiveBlockBytes = 256 << 10
-
 var (
 	zstdOnce     sync.Once
 	zstdEnc      *zstd.Encoder
@@ -992,7 +988,8 @@ func skipValue(d []byte, i int) int {
 // given newest first. The number of activities is known up front, so each
 // gets its final ordinal (ascending ID order) as it arrives.
 type archiveWriter struct {
-	f      *os.File
+	blockBytes int // record bytes at which a block is closed
+	f          *os.File
 	bw     *bufio.Writer
 	off    int64
 	name   string
@@ -1015,8 +1012,8 @@ type archiveWriter struct {
 	first  int
 }
 
-func newArchiveWriter(f *os.File, name string, window, width int64, n int) (*archiveWriter, error) {
-	w := &archiveWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20), name: name, window: window, width: width, n: n}
+func newArchiveWriter(f *os.File, name string, window, width int64, n, blockBytes int) (*archiveWriter, error) {
+	w := &archiveWriter{f: f, bw: bufio.NewWriterSize(f, 1<<20), name: name, window: window, width: width, n: n, blockBytes: blockBytes}
 	w.lo = idFloor(window * width)
 	w.hi = idFloor((window + 1) * width)
 	if (window+1)*width < 0 {
@@ -1059,7 +1056,7 @@ func (w *archiveWriter) add(a *Activity) error {
 		w.ords[f][v] = append(w.ords[f][v], o)
 	}
 	w.bb.add(a.APICall, a.Details)
-	if w.bb.bytes >= archiveBlockBytes {
+	if w.bb.bytes >= w.blockBytes {
 		return w.flushBlock()
 	}
 	return nil

@@ -29,10 +29,10 @@ const victim = 2
 
 func newCorruptFixture(t *testing.T) *corruptFixture {
 	t.Helper()
-	defer func(n int) { archiveBlockBytes = n }(archiveBlockBytes)
-	archiveBlockBytes = 1000 // four or five blocks per archive
 	fx := &corruptFixture{dir: t.TempDir(), want: map[ID]Activity{}, byDay: map[int][]ID{}, names: map[int]string{}}
-	s, err := Open(fx.dir, arcOpts())
+	o := arcOpts()
+	o.blockBytes = 1000 // four or five blocks per archive
+	s, err := Open(fx.dir, o)
 	require.NoError(t, err)
 	defer s.Close()
 	appendAll(t, s, fx.want, variedActs([]int{0, 1, 2, 3, 4, 5, 6}, 60, 0))
@@ -516,7 +516,7 @@ func TestArchiveCorruptDuplicateIndexValue(t *testing.T) {
 		acts = append(acts, fx.want[id])
 	}
 	var dup string
-	writeTestArchiveWith(t, fx.path(dir, victim), windowOf(victim), int64(24*time.Hour), acts, func(aw *archiveWriter) {
+	writeTestArchiveWith(t, fx.path(dir, victim), windowOf(victim), int64(24*time.Hour), acts, 256<<10, func(aw *archiveWriter) {
 		require.GreaterOrEqual(t, len(aw.vals[fieldType]), 2)
 		dup = aw.vals[fieldType][0]
 		aw.vals[fieldType][1] = dup
@@ -548,16 +548,16 @@ func TestArchiveCorruptDuplicateIndexValue(t *testing.T) {
 // writeTestArchive writes acts (newest first, IDs set) as the archive of
 // window w with the given width to path, and returns the file's bytes.
 func writeTestArchive(t testing.TB, path string, w, width int64, acts []Activity) []byte {
-	return writeTestArchiveWith(t, path, w, width, acts, nil)
+	return writeTestArchiveWith(t, path, w, width, acts, 256<<10, nil)
 }
 
 // writeTestArchiveWith is writeTestArchive with a change to the writer's
 // state before it writes the index and footer.
-func writeTestArchiveWith(t testing.TB, path string, w, width int64, acts []Activity, change func(*archiveWriter)) []byte {
+func writeTestArchiveWith(t testing.TB, path string, w, width int64, acts []Activity, blockBytes int, change func(*archiveWriter)) []byte {
 	t.Helper()
 	f, err := os.Create(path)
 	require.NoError(t, err)
-	aw, err := newArchiveWriter(f, filepath.Base(path), w, width, len(acts))
+	aw, err := newArchiveWriter(f, filepath.Base(path), w, width, len(acts), blockBytes)
 	require.NoError(t, err)
 	for i := range acts {
 		require.NoError(t, aw.add(&acts[i]))

@@ -21,14 +21,12 @@ import (
 // blocks, written by the archive writer from varied activities.
 func seedArchive(tb testing.TB) []byte {
 	tb.Helper()
-	defer func(n int) { archiveBlockBytes = n }(archiveBlockBytes)
-	archiveBlockBytes = 300
 	acts := variedActs([]int{0}, 24, 5)
 	slices.Reverse(acts) // newest first
 	for i := range acts {
 		acts[i].ID = makeID(acts[i].Time.UnixNano(), uint64(100+len(acts)-i))
 	}
-	return writeTestArchive(tb, filepath.Join(tb.TempDir(), "seed.arc"), windowOf(0), int64(24*time.Hour), acts)
+	return writeTestArchiveWith(tb, filepath.Join(tb.TempDir(), "seed.arc"), windowOf(0), int64(24*time.Hour), acts, 300, nil)
 }
 
 // seedSections returns the raw (decompressed) index section and blocks of

@@ -251,13 +251,9 @@ func TestCompactCrashChild(t *testing.T) {
 		fmt.Printf("bad %s %q\n", compactCrashAtEnv, os.Getenv(compactCrashAtEnv))
 		os.Exit(2)
 	}
-	s, err := Open(dir, arcOpts())
-	if err != nil {
-		fmt.Println("open:", err)
-		os.Exit(2)
-	}
 	seen := 0
-	compactHook = func(at string) {
+	o := arcOpts()
+	o.hook = func(at string) {
 		if at != step {
 			return
 		}
@@ -265,6 +261,11 @@ func TestCompactCrashChild(t *testing.T) {
 			syscall.Kill(os.Getpid(), syscall.SIGKILL)
 			select {} // the signal is on its way
 		}
+	}
+	s, err := Open(dir, o)
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
 	}
 	err = s.Compact(context.Background())
 	fmt.Printf("step %s/%d not reached (reached %d times); Compact returned %v\n", step, nth, seen, err)

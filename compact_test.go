@@ -33,9 +33,7 @@ func fillDays(t *testing.T, s *Store, days, perDay int) []ID {
 }
 
 func TestCompactArchivesAndQueriesMatch(t *testing.T) {
-	defer func(n int) { archiveBlockBytes = n }(archiveBlockBytes)
-	archiveBlockBytes = 2000
-	s, dir, clock := openTest(t, &Options{ColdAfter: 24 * time.Hour})
+	s, dir, clock := openTest(t, &Options{ColdAfter: 24 * time.Hour, blockBytes: 2000})
 	ctx := context.Background()
 	clock.Set(testBase.Add(6 * 24 * time.Hour))
 	fillDays(t, s, 5, 200)
@@ -152,11 +150,9 @@ func TestCompactOptions(t *testing.T) {
 }
 
 func TestCacheBytesBoundsMemory(t *testing.T) {
-	defer func(n int) { archiveBlockBytes = n }(archiveBlockBytes)
-	archiveBlockBytes = 4000
 	ctx := context.Background()
 	const limit = 64 << 10
-	s, _, clock := openTest(t, &Options{ColdAfter: time.Hour, CacheBytes: limit})
+	s, _, clock := openTest(t, &Options{ColdAfter: time.Hour, CacheBytes: limit, blockBytes: 4000})
 	clock.Set(testBase.Add(20 * 24 * time.Hour))
 	ids := fillDays(t, s, 20, 300)
 	require.NoError(t, s.Compact(ctx))
@@ -312,14 +308,13 @@ func TestLateArrivalsIntoArchivedWindow(t *testing.T) {
 
 func TestBackgroundCompactor(t *testing.T) {
 	committed := make(chan struct{}, 100)
-	compactHook = func(step string) {
+	hook := func(step string) {
 		if step == "committed" {
 			committed <- struct{}{}
 		}
 	}
-	defer func() { compactHook = nil }()
 	ctx := context.Background()
-	s, dir, clock := openTest(t, &Options{ColdAfter: time.Hour, CompactEvery: time.Millisecond})
+	s, dir, clock := openTest(t, &Options{ColdAfter: time.Hour, CompactEvery: time.Millisecond, hook: hook})
 	clock.Set(testBase.Add(4 * 24 * time.Hour))
 	ids := fillDays(t, s, 3, 50)
 	for range 3 {

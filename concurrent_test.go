@@ -21,10 +21,8 @@ import (
 // the sealer and compactions at once; writers keep adding to windows that are
 // being archived. Run it with -race.
 func TestConcurrentAppendsAndQueries(t *testing.T) {
-	defer func(v int) { lateMin = v }(lateMin)
-	lateMin = 64 // renumber while queries run
 	ctx := context.Background()
-	s, _, clock := openTest(t, &Options{SegmentWidth: 5 * time.Minute, SealAfter: time.Minute, ColdAfter: time.Minute, NoSync: true, CacheBytes: 256 << 10})
+	s, _, clock := openTest(t, &Options{SegmentWidth: 5 * time.Minute, SealAfter: time.Minute, ColdAfter: time.Minute, NoSync: true, CacheBytes: 256 << 10, lateMin: 64})
 	const writers, batches, per = 4, 40, 50
 	var wg sync.WaitGroup
 	errs := make(chan error, 16)

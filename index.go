@@ -152,40 +152,96 @@ func (fs *filterSet) resolve(dicts *[numFields]dict) {
 	}
 }
 
-// candidates returns the ordinals of seg that pass the filters, and false
-// when none can. The result may be one of seg's own bitmaps: read it only
-// under seg.mu and never change it. The caller holds seg.mu.
+// candidates returns the ordinals of seg, an in-memory segment, that pass
+// the filters, and false when none can. The result may be one of seg's own
+// bitmaps: read it only under seg.mu and never change it. The caller holds
+// seg.mu.
 func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
 	n := uint32(len(seg.ids))
 	if !fs.any {
 		return ordSet{n: n}, n > 0
 	}
-	var ands [numFields]*roaring.Bitmap
-	k := 0
+	var per [numFields]*roaring.Bitmap
 	for f := range numFields {
 		vs := fs.vals[f]
 		if vs == nil {
 			continue
 		}
-		var ors [8]*roaring.Bitmap
-		list := ors[:0]
+		var buf [8]*roaring.Bitmap
+		list := buf[:0]
 		for _, v := range vs {
 			if bm := seg.bms[f][v]; bm != nil {
 				list = append(list, bm)
 			}
 		}
-		switch len(list) {
-		case 0:
+		bm, ok := combine(list)
+		if !ok {
 			return ordSet{}, false
-		case 1:
-			ands[k] = list[0]
-		default:
-			ands[k] = roaring.FastOr(list...)
 		}
-		k++
+		per[f] = bm
+	}
+	return intersect(&per, n)
+}
+
+// sealedCandidates is candidates for a sealed segment: it reads the bitmaps
+// of the filter values, by value, through the cache.
+func (fs *filterSet) sealedCandidates(s *Store, sl *sealedSeg) (ordSet, bool, error) {
+	n := uint32(sl.n)
+	if !fs.any {
+		return ordSet{n: n}, n > 0, nil
+	}
+	var per [numFields]*roaring.Bitmap
+	for f := range numFields {
+		vs := fs.strs[f]
+		if vs == nil {
+			continue
+		}
+		var buf [8]*roaring.Bitmap
+		list := buf[:0]
+		for _, v := range vs {
+			bm, err := s.sealedBitmap(sl, f, v)
+			if err != nil {
+				return ordSet{}, false, err
+			}
+			if bm != nil {
+				list = append(list, bm)
+			}
+		}
+		bm, ok := combine(list)
+		if !ok {
+			return ordSet{}, false, nil
+		}
+		per[f] = bm
+	}
+	c, ok := intersect(&per, n)
+	return c, ok, nil
+}
+
+// combine ORs the bitmaps of one field's values; false when there are none.
+func combine(list []*roaring.Bitmap) (*roaring.Bitmap, bool) {
+	switch len(list) {
+	case 0:
+		return nil, false
+	case 1:
+		return list[0], true
+	}
+	return roaring.FastOr(list...), true
+}
+
+// intersect ANDs the bitmaps of the filtered fields (nil: not filtered).
+func intersect(per *[numFields]*roaring.Bitmap, n uint32) (ordSet, bool) {
+	var ands [numFields]*roaring.Bitmap
+	k := 0
+	for _, bm := range per {
+		if bm != nil {
+			ands[k] = bm
+			k++
+		}
 	}
 	var bm *roaring.Bitmap
 	switch k {
+	case 0:
+		return ordSet{n: n}, n > 0
 	case 1:
 		bm = ands[0]
 	case 2:

@@ -180,25 +180,21 @@ func TestModel(t *testing.T) {
 	// grow so that queries merge long ones.
 	for _, lm := range []int{16, 1 << 30} {
 		t.Run(fmt.Sprintf("lateMin=%d", lm), func(t *testing.T) {
-			defer func(v int) { lateMin = v }(lateMin)
-			lateMin = lm
 			ops := *modelOps / 2
 			if testing.Short() {
 				ops /= 5
 			}
-			runModel(t, ops)
+			runModel(t, ops, lm)
 		})
 	}
 }
 
-func runModel(t *testing.T, ops int) {
+func runModel(t *testing.T, ops, lateMin int) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(*modelSeed, 7))
-	defer func(n int) { archiveBlockBytes = n }(archiveBlockBytes)
-	archiveBlockBytes = 1500 // several blocks per archive
 	// A small cache, so that archived blocks and indexes are evicted and
 	// read again.
-	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute, ColdAfter: 30 * time.Minute, CacheBytes: 200 << 10}
+	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute, ColdAfter: 30 * time.Minute, CacheBytes: 200 << 10, lateMin: lateMin, blockBytes: 1500}
 	s, dir, clock := openTest(t, opts)
 	opts.Now = clock.Now
 	opts.SealEvery = time.Hour

@@ -80,6 +80,11 @@ type Options struct {
 	// Now is the clock, for zero activity times, validation and sealing. The
 	// default is time.Now.
 	Now func() time.Time
+
+	// Settings for tests, so that they can run in parallel across them.
+	lateMin    int               // late ordinals that trigger a renumber at least; default 1024
+	blockBytes int               // record bytes at which an archive block is closed; default 256 KiB
+	hook       func(step string) // called at each step of moving a segment into an archive
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -134,6 +139,12 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.lateMin == 0 {
+		c.lateMin = 1024
+	}
+	if c.blockBytes == 0 {
+		c.blockBytes = 256 << 10
 	}
 	if c.Logger == nil {
 		c.Logger = quietLogger{}

@@ -5,7 +5,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"iter"
-	"math"
 	"time"
 )
 
@@ -174,155 +173,6 @@ func clampNS(t time.Time) int64 {
 	return t.UnixNano()
 }
 
-// spansIn returns the windows that may hold IDs in [lo, hi), newest first.
-func (s *Store) spansIn(lo, hi ID) []span {
-	s.mu.RLock()
-	all := s.spans
-	s.mu.RUnlock()
-	wHi := int64(math.MaxInt64)
-	if hi != maxID {
-		// The newest ID that can match is just below hi: when hi is a time
-		// floor (no activity has it), that is in the window of the
-		// nanosecond before.
-		ns := hi.UnixNano()
-		if hi.seq() == 0 && ns > 0 {
-			ns--
-		}
-		wHi = ns / s.width
-	}
-	wLo := lo.UnixNano() / s.width
-	i := 0
-	for i < len(all) && all[i].window > wHi {
-		i++
-	}
-	j := i
-	for j < len(all) && all[j].window >= wLo {
-		j++
-	}
-	return all[i:j]
-}
-
-// archivedSeg returns the loaded index of an archive, numbering p's filter
-// values anew if the load brought values it lacked.
-func (s *Store) archivedSeg(p *plan, a *archive) (*segment, error) {
-	ix, err := s.archiveIndex(a)
-	if err != nil {
-		return nil, err
-	}
-	if p.fs.missing {
-		p.fs.resolve(&s.dicts)
-	}
-	return ix.seg, nil
-}
-
-// ids runs p and returns up to want matching IDs, newest first, after
-// p.skip, and for each the archive that holds it (nil: pebble; a nil slice:
-// all in pebble). The caller holds s.swapMu for reading.
-func (s *Store) ids(ctx context.Context, p *plan, want int) ([]ID, []*archive, error) {
-	if want <= 0 || p.lo.Compare(p.hi) >= 0 || (p.fs.none && !p.fs.missing) {
-		return nil, nil, nil
-	}
-	out := make([]ID, 0, min(want, 1024))
-	var src []*archive // made at the first archived window: hot-only reads need none
-	skip := p.skip
-	for _, sp := range s.spansIn(p.lo, p.hi) {
-		if err := ctx.Err(); err != nil {
-			return nil, nil, err
-		}
-		if p.fs.none && !p.fs.missing {
-			break
-		}
-		if sp.arc != nil && src == nil {
-			src = make([]*archive, len(out), cap(out))
-		}
-		switch {
-		case sp.arc == nil:
-			seg := sp.hot
-			seg.mu.RLock()
-			if c, ok := p.fs.candidates(seg); ok {
-				out = seg.collect(c, p.lo, p.hi, &skip, want-len(out), out)
-			}
-			seg.mu.RUnlock()
-		case sp.hot == nil:
-			seg, err := s.archivedSeg(p, sp.arc)
-			if err != nil {
-				return nil, nil, err
-			}
-			if c, ok := p.fs.candidates(seg); ok {
-				out = seg.collect(c, p.lo, p.hi, &skip, want-len(out), out)
-			}
-		default:
-			var err error
-			if out, src, err = s.collectMerged(p, sp, &skip, want-len(out), out, src); err != nil {
-				return nil, nil, err
-			}
-		}
-		for src != nil && len(src) < len(out) {
-			src = append(src, sp.arc)
-		}
-		if len(out) >= want {
-			break
-		}
-	}
-	return out, src, nil
-}
-
-// collectMerged is collect for a window with both an archive and a hot
-// segment of late arrivals: it merges the two by ID. It appends to out and
-// src itself.
-func (s *Store) collectMerged(p *plan, sp span, skip *uint64, want int, out []ID, src []*archive) ([]ID, []*archive, error) {
-	aseg, err := s.archivedSeg(p, sp.arc)
-	if err != nil {
-		return nil, nil, err
-	}
-	hot := sp.hot
-	hot.mu.RLock()
-	defer hot.mu.RUnlock()
-	ca, okA := p.fs.candidates(aseg)
-	ch, okH := p.fs.candidates(hot)
-	var total uint64
-	if okA {
-		total += aseg.count(ca, p.lo, p.hi)
-	}
-	if okH {
-		total += hot.count(ch, p.lo, p.hi)
-	}
-	if *skip >= total {
-		*skip -= total
-		return out, src, nil
-	}
-	// Both lists hold at most skip+want IDs, all within this window.
-	need := int(*skip) + want
-	var la, lh []ID
-	var zero uint64
-	if okA {
-		la = aseg.collect(ca, p.lo, p.hi, &zero, need, nil)
-	}
-	if okH {
-		lh = hot.collect(ch, p.lo, p.hi, &zero, need, nil)
-	}
-	i, j := 0, 0
-	for want > 0 && (i < len(la) || j < len(lh)) {
-		var id ID
-		var from *archive
-		if j >= len(lh) || (i < len(la) && la[i].Compare(lh[j]) > 0) {
-			id, from = la[i], sp.arc
-			i++
-		} else {
-			id = lh[j]
-			j++
-		}
-		if *skip > 0 {
-			*skip--
-			continue
-		}
-		out = append(out, id)
-		src = append(src, from)
-		want--
-	}
-	return out, src, nil
-}
-
 // All returns one page of matches: at most Limit activities, after Skip and
 // after the cursor, newest first, and the cursor of the next page. Only the
 // returned activities are read from disk.
@@ -336,21 +186,20 @@ func (q *Query) All(ctx context.Context) (Page, error) {
 	if err != nil {
 		return Page{}, err
 	}
-	s.swapMu.RLock()
-	defer s.swapMu.RUnlock()
-	ids, src, err := s.ids(ctx, &p, p.limit+1)
-	if err != nil {
-		return Page{}, err
-	}
 	var page Page
-	if len(ids) > p.limit {
-		ids = ids[:p.limit]
-		if src != nil {
-			src = src[:p.limit]
+	err = s.reading(func() error {
+		page = Page{}
+		hs, err := s.hits(ctx, &p, p.limit+1)
+		if err != nil {
+			return err
 		}
-		page.Next = encodeCursor(ids[len(ids)-1])
-	}
-	page.Activities, err = s.fetchFrom(ids, src)
+		if len(hs) > p.limit {
+			hs = hs[:p.limit]
+			page.Next = encodeCursor(hs[len(hs)-1].id)
+		}
+		page.Activities, err = s.fetch(hs)
+		return err
+	})
 	return page, err
 }
 
@@ -376,18 +225,19 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 			if want == 0 {
 				return
 			}
-			acts, err := func() ([]Activity, error) {
+			acts, err := func() (acts []Activity, err error) {
 				if err := s.enter(); err != nil {
 					return nil, err
 				}
 				defer s.leave()
-				s.swapMu.RLock()
-				defer s.swapMu.RUnlock()
-				ids, src, err := s.ids(ctx, &p, want)
-				if err != nil {
-					return nil, err
-				}
-				return s.fetchFrom(ids, src)
+				err = s.reading(func() error {
+					hs, err := s.hits(ctx, &p, want)
+					if err == nil {
+						acts, err = s.fetch(hs)
+					}
+					return err
+				})
+				return acts, err
 			}()
 			if err != nil {
 				yield(Activity{}, err)
@@ -427,34 +277,16 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 			p.hi = idFloor(clampNS(q.until))
 		}
 	}
-	if (p.fs.none && !p.fs.missing) || p.lo.Compare(p.hi) >= 0 {
-		return 0, nil
-	}
-	s.swapMu.RLock() // no archive is replaced under the count
-	defer s.swapMu.RUnlock()
 	var n uint64
-	for _, sp := range s.spansIn(p.lo, p.hi) {
-		if err := ctx.Err(); err != nil {
-			return 0, err
-		}
-		if sp.arc != nil {
-			seg, err := s.archivedSeg(&p, sp.arc)
-			if err != nil {
-				return 0, err
-			}
-			if c, ok := p.fs.candidates(seg); ok {
-				n += seg.count(c, p.lo, p.hi)
-			}
-		}
-		if seg := sp.hot; seg != nil {
-			seg.mu.RLock()
-			if c, ok := p.fs.candidates(seg); ok {
-				n += seg.count(c, p.lo, p.hi)
-			}
-			seg.mu.RUnlock()
-		}
-	}
-	return int(n), nil
+	err = s.reading(func() error {
+		n = 0
+		return s.walk(ctx, &p, func(pt part, c ordSet) error {
+			k, err := s.count(pt, c, p.lo, p.hi)
+			n += k
+			return err
+		})
+	})
+	return int(n), err
 }
 
 // Recent returns the newest activities, newest first: limit of them (0 means

@@ -1,16 +1,11 @@
 package activitystore
 
 import (
-	"encoding/binary"
-	"fmt"
-	"hash/crc32"
 	"slices"
 	"sort"
 	"sync"
 
 	"github.com/RoaringBitmap/roaring/v2"
-
-	"github.com/activitystore/activitystore/internal/codec"
 )
 
 // A segment indexes the activities of one event-time window. Each activity
@@ -87,13 +82,6 @@ func (s *segment) add(id ID, vals *[numFields]uint32) {
 	}
 	s.sealed = false
 }
-
-// lateLimit is how many late ordinals a segment of n activities keeps before
-// it is renumbered.
-func lateLimit(n int) int { return max(lateMin, n/32) }
-
-// lateMin is the smallest late list that triggers a renumber; tests lower it.
-var lateMin = 1024
 
 // bound returns the first in-order ordinal whose ID is >= x: in-order
 // ordinals below it have smaller IDs, those at or above it larger or equal.
@@ -308,148 +296,6 @@ func (s *segment) sorted() *segment {
 		}
 	}
 	return out
-}
-
-// Persisted segment index: under segmentKey(window, part), one value per
-// part, each ending in the CRC-32C of what precedes it.
-//
-//	part '0'+f: for field f, value count (uvarint), then per value: the
-//	            value (uvarint length + bytes), the roaring bitmap
-//	            (uvarint length + portable serialization)
-//	part 'h':   version byte, activity count n (uvarint)
-//	part 'i':   n IDs of 16 bytes, ascending (ordinal order)
-const segmentVersion = 1
-
-var crcTable = crc32.MakeTable(crc32.Castagnoli)
-
-func appendCRC(b []byte) []byte {
-	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
-}
-
-func checkCRC(b []byte) ([]byte, bool) {
-	if len(b) < 4 {
-		return nil, false
-	}
-	body := b[:len(b)-4]
-	return body, crc32.Checksum(body, crcTable) == binary.BigEndian.Uint32(b[len(b)-4:])
-}
-
-// segmentParts lists the part bytes of a persisted segment in key order:
-// the fields' bitmaps, the header, the ID column.
-var segmentParts = func() []byte {
-	var p []byte
-	for f := range numFields {
-		p = append(p, '0'+byte(f))
-	}
-	return append(p, 'h', 'i')
-}()
-
-// Indexes of the parts in segmentParts.
-const (
-	partHeader = int(numFields)
-	partIDs    = int(numFields) + 1
-)
-
-// encode returns the persisted parts of a sorted segment, in segmentParts
-// order. The caller holds s.mu.
-func (s *segment) encode(dicts *[numFields]dict) ([][]byte, error) {
-	if s.late != nil {
-		return nil, fmt.Errorf("segment %d is not sorted", s.window)
-	}
-	parts := make([][]byte, len(segmentParts))
-	h := []byte{segmentVersion}
-	h = binary.AppendUvarint(h, uint64(len(s.ids)))
-	parts[partHeader] = appendCRC(h)
-	ids := make([]byte, 0, 16*len(s.ids)+4)
-	for _, id := range s.ids {
-		ids = append(ids, id[:]...)
-	}
-	parts[partIDs] = appendCRC(ids)
-	for f := range numFields {
-		keys := make([]uint32, 0, len(s.bms[f]))
-		for v := range s.bms[f] {
-			keys = append(keys, v)
-		}
-		slices.Sort(keys)
-		b := binary.AppendUvarint(nil, uint64(len(keys)))
-		for _, v := range keys {
-			bm := s.bms[f][v]
-			bm.RunOptimize()
-			data, err := bm.ToBytes()
-			if err != nil {
-				return nil, err
-			}
-			b = codec.AppendString(b, dicts[f].value(v))
-			b = codec.AppendBytes(b, data)
-		}
-		parts[f] = appendCRC(b)
-	}
-	return parts, nil
-}
-
-// decodeSegment rebuilds a sealed segment from its persisted parts, checking
-// everything a query relies on. parts are not retained.
-func decodeSegment(window int64, width int64, parts [][]byte, dicts *[numFields]dict) (*segment, error) {
-	where := fmt.Sprintf("segment %d", window)
-	if len(parts) != len(segmentParts) {
-		return nil, corruptf(where, "has %d of %d parts", len(parts), len(segmentParts))
-	}
-	var body [][]byte
-	for i, p := range parts {
-		b, ok := checkCRC(p)
-		if !ok {
-			return nil, corruptf(where, "part %q: checksum mismatch", segmentParts[i])
-		}
-		body = append(body, b)
-	}
-	d := codec.Decoder{B: body[partHeader]}
-	if v := d.Byte(); d.Err == nil && v != segmentVersion {
-		return nil, corruptf(where, "unknown version %d", v)
-	}
-	n := d.Uvarint()
-	if d.Err != nil || n >= 1<<32 || uint64(len(body[partIDs])) != 16*n {
-		return nil, corruptf(where, "bad header or ID column")
-	}
-	s := newSegment(window)
-	s.ids = make([]ID, n)
-	start, end := idFloor(window*width), idFloor((window+1)*width)
-	for i := range s.ids {
-		copy(s.ids[i][:], body[partIDs][16*i:])
-		id := s.ids[i]
-		if !id.valid() || id.Compare(start) < 0 || id.Compare(end) >= 0 || (i > 0 && id.Compare(s.ids[i-1]) <= 0) {
-			return nil, corruptf(where, "ID column entry %d is out of order or outside the window", i)
-		}
-	}
-	for f := range numFields {
-		d := codec.Decoder{B: body[f]}
-		k := d.Uvarint()
-		if d.Err != nil || k > uint64(len(d.B)) {
-			return nil, corruptf(where, "field %s: bad value count", field(f))
-		}
-		var total uint64
-		for range k {
-			v := d.Bytes()
-			data := d.Bytes()
-			if d.Err != nil {
-				return nil, corruptf(where, "field %s: %v", field(f), d.Err)
-			}
-			bm, err := decodeBitmap(data, int(n))
-			if err != nil {
-				return nil, corruptf(where, "field %s: %v", field(f), err)
-			}
-			vn := dicts[f].intern(string(v))
-			if s.bms[f][vn] != nil {
-				return nil, corruptf(where, "field %s: value %q twice", field(f), v)
-			}
-			s.bms[f][vn] = bm
-			total += bm.GetCardinality()
-		}
-		if total != n || len(d.B) != 0 {
-			return nil, corruptf(where, "field %s: bitmaps hold %d ordinals for %d activities", field(f), total, n)
-		}
-	}
-	s.sealed = true
-	return s, nil
 }
 
 // indexBytes returns the serialized size of the segment's bitmaps per field.

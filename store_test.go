@@ -373,12 +373,17 @@ func TestSealReopenAndRepair(t *testing.T) {
 	require.NoError(t, s.Verify(ctx))
 	require.NoError(t, s.Close())
 
-	// Break one sealed segment's bitmap part on disk; Open rebuilds it from
-	// the records.
+	// Break one sealed segment's bitmap on disk; the first read that needs
+	// it rebuilds the segment from its records.
 	db, err := pebble.Open(dir+"/db", &pebble.Options{})
 	require.NoError(t, err)
 	w := testBase.UnixNano() / int64(time.Hour)
-	require.NoError(t, db.Set(segmentKey(w, '0'), []byte("garbage"), pebble.Sync))
+	v, c, err := db.Get(windowKey(prefixDescriptor, w))
+	require.NoError(t, err)
+	sl, err := decodeDescriptor(w, int64(time.Hour), v)
+	require.NoError(t, err)
+	c.Close()
+	require.NoError(t, db.Set(bitmapKey(nil, w, sl.gen, fieldType, "user.login"), []byte("garbage"), pebble.Sync))
 	require.NoError(t, db.Close())
 
 	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour, SealAfter: time.Minute})
@@ -386,10 +391,19 @@ func TestSealReopenAndRepair(t *testing.T) {
 	defer s.Close()
 	st, err = s.Stats(ctx)
 	require.NoError(t, err)
+	assert.Equal(t, 0, st.RepairedSegments)
+	assert.Equal(t, 0, st.RebuiltActivities, "a clean Close leaves nothing to rebuild")
+	assert.Equal(t, 5, st.SealedSegments)
+	n, err := s.Query().Types("user.login").Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 101, n)
+	st, err = s.Stats(ctx)
+	require.NoError(t, err)
 	assert.Equal(t, 1, st.RepairedSegments)
+	assert.Equal(t, 20, st.RebuiltActivities)
 	assert.Equal(t, 101, st.Activities)
 	require.NoError(t, s.Verify(ctx))
-	n, err := s.Query().Users("u2").Count(ctx)
+	n, err = s.Query().Users("u2").Count(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 1, n)
 	got, err := s.Get(ctx, late[0])

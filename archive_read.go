@@ -1,0 +1,341 @@
+package activitystore
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/activitystore/activitystore/internal/codec"
+)
+
+// archiveMetaVersion versions the value under an archive key.
+const archiveMetaVersion = 1
+
+// archive is one archive file: the records and index of one window that
+// left pebble. The file is opened on first use.
+type archive struct {
+	window int64
+	width  int64  // the store's segment width
+	gen    uint64 // makes the file name unique; a sequence number
+	n      int    // activities
+	size   int64  // file bytes
+	name   string // file name in the archive folder
+	path   string
+
+	mu      sync.Mutex
+	f       *os.File
+	ft      *archiveFooter
+	refs    int
+	dropped bool
+
+	loadMu sync.Mutex // one index load at a time
+}
+
+func archiveName(w int64, gen uint64) string { return fmt.Sprintf("%016x-%d.arc", w, gen) }
+
+var archiveNameRE = regexp.MustCompile(`^([0-9a-f]{16})-([0-9]+)\.arc(\.tmp)?$`)
+
+func (a *archive) meta() []byte {
+	b := []byte{archiveMetaVersion}
+	b = binary.AppendUvarint(b, a.gen)
+	b = binary.AppendUvarint(b, uint64(a.n))
+	return binary.AppendUvarint(b, uint64(a.size))
+}
+
+func decodeArchiveMeta(w, width int64, v []byte, dir string) (*archive, error) {
+	d := codec.Decoder{B: v}
+	ver := d.Byte()
+	a := &archive{window: w, width: width, gen: d.Uvarint()}
+	n, size := d.Uvarint(), d.Uvarint()
+	if d.Err != nil || ver != archiveMetaVersion || len(d.B) != 0 || n == 0 || n >= 1<<32 || size > 1<<50 {
+		return nil, corruptf(fmt.Sprintf("archive record of window %d", w), "malformed")
+	}
+	a.n, a.size = int(n), int64(size)
+	a.name = archiveName(w, a.gen)
+	a.path = filepath.Join(dir, a.name)
+	return a, nil
+}
+
+// acquire opens the file if needed and keeps it open until release.
+func (a *archive) acquire() (*os.File, *archiveFooter, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.dropped {
+		return nil, nil, fmt.Errorf("activitystore: archive %s was removed", a.name)
+	}
+	if a.f == nil {
+		f, err := os.Open(a.path)
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil, nil, archiveCorrupt(a.name, "file is missing")
+			}
+			return nil, nil, fmt.Errorf("activitystore: %w", err)
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, nil, fmt.Errorf("activitystore: %w", err)
+		}
+		ft, err := readFooter(f, st.Size(), a.name)
+		if err == nil && (ft.window != a.window || ft.n != a.n || ft.width != a.width) {
+			err = archiveCorrupt(a.name, "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
+				ft.window, ft.width, ft.n, a.window, a.width, a.n)
+		}
+		if err != nil {
+			f.Close()
+			return nil, nil, err
+		}
+		a.f, a.ft = f, ft
+	}
+	a.refs++
+	return a.f, a.ft, nil
+}
+
+func (a *archive) release() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.refs--
+	if a.dropped && a.refs == 0 && a.f != nil {
+		a.f.Close()
+		a.f = nil
+	}
+}
+
+// drop marks the archive gone; its file closes once no reader holds it.
+func (a *archive) drop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.dropped = true
+	if a.refs == 0 && a.f != nil {
+		a.f.Close()
+		a.f = nil
+	}
+}
+
+// archiveIndex returns the loaded index of a, from the cache or the file.
+func (s *Store) archiveIndex(a *archive) (*arcIndex, error) {
+	if v, ok := s.cache.Get(cacheKey{a: a, i: -1}); ok {
+		return v.(*arcIndex), nil
+	}
+	a.loadMu.Lock()
+	defer a.loadMu.Unlock()
+	if v, ok := s.cache.Get(cacheKey{a: a, i: -1}); ok {
+		return v.(*arcIndex), nil
+	}
+	f, ft, err := a.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer a.release()
+	_, _, dec := zstdCodecs()
+	raw, err := readSection(f, ft.index, dec, a.name, "index")
+	if err != nil {
+		return nil, err
+	}
+	ix, err := decodeIndex(raw, ft, &s.dicts, a.name)
+	if err != nil {
+		return nil, err
+	}
+	s.cache.Add(cacheKey{a: a, i: -1}, ix, ix.size)
+	return ix, nil
+}
+
+// archiveBlock returns block i of a, decoded, through the cache.
+func (s *Store) archiveBlock(a *archive, ix *arcIndex, i int) (*block, error) {
+	return s.loadBlock(a, ix, i, true)
+}
+
+// loadBlock returns block i of a, from the cache if it is there; cache says
+// whether to keep it there once read.
+func (s *Store) loadBlock(a *archive, ix *arcIndex, i int, cache bool) (*block, error) {
+	if v, ok := s.cache.Get(cacheKey{a: a, i: i}); ok {
+		return v.(*block), nil
+	}
+	f, ft, err := a.acquire()
+	if err != nil {
+		return nil, err
+	}
+	defer a.release()
+	if i < 0 || i >= len(ft.blocks) {
+		return nil, archiveCorrupt(a.name, "no block %d", i)
+	}
+	_, dec, _ := zstdCodecs()
+	what := "block " + strconv.Itoa(i)
+	raw, err := readSection(f, ft.blocks[i], dec, a.name, what)
+	if err != nil {
+		return nil, err
+	}
+	b, err := decodeBlock(raw, ft.blocks[i].count)
+	if err != nil {
+		return nil, archiveCorrupt(a.name, "%s: %v", what, err)
+	}
+	if cache {
+		s.cache.Add(cacheKey{a: a, i: i}, b, b.size())
+	}
+	return b, nil
+}
+
+// fetchArchived fills out with the activities of ids, all in archive a.
+func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
+	ix, err := s.archiveIndex(a)
+	if err != nil {
+		return err
+	}
+	_, ft, err := a.acquire()
+	if err != nil {
+		return err
+	}
+	a.release()
+	size := 0
+	type loc struct{ blk, j, o int }
+	locs := make([]loc, len(ids))
+	var blocks []*block
+	for k, id := range ids {
+		o := ix.seg.find(id)
+		if o < 0 {
+			return &CorruptionError{Where: "archive " + a.name, Err: fmt.Errorf("activity %s is indexed but missing", id)}
+		}
+		p := ft.n - 1 - o
+		i := searchBlock(ft.blocks, p)
+		b, err := s.archiveBlock(a, ix, i)
+		if err != nil {
+			return err
+		}
+		j := p - ft.blocks[i].first
+		locs[k] = loc{len(blocks), j, o}
+		blocks = append(blocks, b)
+		size += int(b.off[2*j+2] - b.off[2*j])
+	}
+	arena := make([]byte, 0, size)
+	for k := range ids {
+		b, j, ord := blocks[locs[k].blk], locs[k].j, locs[k].o
+		start := len(arena)
+		arena = append(arena, b.buf[b.off[2*j]:b.off[2*j+2]]...)
+		rec := arena[start:len(arena):len(arena)]
+		mid := int(b.off[2*j+1] - b.off[2*j])
+		ix.fill(&out[k], ord, rec[:mid], rec[mid:])
+	}
+	return nil
+}
+
+// searchBlock returns the block holding position p (0 is the newest).
+func searchBlock(blocks []section, p int) int {
+	lo, hi := 0, len(blocks)
+	for lo < hi {
+		m := int(uint(lo+hi) >> 1)
+		if blocks[m].first+blocks[m].count <= p {
+			lo = m + 1
+		} else {
+			hi = m
+		}
+	}
+	return lo
+}
+
+// removeArchive forgets a replaced or dropped archive and deletes its file.
+func (s *Store) removeArchive(a *archive) {
+	a.drop()
+	s.cache.RemoveIf(func(k cacheKey) bool { return k.a == a })
+	if err := os.Remove(a.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		s.opts.Logger.Errorf("activitystore: cannot remove %s: %v", a.path, err)
+	}
+}
+
+// loadArchives reads the archive records and removes leftovers of
+// interrupted compactions: temporary files and archive files no record
+// refers to.
+func (s *Store) loadArchives() error {
+	if err := os.MkdirAll(s.archDir, 0o755); err != nil {
+		return fmt.Errorf("activitystore: cannot create %s: %w", s.archDir, err)
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixArchive}, UpperBound: []byte{prefixArchive + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) != 9 {
+			continue
+		}
+		w := int64(binary.BigEndian.Uint64(k[1:]))
+		if !s.validWindow(w) {
+			s.opts.Logger.Errorf("activitystore: ignoring archive record of impossible window %d", w)
+			continue
+		}
+		a, err := decodeArchiveMeta(w, s.width, it.Value(), s.archDir)
+		if err != nil {
+			it.Close()
+			return err
+		}
+		s.archives[w] = a
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	ents, err := os.ReadDir(s.archDir)
+	if err != nil {
+		return fmt.Errorf("activitystore: %w", err)
+	}
+	for _, e := range ents {
+		m := archiveNameRE.FindStringSubmatch(e.Name())
+		if m == nil {
+			continue
+		}
+		w, _ := strconv.ParseUint(m[1], 16, 64)
+		if a := s.archives[int64(w)]; a != nil && a.name == e.Name() {
+			continue
+		}
+		if err := os.Remove(filepath.Join(s.archDir, e.Name())); err != nil {
+			return fmt.Errorf("activitystore: cannot remove leftover %s: %w", e.Name(), err)
+		}
+	}
+	return nil
+}
+
+// verifyArchive reads every part of a: checksums, the index (every ordinal
+// has exactly one value per field) and every block.
+func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
+	f, ft, err := a.acquire()
+	if err != nil {
+		report("%v", err)
+		return
+	}
+	defer a.release()
+	_, _, idec := zstdCodecs()
+	raw, err := readSection(f, ft.index, idec, a.name, "index")
+	if err != nil {
+		report("%v", err)
+		return
+	}
+	var scratch [numFields]dict
+	if _, err := decodeIndex(raw, ft, &scratch, a.name); err != nil {
+		report("%v", err)
+		return
+	}
+	_, bdec, _ := zstdCodecs()
+	for i, bs := range ft.blocks {
+		what := "block " + strconv.Itoa(i)
+		raw, err := readSection(f, bs, bdec, a.name, what)
+		if err != nil {
+			report("%v", err)
+			continue
+		}
+		b, err := decodeBlock(raw, bs.count)
+		if err != nil {
+			report("%v", archiveCorrupt(a.name, "%s: %v", what, err))
+			continue
+		}
+		for j := range bs.count {
+			if d := b.buf[b.off[2*j+1]:b.off[2*j+2]]; len(d) > 0 && !isJSONObject(d) {
+				report("archive %s: %s: record %d has details that are not a JSON object", a.name, what, j)
+			}
+		}
+	}
+}

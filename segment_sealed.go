@@ -1,0 +1,432 @@
+package activitystore
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"sort"
+	"sync"
+
+	"github.com/RoaringBitmap/roaring/v2"
+	"github.com/cockroachdb/pebble/v2"
+
+	"github.com/activitystore/activitystore/internal/codec"
+)
+
+// A sealed segment lives in pebble and is read piece by piece: Open reads
+// only its descriptor; a query reads the bitmaps of the values it filters
+// on and the chunks of the ID column that hold its matches, each through
+// the store's byte-bounded cache. Nothing of it stays in memory otherwise.
+//
+// Persisted form (see keys.go for the keys):
+//
+//	descriptor: version byte, generation, activity count n, IDs per chunk,
+//	            serialized bitmap bytes per field, then the first ID of
+//	            every chunk and the last ID (16 bytes each), CRC-32C
+//	bitmap:     roaring portable serialization of the ordinals, CRC-32C
+//	ID chunk:   up to chunkIDs IDs of 16 bytes, ascending, CRC-32C
+//
+// Ordinals of a sealed segment are in ID order, so ordinal o is the o-th ID
+// of the column and no ordinal is late.
+const sealedVersion = 2
+
+// chunkIDs is how many IDs one chunk of a sealed ID column holds (64 KiB).
+const chunkIDs = 4096
+
+// sealedSeg is the descriptor of a sealed segment.
+type sealedSeg struct {
+	window int64
+	gen    uint64 // in the keys of its bitmaps and chunks
+	n      int
+	firsts []ID              // first ID of each chunk
+	last   ID                // the newest ID
+	bytes  [numFields]uint64 // serialized bitmap bytes per field
+
+	convMu sync.Mutex // held while an append loads it to open it again
+}
+
+var crcTable = crc32.MakeTable(crc32.Castagnoli)
+
+func appendCRC(b []byte) []byte {
+	return binary.BigEndian.AppendUint32(b, crc32.Checksum(b, crcTable))
+}
+
+func checkCRC(b []byte) ([]byte, bool) {
+	if len(b) < 4 {
+		return nil, false
+	}
+	body := b[:len(b)-4]
+	return body, crc32.Checksum(body, crcTable) == binary.BigEndian.Uint32(b[len(b)-4:])
+}
+
+func (sl *sealedSeg) where() string { return fmt.Sprintf("segment %d", sl.window) }
+
+func (sl *sealedSeg) encode() []byte {
+	b := []byte{sealedVersion}
+	b = binary.AppendUvarint(b, sl.gen)
+	b = binary.AppendUvarint(b, uint64(sl.n))
+	b = binary.AppendUvarint(b, chunkIDs)
+	for _, x := range sl.bytes {
+		b = binary.AppendUvarint(b, x)
+	}
+	for _, id := range sl.firsts {
+		b = append(b, id[:]...)
+	}
+	b = append(b, sl.last[:]...)
+	return appendCRC(b)
+}
+
+// decodeDescriptor parses the descriptor of window w's sealed segment.
+func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
+	sl := &sealedSeg{window: w}
+	body, ok := checkCRC(v)
+	if !ok {
+		return nil, corruptf(sl.where(), "descriptor: checksum mismatch")
+	}
+	d := codec.Decoder{B: body}
+	ver := d.Byte()
+	sl.gen = d.Uvarint()
+	n, per := d.Uvarint(), d.Uvarint()
+	for f := range sl.bytes {
+		sl.bytes[f] = d.Uvarint()
+	}
+	if d.Err != nil || ver != sealedVersion || per != chunkIDs || n == 0 || n >= 1<<32 {
+		return nil, corruptf(sl.where(), "descriptor: malformed")
+	}
+	sl.n = int(n)
+	nc := (sl.n + chunkIDs - 1) / chunkIDs
+	if len(d.B) != 16*(nc+1) {
+		return nil, corruptf(sl.where(), "descriptor: %d bytes of IDs for %d chunks", len(d.B), nc)
+	}
+	sl.firsts = make([]ID, nc)
+	for i := range sl.firsts {
+		copy(sl.firsts[i][:], d.B[16*i:])
+	}
+	copy(sl.last[:], d.B[16*nc:])
+	lo, hi := idFloor(w*width), idFloor((w+1)*width)
+	if (w+1)*width < 0 || (w+1)*width/width != w+1 {
+		hi = maxID
+	}
+	in := func(id ID) bool { return id.valid() && id.Compare(lo) >= 0 && id.Compare(hi) < 0 }
+	for i, id := range sl.firsts {
+		if !in(id) || (i > 0 && id.Compare(sl.firsts[i-1]) <= 0) {
+			return nil, corruptf(sl.where(), "descriptor: chunk %d starts out of order or outside the window", i)
+		}
+	}
+	if !in(sl.last) || sl.last.Compare(sl.firsts[nc-1]) < 0 {
+		return nil, corruptf(sl.where(), "descriptor: last ID out of order or outside the window")
+	}
+	return sl, nil
+}
+
+// persist returns the descriptor and the keys and values of a sorted
+// segment's sealed form. The caller holds seg.mu; RunOptimize changes the
+// bitmaps, so for writing.
+func (seg *segment) persist(gen uint64, dicts *[numFields]dict, set func(k, v []byte) error) (*sealedSeg, error) {
+	if seg.late != nil {
+		return nil, fmt.Errorf("activitystore: segment %d is not sorted", seg.window)
+	}
+	if len(seg.ids) == 0 {
+		return nil, fmt.Errorf("activitystore: segment %d is empty", seg.window)
+	}
+	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), last: seg.ids[len(seg.ids)-1]}
+	var k, v []byte
+	for c := 0; c*chunkIDs < len(seg.ids); c++ {
+		ids := seg.ids[c*chunkIDs : min((c+1)*chunkIDs, len(seg.ids))]
+		sl.firsts = append(sl.firsts, ids[0])
+		v = v[:0]
+		for _, id := range ids {
+			v = append(v, id[:]...)
+		}
+		k = chunkKey(k[:0], seg.window, gen, c)
+		if err := set(k, appendCRC(v)); err != nil {
+			return nil, err
+		}
+	}
+	for f := range numFields {
+		for vn, bm := range seg.bms[f] {
+			bm.RunOptimize()
+			data, err := bm.ToBytes()
+			if err != nil {
+				return nil, err
+			}
+			sl.bytes[f] += uint64(len(data))
+			k = bitmapKey(k[:0], seg.window, gen, f, dicts[f].value(vn))
+			if err := set(k, appendCRC(data)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return sl, nil
+}
+
+// cacheKey names one piece of loaded data in the store's cache: a block
+// (i >= 0) or the index (i = -1) of an archive, or of a sealed segment an
+// ID chunk (i >= 0), the bitmap of one value (i = -1) or the bitmaps of
+// a whole field (i = -2).
+type cacheKey struct {
+	a  *archive
+	sl *sealedSeg
+	i  int
+	f  field
+	v  string
+}
+
+// idChunk returns chunk c of sl's ID column.
+func (s *Store) idChunk(sl *sealedSeg, c int) ([]ID, error) {
+	ids, err := s.idChunkRaw(sl, c)
+	return ids, s.fault(sl, err)
+}
+
+func (s *Store) idChunkRaw(sl *sealedSeg, c int) ([]ID, error) {
+	key := cacheKey{sl: sl, i: c}
+	if v, ok := s.cache.Get(key); ok {
+		return v.([]ID), nil
+	}
+	if c < 0 || c >= len(sl.firsts) {
+		return nil, corruptf(sl.where(), "no ID chunk %d", c)
+	}
+	raw, c2, err := s.db.Get(chunkKey(nil, sl.window, sl.gen, c))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, corruptf(sl.where(), "ID chunk %d is missing", c)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("activitystore: cannot read %s: %w", sl.where(), err)
+	}
+	defer c2.Close()
+	s.loads.Add(1)
+	body, ok := checkCRC(raw)
+	want := min(chunkIDs, sl.n-c*chunkIDs)
+	if !ok || len(body) != 16*want {
+		return nil, corruptf(sl.where(), "ID chunk %d: bad checksum or length", c)
+	}
+	ids := make([]ID, want)
+	for i := range ids {
+		copy(ids[i][:], body[16*i:])
+		if !ids[i].valid() || (i > 0 && ids[i].Compare(ids[i-1]) <= 0) {
+			return nil, corruptf(sl.where(), "ID chunk %d: entry %d out of order", c, i)
+		}
+	}
+	if ids[0] != sl.firsts[c] || (c+1 < len(sl.firsts) && ids[want-1].Compare(sl.firsts[c+1]) >= 0) || (c+1 == len(sl.firsts) && ids[want-1] != sl.last) {
+		return nil, corruptf(sl.where(), "ID chunk %d disagrees with the descriptor", c)
+	}
+	s.cache.Add(key, ids, int64(16*len(ids))+64)
+	return ids, nil
+}
+
+// idAt returns the ID of ordinal o of sl.
+func (s *Store) idAt(sl *sealedSeg, o int) (ID, error) {
+	ids, err := s.idChunk(sl, o/chunkIDs)
+	if err != nil {
+		return ID{}, err
+	}
+	return ids[o%chunkIDs], nil
+}
+
+// sealedBound returns the first ordinal of sl whose ID is >= x.
+func (s *Store) sealedBound(sl *sealedSeg, x ID) (uint32, error) {
+	if x.Compare(sl.firsts[0]) <= 0 {
+		return 0, nil
+	}
+	if x.Compare(sl.last) > 0 {
+		return uint32(sl.n), nil
+	}
+	c := sort.Search(len(sl.firsts), func(i int) bool { return sl.firsts[i].Compare(x) > 0 }) - 1
+	ids, err := s.idChunk(sl, c)
+	if err != nil {
+		return 0, err
+	}
+	return uint32(c*chunkIDs + sort.Search(len(ids), func(i int) bool { return ids[i].Compare(x) >= 0 })), nil
+}
+
+// sealedBitmap returns the bitmap of value v of field f in sl, nil when no
+// activity of sl has it. The result is shared: never change it.
+func (s *Store) sealedBitmap(sl *sealedSeg, f field, v string) (*roaring.Bitmap, error) {
+	bm, err := s.sealedBitmapRaw(sl, f, v)
+	return bm, s.fault(sl, err)
+}
+
+func (s *Store) sealedBitmapRaw(sl *sealedSeg, f field, v string) (*roaring.Bitmap, error) {
+	key := cacheKey{sl: sl, i: -1, f: f, v: v}
+	if x, ok := s.cache.Get(key); ok {
+		return x.(*roaring.Bitmap), nil
+	}
+	raw, c, err := s.db.Get(bitmapKey(nil, sl.window, sl.gen, f, v))
+	var bm *roaring.Bitmap
+	switch {
+	case errors.Is(err, pebble.ErrNotFound):
+		if !s.current(sl) {
+			return nil, corruptf(sl.where(), "bitmap of %q is gone", v)
+		}
+	case err != nil:
+		return nil, fmt.Errorf("activitystore: cannot read %s: %w", sl.where(), err)
+	default:
+		s.loads.Add(1)
+		bm, err = decodeSealedBitmap(raw, sl, f, v)
+		c.Close()
+		if err != nil {
+			return nil, err
+		}
+	}
+	size := int64(len(v)) + 96
+	if bm != nil {
+		size += int64(bm.GetSizeInBytes())
+	}
+	s.cache.Add(key, bm, size)
+	return bm, nil
+}
+
+func decodeSealedBitmap(raw []byte, sl *sealedSeg, f field, v string) (*roaring.Bitmap, error) {
+	body, ok := checkCRC(raw)
+	if !ok {
+		return nil, corruptf(sl.where(), "field %s: bitmap of %q: checksum mismatch", f, v)
+	}
+	bm, err := decodeBitmap(body, sl.n)
+	if err != nil {
+		return nil, corruptf(sl.where(), "field %s: bitmap of %q: %v", f, v, err)
+	}
+	return bm, nil
+}
+
+// valueBitmap is one value of a field with its ordinals.
+type valueBitmap struct {
+	v  string
+	bm *roaring.Bitmap
+}
+
+// sealedField returns every value of field f in sl with its bitmap.
+func (s *Store) sealedField(sl *sealedSeg, f field) ([]valueBitmap, error) {
+	key := cacheKey{sl: sl, i: -2, f: f}
+	if x, ok := s.cache.Get(key); ok {
+		return x.([]valueBitmap), nil
+	}
+	out, err := s.sealedFieldUncached(sl, f)
+	if err != nil {
+		return nil, s.fault(sl, err)
+	}
+	size := int64(64)
+	for _, vb := range out {
+		size += int64(len(vb.v)) + 64 + int64(vb.bm.GetSizeInBytes())
+	}
+	s.loads.Add(1)
+	s.cache.Add(key, out, size)
+	return out, nil
+}
+
+// loadSealed reads the whole sealed segment of sl into a new in-memory
+// segment, numbering its values in dicts, and checks that every ordinal has
+// exactly one value per field. It bypasses the cache.
+func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict) (*segment, error) {
+	seg := newSegment(sl.window)
+	seg.ids = make([]ID, 0, sl.n)
+	lo := chunkKey(nil, sl.window, sl.gen, 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: prefixEnd(lo[:18])})
+	if err != nil {
+		return nil, err
+	}
+	c := 0
+	for it.First(); it.Valid(); it.Next() {
+		if !bytes.Equal(it.Key(), chunkKey(nil, sl.window, sl.gen, c)) {
+			it.Close()
+			return nil, corruptf(sl.where(), "ID chunk %d is missing", c)
+		}
+		raw, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return nil, err
+		}
+		body, ok := checkCRC(raw)
+		if !ok || len(body)%16 != 0 || len(body) == 0 || len(seg.ids)+len(body)/16 > sl.n {
+			it.Close()
+			return nil, corruptf(sl.where(), "ID chunk %d: bad checksum or length", c)
+		}
+		for i := 0; i < len(body); i += 16 {
+			var id ID
+			copy(id[:], body[i:])
+			if !id.valid() || (len(seg.ids) > 0 && id.Compare(seg.ids[len(seg.ids)-1]) <= 0) {
+				it.Close()
+				return nil, corruptf(sl.where(), "ID column entry %d out of order", len(seg.ids))
+			}
+			seg.ids = append(seg.ids, id)
+		}
+		c++
+	}
+	if err := it.Close(); err != nil {
+		return nil, err
+	}
+	if len(seg.ids) != sl.n || seg.ids[0] != sl.firsts[0] || seg.ids[sl.n-1] != sl.last {
+		return nil, corruptf(sl.where(), "ID column holds %d of %d activities", len(seg.ids), sl.n)
+	}
+	for f := range numFields {
+		vals, err := s.sealedFieldUncached(sl, f)
+		if err != nil {
+			return nil, err
+		}
+		var total uint64
+		all := roaring.New()
+		for _, vb := range vals {
+			total += vb.bm.GetCardinality()
+			all.Or(vb.bm)
+			seg.bms[f][dicts[f].intern(vb.v)] = vb.bm
+		}
+		if total != uint64(sl.n) || all.GetCardinality() != uint64(sl.n) {
+			return nil, corruptf(sl.where(), "field %s: bitmaps hold %d ordinals for %d activities", field(f), total, sl.n)
+		}
+	}
+	seg.sealed = true
+	return seg, nil
+}
+
+func (s *Store) sealedFieldUncached(sl *sealedSeg, f field) ([]valueBitmap, error) {
+	p := fieldPrefix(sl.window, sl.gen, f)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+	if err != nil {
+		return nil, err
+	}
+	defer it.Close()
+	var out []valueBitmap
+	for it.First(); it.Valid(); it.Next() {
+		v := string(it.Key()[len(p):])
+		raw, err := it.ValueAndErr()
+		if err != nil {
+			return nil, err
+		}
+		bm, err := decodeSealedBitmap(raw, sl, f, v)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, valueBitmap{v, bm})
+	}
+	return out, it.Error()
+}
+
+// sealedFault is the error of a read from a sealed segment that found its
+// data corrupt, or gone because the segment was replaced after the reader
+// looked it up (stale). The read path repairs a corrupt segment that is
+// still current, and runs the read again.
+type sealedFault struct {
+	sl    *sealedSeg
+	stale bool
+	err   error
+}
+
+func (e *sealedFault) Error() string { return e.err.Error() }
+func (e *sealedFault) Unwrap() error { return e.err }
+
+// fault wraps a corruption error from a read of sl in a *sealedFault.
+func (s *Store) fault(sl *sealedSeg, err error) error {
+	var ce *CorruptionError
+	if err == nil || !errors.As(err, &ce) {
+		return err
+	}
+	return &sealedFault{sl: sl, stale: !s.current(sl), err: err}
+}
+
+// current reports whether sl is the sealed segment of its window.
+func (s *Store) current(sl *sealedSeg) bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.sealed[sl.window] == sl
+}

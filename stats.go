@@ -1,0 +1,115 @@
+package activitystore
+
+import "context"
+
+// Stats describes a store at one moment.
+type Stats struct {
+	Activities     int // activities stored
+	Segments       int // segments in pebble, one per event-time window with activities not archived
+	SealedSegments int // segments in pebble whose index is on disk and current
+	// OpenSegments counts the segments held in memory: windows with
+	// activities not yet sealed. OpenBytes is about what they hold. With
+	// CacheBytes, it is the memory of the store's indexes and loaded data.
+	OpenSegments int
+	OpenBytes    int64
+	LateOrdinals int   // activities indexed out of ID order, awaiting a renumber
+	DiskBytes    int64 // bytes of the pebble database on disk
+	// IndexBytes is the serialized size of the bitmaps of the segments in
+	// pebble; IndexBytesByField splits it by field name ("type", "user_id",
+	// "module", "action", "resource").
+	IndexBytes        int64
+	IndexBytesByField map[string]int64
+	// IDColumnBytes is the size of the ordinal-to-ID columns of the segments
+	// in pebble.
+	IDColumnBytes int64
+	// Values counts the distinct values the store holds in memory per field:
+	// those of open segments and of the archives loaded.
+	Values map[string]int
+	// RepairedSegments counts the sealed segments found corrupt, at Open or
+	// by a read, and rebuilt from their records.
+	RepairedSegments int
+	// RebuiltSegments counts the segments rebuilt from their records since
+	// Open (repairs, and at Open the windows a crash left unsealed), and
+	// RebuiltActivities the records read to do it: 0 after a clean Close.
+	RebuiltSegments   int
+	RebuiltActivities int
+	// SegmentLoads counts the pieces of sealed segments (bitmaps, ID chunks,
+	// whole fields) read from pebble since Open.
+	SegmentLoads int64
+	// Archives counts the archive files, ArchivedActivities the activities
+	// in them (also counted in Activities) and ArchiveBytes their size.
+	Archives           int
+	ArchivedActivities int
+	ArchiveBytes       int64
+	// CacheBytes is the memory held by sealed and archived data loaded for
+	// reads, at most CacheLimit (Options.CacheBytes).
+	CacheBytes int64
+	CacheLimit int64
+}
+
+// Stats returns counts and sizes of the store. It reads no index from disk.
+func (s *Store) Stats(ctx context.Context) (Stats, error) {
+	if err := s.enter(); err != nil {
+		return Stats{}, err
+	}
+	defer s.leave()
+	st := Stats{IndexBytesByField: map[string]int64{}, Values: map[string]int{}}
+	for _, sp := range s.allSpans() {
+		if err := ctx.Err(); err != nil {
+			return Stats{}, err
+		}
+		if a := sp.arc; a != nil {
+			st.Archives++
+			st.ArchivedActivities += a.n
+			st.ArchiveBytes += a.size
+		}
+		var n int
+		switch {
+		case sp.hot != nil:
+			seg := sp.hot
+			seg.mu.RLock()
+			n = seg.len()
+			st.OpenSegments++
+			if seg.sealed {
+				st.SealedSegments++
+			}
+			st.LateOrdinals += len(seg.lateByID)
+			st.OpenBytes += 16 * int64(n)
+			if seg.pmax != nil {
+				st.OpenBytes += 16*int64(n) + 4*int64(len(seg.lateByID))
+			}
+			for f, b := range seg.indexBytes() {
+				st.IndexBytesByField[fieldNames[f]] += int64(b)
+				st.IndexBytes += int64(b)
+				st.OpenBytes += int64(b) + 64*int64(len(seg.bms[f]))
+			}
+			seg.mu.RUnlock()
+		case sp.sl != nil:
+			n = sp.sl.n
+			st.SealedSegments++
+			for f, b := range sp.sl.bytes {
+				st.IndexBytesByField[fieldNames[f]] += int64(b)
+				st.IndexBytes += int64(b)
+			}
+		default:
+			continue
+		}
+		st.Segments++
+		st.Activities += n
+		st.IDColumnBytes += 16 * int64(n)
+	}
+	for f := range numFields {
+		s.dicts[f].mu.RLock()
+		st.Values[fieldNames[f]] = len(s.dicts[f].vals)
+		s.dicts[f].mu.RUnlock()
+	}
+	st.Activities += st.ArchivedActivities
+	st.CacheBytes, _ = s.cache.Size()
+	st.CacheLimit = s.opts.CacheBytes
+	st.DiskBytes = int64(s.db.Metrics().DiskSpaceUsage())
+	st.RepairedSegments = int(s.repaired.Load())
+	st.RebuiltSegments = int(s.rebuilt.Load())
+	st.RebuiltActivities = int(s.rebuiltActs.Load())
+	st.SegmentLoads = s.loads.Load()
+	return st, nil
+}

@@ -1,0 +1,556 @@
+package activitystore
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+
+	"github.com/cockroachdb/pebble/v2"
+)
+
+// The read path. Every read (Get, All, Iter, Count, CountBy, Timeline,
+// Tail's catch-up) walks windows through spansIn, opens each window's
+// segments as parts, whatever their tier, and asks the parts for
+// candidates, counts and IDs. Results are hits: an ID and where its
+// record is.
+
+// part is one segment of a window opened for reading: an in-memory index
+// (an open segment, or an archive's index) or a sealed segment read piece by
+// piece. arc is the archive that holds its records; nil means pebble.
+type part struct {
+	mem *segment
+	sl  *sealedSeg
+	arc *archive
+}
+
+// hit is one matching activity: its ID and the archive holding its record,
+// nil for pebble.
+type hit struct {
+	id  ID
+	arc *archive
+}
+
+func (pt part) window() int64 {
+	if pt.sl != nil {
+		return pt.sl.window
+	}
+	return pt.mem.window
+}
+
+// spansIn returns the windows that may hold IDs in [lo, hi), newest first.
+func (s *Store) spansIn(lo, hi ID) []span {
+	all := s.allSpans()
+	wHi := int64(math.MaxInt64)
+	if hi != maxID {
+		// The newest ID that can match is just below hi: when hi is a time
+		// floor (no activity has it), that is in the window of the
+		// nanosecond before.
+		ns := hi.UnixNano()
+		if hi.seq() == 0 && ns > 0 {
+			ns--
+		}
+		wHi = ns / s.width
+	}
+	wLo := lo.UnixNano() / s.width
+	i := 0
+	for i < len(all) && all[i].window > wHi {
+		i++
+	}
+	j := i
+	for j < len(all) && all[j].window >= wLo {
+		j++
+	}
+	return all[i:j]
+}
+
+// parts opens the segments of span sp: one, or two for an archived window
+// with late arrivals in pebble. In-memory segments number label values
+// store-wide, and a segment opened or loaded since p was planned may bring
+// values p's filters lacked a number for: p is resolved again then.
+func (s *Store) parts(p *plan, sp span, dst []part) ([]part, error) {
+	dst = dst[:0]
+	if sp.arc != nil {
+		ix, err := s.archiveIndex(sp.arc)
+		if err != nil {
+			return nil, err
+		}
+		dst = append(dst, part{mem: ix.seg, arc: sp.arc})
+	}
+	if p != nil && p.fs.missing && (sp.arc != nil || sp.hot != nil) {
+		p.fs.resolve(&s.dicts)
+	}
+	switch {
+	case sp.hot != nil:
+		dst = append(dst, part{mem: sp.hot})
+	case sp.sl != nil:
+		dst = append(dst, part{sl: sp.sl})
+	}
+	return dst, nil
+}
+
+// candidates returns the ordinals of pt that pass the filters, and false
+// when none can. The result may be a bitmap of pt itself: never change it.
+func (s *Store) candidates(fs *filterSet, pt part) (ordSet, bool, error) {
+	if pt.sl == nil {
+		pt.mem.mu.RLock()
+		defer pt.mem.mu.RUnlock()
+		c, ok := fs.candidates(pt.mem)
+		return c, ok, nil
+	}
+	return fs.sealedCandidates(s, pt.sl)
+}
+
+// count returns how many members of c have IDs in [lo, hi).
+func (s *Store) count(pt part, c ordSet, lo, hi ID) (uint64, error) {
+	if pt.sl == nil {
+		pt.mem.mu.RLock()
+		defer pt.mem.mu.RUnlock()
+		return pt.mem.count(c, lo, hi), nil
+	}
+	oLo, err := s.sealedBound(pt.sl, lo)
+	if err != nil {
+		return 0, err
+	}
+	oHi, err := s.sealedBound(pt.sl, hi)
+	if err != nil {
+		return 0, err
+	}
+	return c.countRange(oLo, oHi), nil
+}
+
+// collect walks the members of c with IDs in [lo, hi) newest first: it
+// passes over the first *skip of them (decrementing *skip) and appends up to
+// want more to dst.
+func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, dst []hit) ([]hit, error) {
+	if pt.sl == nil {
+		pt.mem.mu.RLock()
+		defer pt.mem.mu.RUnlock()
+		var buf [64]ID
+		ids := pt.mem.collect(c, lo, hi, skip, want, buf[:0])
+		for _, id := range ids {
+			dst = append(dst, hit{id, pt.arc})
+		}
+		return dst, nil
+	}
+	sl := pt.sl
+	oLo, err := s.sealedBound(sl, lo)
+	if err != nil {
+		return nil, err
+	}
+	oHi, err := s.sealedBound(sl, hi)
+	if err != nil {
+		return nil, err
+	}
+	total := c.countRange(oLo, oHi)
+	if *skip >= total {
+		*skip -= total
+		return dst, nil
+	}
+	top := int64(oHi) - 1
+	if k := *skip; k > 0 {
+		*skip = 0
+		// Sealed ordinals are in ID order: the k-th member below oHi,
+		// newest first, is found by rank.
+		if c.bm == nil {
+			top -= int64(k)
+		} else {
+			r := c.bm.Rank(oHi-1) - k // rank of the member to start from
+			o, err := c.bm.Select(uint32(r - 1))
+			if err != nil {
+				return dst, nil
+			}
+			top = int64(o)
+		}
+	}
+	for ; want > 0 && top >= int64(oLo); want-- {
+		o := c.prev(uint32(top))
+		if o < int64(oLo) {
+			break
+		}
+		id, err := s.idAt(sl, int(o))
+		if err != nil {
+			return nil, err
+		}
+		dst = append(dst, hit{id, nil})
+		top = o - 1
+	}
+	return dst, nil
+}
+
+// find reports whether pt holds id.
+func (s *Store) find(pt part, id ID) (bool, error) {
+	if pt.sl == nil {
+		pt.mem.mu.RLock()
+		defer pt.mem.mu.RUnlock()
+		return pt.mem.find(id) >= 0, nil
+	}
+	o, err := s.sealedBound(pt.sl, id)
+	if err != nil || int(o) >= pt.sl.n {
+		return false, err
+	}
+	got, err := s.idAt(pt.sl, int(o))
+	return got == id, err
+}
+
+// hits runs p and returns up to want matches, newest first, after p.skip.
+// The caller holds s.swapMu for reading.
+func (s *Store) hits(ctx context.Context, p *plan, want int) ([]hit, error) {
+	if want <= 0 || p.lo.Compare(p.hi) >= 0 || (p.fs.none && !p.fs.missing) {
+		return nil, nil
+	}
+	out := make([]hit, 0, min(want, 1024))
+	skip := p.skip
+	var pts []part
+	for _, sp := range s.spansIn(p.lo, p.hi) {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		var err error
+		if pts, err = s.parts(p, sp, pts); err != nil {
+			return nil, err
+		}
+		if len(pts) == 1 {
+			c, ok, err := s.candidates(&p.fs, pts[0])
+			if err == nil && ok {
+				out, err = s.collect(pts[0], c, p.lo, p.hi, &skip, want-len(out), out)
+			}
+			if err != nil {
+				return nil, err
+			}
+		} else if out, err = s.collectMerged(p, pts, &skip, want-len(out), out); err != nil {
+			return nil, err
+		}
+		if len(out) >= want {
+			break
+		}
+	}
+	return out, nil
+}
+
+// collectMerged is collect for a window of two parts, an archive and a
+// segment of late arrivals: it merges them by ID.
+func (s *Store) collectMerged(p *plan, pts []part, skip *uint64, want int, out []hit) ([]hit, error) {
+	var lists [2][]hit
+	var cs [2]ordSet
+	var oks [2]bool
+	var total uint64
+	for i, pt := range pts {
+		c, ok, err := s.candidates(&p.fs, pt)
+		if err != nil {
+			return nil, err
+		}
+		cs[i], oks[i] = c, ok
+		if ok {
+			n, err := s.count(pt, c, p.lo, p.hi)
+			if err != nil {
+				return nil, err
+			}
+			total += n
+		}
+	}
+	if *skip >= total {
+		*skip -= total
+		return out, nil
+	}
+	// Both lists hold at most skip+want IDs, all within this window.
+	need := int(*skip) + want
+	for i, pt := range pts {
+		if oks[i] {
+			var zero uint64
+			var err error
+			if lists[i], err = s.collect(pt, cs[i], p.lo, p.hi, &zero, need, nil); err != nil {
+				return nil, err
+			}
+		}
+	}
+	a, b := lists[0], lists[1]
+	for want > 0 && (len(a) > 0 || len(b) > 0) {
+		var h hit
+		if len(b) == 0 || (len(a) > 0 && a[0].id.Compare(b[0].id) > 0) {
+			h, a = a[0], a[1:]
+		} else {
+			h, b = b[0], b[1:]
+		}
+		if *skip > 0 {
+			*skip--
+			continue
+		}
+		out = append(out, h)
+		want--
+	}
+	return out, nil
+}
+
+// walk calls fn with every part that may hold matches of p and its
+// candidates, oldest last. It is the one walk behind Count, CountBy and
+// Timeline. The caller holds s.swapMu for reading.
+func (s *Store) walk(ctx context.Context, p *plan, fn func(pt part, c ordSet) error) error {
+	if (p.fs.none && !p.fs.missing) || p.lo.Compare(p.hi) >= 0 {
+		return nil
+	}
+	var pts []part
+	for _, sp := range s.spansIn(p.lo, p.hi) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		var err error
+		if pts, err = s.parts(p, sp, pts); err != nil {
+			return err
+		}
+		for _, pt := range pts {
+			c, ok, err := s.candidates(&p.fs, pt)
+			if err == nil && ok {
+				err = fn(pt, c)
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// reading runs fn, a read, under s.swapMu. If fn fails on a sealed segment
+// that was replaced under it, it runs fn again; if on a corrupt one, it
+// rebuilds that segment from its records first.
+func (s *Store) reading(fn func() error) error {
+	for try := 0; ; try++ {
+		s.swapMu.RLock()
+		err := fn()
+		s.swapMu.RUnlock()
+		var sf *sealedFault
+		if !errors.As(err, &sf) || try == 3 {
+			return err
+		}
+		if !sf.stale {
+			if rerr := s.repair(sf.sl); rerr != nil {
+				return errors.Join(err, rerr)
+			}
+		}
+	}
+}
+
+// repair rebuilds the sealed segment sl, found corrupt, from its records
+// and keeps it open until the next seal writes it anew.
+func (s *Store) repair(sl *sealedSeg) error {
+	s.sealMu.Lock()
+	defer s.sealMu.Unlock()
+	if !s.current(sl) {
+		return nil
+	}
+	w := sl.window
+	s.opts.Logger.Errorf("activitystore: segment %d is corrupt; rebuilding it from its records", w)
+	if err := s.db.Set(windowKey(prefixDirty, w), nil, pebble.Sync); err != nil {
+		return fmt.Errorf("activitystore: cannot repair segment %d: %w", w, err)
+	}
+	seg, err := s.rebuild(w)
+	if err != nil {
+		return err
+	}
+	s.repaired.Add(1)
+	s.mu.Lock()
+	delete(s.sealed, w)
+	s.segs[w] = seg
+	s.reorder()
+	s.mu.Unlock()
+	s.forget(sl)
+	return nil
+}
+
+// Get returns the activity with the given ID, or an error wrapping
+// ErrNotFound.
+func (s *Store) Get(ctx context.Context, id ID) (Activity, error) {
+	acts, found, err := s.getMany(ctx, []ID{id})
+	if err != nil {
+		return Activity{}, err
+	}
+	if !found[0] {
+		return Activity{}, fmt.Errorf("%w: %s", ErrNotFound, id)
+	}
+	return acts[0], nil
+}
+
+// getMany reads the activities of ids, which may come in any order; found[i]
+// is false when no activity has ids[i].
+func (s *Store) getMany(ctx context.Context, ids []ID) ([]Activity, []bool, error) {
+	if err := s.enter(); err != nil {
+		return nil, nil, err
+	}
+	defer s.leave()
+	if err := ctx.Err(); err != nil {
+		return nil, nil, err
+	}
+	var out []Activity
+	var found []bool
+	err := s.reading(func() error {
+		out = make([]Activity, len(ids))
+		found = make([]bool, len(ids))
+		var at []int
+		var hs []hit
+		var pts []part
+		for i, id := range ids {
+			if !id.valid() {
+				continue
+			}
+			w := id.UnixNano() / s.width
+			sp, ok := s.spanOf(w)
+			if !ok {
+				continue
+			}
+			var err error
+			if pts, err = s.parts(nil, sp, pts); err != nil {
+				return err
+			}
+			for _, pt := range pts {
+				ok, err := s.find(pt, id)
+				if err != nil {
+					return err
+				}
+				if ok {
+					at = append(at, i)
+					hs = append(hs, hit{id, pt.arc})
+					break
+				}
+			}
+		}
+		// fetch wants hits newest first.
+		order := make([]int, len(hs))
+		for k := range order {
+			order[k] = k
+		}
+		slices.SortStableFunc(order, func(a, b int) int { return hs[b].id.Compare(hs[a].id) })
+		sorted := make([]hit, 0, len(hs))
+		var where []int // index into sorted of each hit
+		where = make([]int, len(hs))
+		for _, k := range order {
+			if n := len(sorted); n == 0 || sorted[n-1].id != hs[k].id {
+				sorted = append(sorted, hs[k])
+			}
+			where[k] = len(sorted) - 1
+		}
+		acts, err := s.fetch(sorted)
+		if err != nil {
+			return err
+		}
+		for k, i := range at {
+			out[i], found[i] = acts[where[k]], true
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	return out, found, nil
+}
+
+// spanOf returns the span of window w.
+func (s *Store) spanOf(w int64) (span, bool) {
+	all := s.allSpans()
+	i, ok := slices.BinarySearchFunc(all, w, func(sp span, w int64) int {
+		switch {
+		case sp.window > w:
+			return -1
+		case sp.window < w:
+			return 1
+		}
+		return 0
+	})
+	if !ok {
+		return span{}, false
+	}
+	return all[i], true
+}
+
+// fetch reads the activities of hs, which are newest first. The records in
+// pebble are read with one iterator. The caller holds s.swapMu for reading.
+func (s *Store) fetch(hs []hit) ([]Activity, error) {
+	out := make([]Activity, len(hs))
+	var hot []ID
+	var hotAt []int
+	for i := 0; i < len(hs); {
+		if hs[i].arc == nil {
+			hot = append(hot, hs[i].id)
+			hotAt = append(hotAt, i)
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(hs) && hs[j].arc == hs[i].arc {
+			j++
+		}
+		ids := make([]ID, j-i)
+		for k := range ids {
+			ids[k] = hs[i+k].id
+		}
+		if err := s.fetchArchived(hs[i].arc, ids, out[i:j]); err != nil {
+			return nil, err
+		}
+		i = j
+	}
+	if len(hot) == 0 {
+		return out, nil
+	}
+	if len(hot) == len(hs) {
+		return out, s.fetchPebble(hot, out)
+	}
+	acts := make([]Activity, len(hot))
+	if err := s.fetchPebble(hot, acts); err != nil {
+		return nil, err
+	}
+	for k, i := range hotAt {
+		out[i] = acts[k]
+	}
+	return out, nil
+}
+
+// fetchPebble reads the records of ids, which are in descending order, with
+// one iterator, into out. The activities share one buffer.
+func (s *Store) fetchPebble(ids []ID, out []Activity) error {
+	lower := recordKey(nil, ids[0])
+	upper := append(recordKey(nil, ids[len(ids)-1]), 0)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
+	if err != nil {
+		return err
+	}
+	defer it.Close()
+	var arena []byte
+	offs := make([]int, len(ids)+1)
+	var key [17]byte
+	for i, id := range ids {
+		k := recordKey(key[:0], id)
+		// Matches are often adjacent keys: step with Next before seeking.
+		found := false
+		if i > 0 && it.Valid() {
+			for step := 0; step < 2 && it.Next(); step++ {
+				if c := bytes.Compare(it.Key(), k); c >= 0 {
+					found = c == 0
+					break
+				}
+			}
+		}
+		if !found && (!it.SeekGE(k) || !bytes.Equal(it.Key(), k)) {
+			if err := it.Error(); err != nil {
+				return err
+			}
+			return &CorruptionError{Where: "record " + id.String(), Err: errors.New("indexed but missing")}
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			return err
+		}
+		if arena == nil {
+			arena = make([]byte, 0, (len(v)+32)*len(ids)*5/4)
+		}
+		arena = append(arena, v...)
+		offs[i+1] = len(arena)
+	}
+	for i, id := range ids {
+		if err := decodeRecord(id, arena[offs[i]:offs[i+1]:offs[i+1]], &out[i]); err != nil {
+			return &CorruptionError{Where: "record " + id.String(), Err: err}
+		}
+	}
+	return nil
+}
