@@ -990,13 +990,13 @@ func skipValue(d []byte, i int) int {
 type archiveWriter struct {
 	blockBytes int // record bytes at which a block is closed
 	f          *os.File
-	bw     *bufio.Writer
-	off    int64
-	name   string
-	window int64
-	width  int64
-	lo, hi ID
-	n, j   int
+	bw         *bufio.Writer
+	off        int64
+	name       string
+	window     int64
+	width      int64
+	lo, hi     ID
+	n, j       int
 
 	local [numFields]map[string]uint32
 	vals  [numFields][]string
