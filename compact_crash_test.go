@@ -34,7 +34,9 @@ var compactSteps = []string{"written", "renamed", "dir-synced", "committed", "re
 var arcNow = testBase.Add(6*24*time.Hour + 12*time.Hour)
 
 func arcOpts() *Options {
-	return &Options{Now: func() time.Time { return arcNow }, SealEvery: time.Hour, ColdAfter: 24 * time.Hour}
+	// A small cache, so that sealed and archived data are evicted and read
+	// again.
+	return &Options{Now: func() time.Time { return arcNow }, SealEvery: time.Hour, ColdAfter: 24 * time.Hour, CacheBytes: 32 << 10}
 }
 
 // day returns the start of day d after testBase: the start of its window.

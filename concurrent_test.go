@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -239,8 +241,16 @@ func TestCrash(t *testing.T) {
 			acked[id] = true
 		}
 
-		s, err := Open(dir, &Options{SegmentWidth: 10 * time.Minute, SealEvery: time.Hour})
+		// What the kill left unsealed: the dirty windows and their records.
+		dirtyWindows, dirtyRecords := crashLeftDirty(t, dir, 10*time.Minute)
+
+		// A tiny cache, so that sealed segments are evicted and read again.
+		s, err := Open(dir, &Options{SegmentWidth: 10 * time.Minute, SealEvery: time.Hour, CacheBytes: 16 << 10})
 		require.NoError(t, err, "round %d", round)
+		st, err := s.Stats(ctx)
+		require.NoError(t, err)
+		require.Equal(t, dirtyWindows, st.RebuiltSegments, "round %d: Open rebuilds the dirty windows only", round)
+		require.Equal(t, dirtyRecords, st.RebuiltActivities, "round %d", round)
 		require.NoError(t, s.Verify(ctx), "round %d", round)
 		seen := map[ID]int{}
 		for a, err := range s.Query().Iter(ctx) {
@@ -258,7 +268,44 @@ func TestCrash(t *testing.T) {
 		n, err := s.Query().Count(ctx)
 		require.NoError(t, err)
 		require.Equal(t, len(seen), n)
-		t.Logf("round %d: %d acknowledged, %d stored", round, len(acked), n)
+		t.Logf("round %d: %d acknowledged, %d stored, %d windows (%d activities) rebuilt", round, len(acked), n, dirtyWindows, dirtyRecords)
+		require.NoError(t, s.Close())
+		// A clean Close leaves nothing to rebuild.
+		s, err = Open(dir, &Options{SegmentWidth: 10 * time.Minute, SealEvery: time.Hour})
+		require.NoError(t, err)
+		st, err = s.Stats(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 0, st.RebuiltActivities, "round %d", round)
+		require.Equal(t, 0, st.OpenSegments, "round %d", round)
+		require.Equal(t, n, st.Activities, "round %d", round)
 		require.NoError(t, s.Close())
 	}
+}
+
+// crashLeftDirty opens the pebble database of a store that crashed and
+// returns its windows marked dirty and the records in them.
+func crashLeftDirty(t *testing.T, dir string, width time.Duration) (windows, records int) {
+	t.Helper()
+	db, err := pebble.Open(filepath.Join(dir, "db"), &pebble.Options{})
+	require.NoError(t, err)
+	defer db.Close()
+	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixDirty}, UpperBound: []byte{prefixDirty + 1}})
+	require.NoError(t, err)
+	var ws []int64
+	for it.First(); it.Valid(); it.Next() {
+		w, ok := keyWindow(it.Key())
+		require.True(t, ok)
+		ws = append(ws, w)
+	}
+	require.NoError(t, it.Close())
+	for _, w := range ws {
+		lo, hi := idFloor(w*int64(width)), idFloor((w+1)*int64(width))
+		it, err := db.NewIter(&pebble.IterOptions{LowerBound: recordKey(nil, hi), UpperBound: recordKey(nil, lo)})
+		require.NoError(t, err)
+		for it.First(); it.Valid(); it.Next() {
+			records++
+		}
+		require.NoError(t, it.Close())
+	}
+	return len(ws), records
 }

@@ -32,8 +32,8 @@ import (
 // of the column and no ordinal is late.
 const sealedVersion = 2
 
-// chunkIDs is how many IDs one chunk of a sealed ID column holds (64 KiB).
-const chunkIDs = 4096
+// chunkIDs is how many IDs one chunk of a sealed ID column holds (16 KiB).
+const chunkIDs = 1024
 
 // sealedSeg is the descriptor of a sealed segment.
 type sealedSeg struct {

@@ -429,6 +429,10 @@ func (s *Store) Close() error {
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
 	err := s.sealAll()
+	// Flush the memtable, so that the next Open has no log to replay.
+	if ferr := s.db.Flush(); err == nil {
+		err = ferr
+	}
 	s.mu.Lock()
 	for _, a := range s.archives {
 		a.drop()

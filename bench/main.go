@@ -30,7 +30,7 @@ import (
 )
 
 // phases, in the order they run. The load always runs: the others need it.
-var phases = []string{"ingest", "query", "open", "compact"}
+var phases = []string{"ingest", "query", "open", "reopen", "compact"}
 
 type config struct {
 	n, ingestN int
@@ -58,6 +58,9 @@ func main() {
 	flag.DurationVar(&c.budget, "budget", 3*time.Second, "time a comparator may spend on one query before it stops short of -runs")
 	flag.BoolVar(&c.progress, "progress", true, "show progress bars on standard error")
 	flag.Parse()
+	if runChild() {
+		return
+	}
 	if only != "" {
 		c.only = map[string]bool{}
 		for _, p := range strings.Split(only, ",") {
@@ -242,6 +245,7 @@ type results struct {
 	Disk        map[string]float64            `json:"disk_bytes_per_activity"`
 	Index       map[string]float64            `json:"index_bytes_per_activity"` // field -> bytes
 	OpenSeconds float64                       `json:"open_seconds"`
+	Reopen      []reopenResult                `json:"reopen,omitempty"`
 	Compaction  *compaction                   `json:"compaction,omitempty"`
 	PeakRSSMB   float64                       `json:"peak_rss_mb"`
 }
@@ -366,6 +370,29 @@ func run(ctx context.Context, c *config) (*results, error) {
 			return nil, err
 		}
 		res.OpenSeconds = time.Since(t0).Seconds()
+		o.s = s
+	}
+
+	if c.want("reopen") {
+		bar := c.bar(4, "reopen in fresh processes")
+		if err := o.s.Close(); err != nil {
+			return nil, err
+		}
+		dir := filepath.Join(c.dir, "load", sysOurs)
+		res.Reopen = append(res.Reopen, reopen(c, d, dir, "after the load"))
+		bar.Add(1)
+		res.Reopen = append(res.Reopen, cliQuery(c, d, dir))
+		bar.Add(1)
+		if err := killDuringAppends(d, dir, 1500*time.Millisecond); err != nil {
+			return nil, err
+		}
+		bar.Add(1)
+		res.Reopen = append(res.Reopen, reopen(c, d, dir, "after SIGKILL during appends"))
+		bar.Finish()
+		s, err := activitystore.Open(dir, storeOptions(false, d.now))
+		if err != nil {
+			return nil, err
+		}
 		o.s = s
 	}
 

@@ -108,6 +108,16 @@ func (r *results) targets() []target {
 	if r.OpenSeconds > 0 {
 		ts = append(ts, target{"open time < 1s", fmt.Sprintf("%.3fs", r.OpenSeconds), r.OpenSeconds < 1})
 	}
+	for _, x := range r.Reopen {
+		if x.Err != "" {
+			ts = append(ts, target{x.Case + ": ran", x.Err, false})
+			continue
+		}
+		ts = append(ts, target{"fresh process, " + x.Case + ": first answer < 1s", fmt.Sprintf("%.0fms", x.FirstMS), x.FirstMS < 1000})
+		if strings.Contains(x.Case, "CLI") {
+			ts = append(ts, target{x.Case + ": peak RSS < 300 MB", fmt.Sprintf("%.0f MB", x.PeakRSSMB), x.PeakRSSMB < 300})
+		}
+	}
 	return ts
 }
 
@@ -155,6 +165,17 @@ func (r *results) print(w io.Writer) {
 	}
 	if r.OpenSeconds > 0 {
 		fmt.Fprintf(w, "open of the populated store: %.3fs\n", r.OpenSeconds)
+	}
+	if len(r.Reopen) > 0 {
+		fmt.Fprintf(w, "\nREOPEN in a fresh process (Open, then Q1, then Q3l; wall is the whole process)\n")
+		fmt.Fprintf(w, "  %-36s %9s %14s %9s %9s %10s %14s\n", "", "open", "first answer", "Q3l", "wall", "peak RSS", "rebuilt acts")
+		for _, x := range r.Reopen {
+			if x.Err != "" {
+				fmt.Fprintf(w, "  %-36s failed: %s\n", x.Case, x.Err)
+				continue
+			}
+			fmt.Fprintf(w, "  %-36s %7.0fms %12.0fms %7.1fms %7.0fms %7.0f MB %14s\n", x.Case, x.OpenMS, x.FirstMS, x.Q3lMS, x.WallMS, x.PeakRSSMB, comma(float64(x.RebuiltActs)))
+		}
 	}
 	if c := r.Compaction; c != nil {
 		fmt.Fprintf(w, "\nCOMPACTION: %s activities/s (%.1fs); archives %.1f B/activity, %.4f of the JSON lines\n",

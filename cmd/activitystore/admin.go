@@ -48,6 +48,11 @@ type statsJSON struct {
 	Activities         int              `json:"activities"`
 	Segments           int              `json:"segments"`
 	SealedSegments     int              `json:"sealed_segments"`
+	OpenSegments       int              `json:"open_segments"`
+	OpenBytes          int64            `json:"open_bytes"`
+	RebuiltSegments    int              `json:"rebuilt_segments"`
+	RebuiltActivities  int              `json:"rebuilt_activities"`
+	SegmentLoads       int64            `json:"segment_loads"`
 	LateOrdinals       int              `json:"late_ordinals"`
 	RepairedSegments   int              `json:"repaired_segments"`
 	DiskBytes          int64            `json:"disk_bytes"`
@@ -59,16 +64,19 @@ type statsJSON struct {
 	ArchivedActivities int              `json:"archived_activities"`
 	ArchiveBytes       int64            `json:"archive_bytes"`
 	CacheBytes         int64            `json:"cache_bytes"`
+	CacheLimit         int64            `json:"cache_limit"`
 }
 
 func toStatsJSON(st activitystore.Stats) statsJSON {
 	return statsJSON{
 		Activities: st.Activities, Segments: st.Segments, SealedSegments: st.SealedSegments,
+		OpenSegments: st.OpenSegments, OpenBytes: st.OpenBytes,
+		RebuiltSegments: st.RebuiltSegments, RebuiltActivities: st.RebuiltActivities, SegmentLoads: st.SegmentLoads,
 		LateOrdinals: st.LateOrdinals, RepairedSegments: st.RepairedSegments,
 		DiskBytes: st.DiskBytes, IndexBytes: st.IndexBytes, IndexBytesByField: st.IndexBytesByField,
 		IDColumnBytes: st.IDColumnBytes, Values: st.Values,
 		Archives: st.Archives, ArchivedActivities: st.ArchivedActivities, ArchiveBytes: st.ArchiveBytes,
-		CacheBytes: st.CacheBytes,
+		CacheBytes: st.CacheBytes, CacheLimit: st.CacheLimit,
 	}
 }
 
@@ -83,6 +91,10 @@ func writeStats(w io.Writer, st activitystore.Stats) error {
 	line("archived activities", st.ArchivedActivities)
 	line("segments", st.Segments)
 	line("sealed segments", st.SealedSegments)
+	line("open segments", st.OpenSegments)
+	size("open bytes", st.OpenBytes)
+	line("rebuilt at open", st.RebuiltSegments)
+	line("records read to rebuild", st.RebuiltActivities)
 	line("late ordinals", st.LateOrdinals)
 	line("repaired segments", st.RepairedSegments)
 	line("archives", st.Archives)
@@ -94,6 +106,7 @@ func writeStats(w io.Writer, st activitystore.Stats) error {
 	}
 	size("id column bytes", st.IDColumnBytes)
 	size("cache bytes", st.CacheBytes)
+	size("cache limit", st.CacheLimit)
 	rows = append(rows, row{"distinct values", "", ""})
 	for _, f := range activitystore.Fields {
 		line("  "+f, st.Values[f])

@@ -296,6 +296,12 @@ func TestImportThenReadCommands(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
 		assert.EqualValues(t, n, st["activities"])
 		assert.Contains(t, st, "index_bytes_by_field")
+		// import and every command leave the store sealed: this Open read
+		// no record and holds no segment in memory.
+		assert.NotZero(t, st["segments"])
+		assert.Equal(t, st["segments"], st["sealed_segments"])
+		assert.EqualValues(t, 0, st["open_segments"])
+		assert.EqualValues(t, 0, st["rebuilt_activities"])
 	})
 
 	t.Run("compact then verify", func(t *testing.T) {

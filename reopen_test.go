@@ -1,0 +1,230 @@
+package activitystore
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestCleanReopenReadsNoRecords closes a store with open and sealed
+// segments and checks that the next Open reads no record and no index, that
+// reads load sealed segments piece by piece, and that every answer is the
+// same as before the reopen.
+func TestCleanReopenReadsNoRecords(t *testing.T) {
+	ctx := context.Background()
+	s, dir, clock := openTest(t, &Options{SegmentWidth: 24 * time.Hour})
+	clock.Set(testBase.Add(6 * 24 * time.Hour))
+	ids := fillDays(t, s, 5, 200)
+	// Seal the first days; the others stay open until Close.
+	clock.Set(testBase.Add(2*24*time.Hour + time.Hour))
+	require.NoError(t, s.sealDue(ctx))
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, st.SealedSegments)
+	require.Equal(t, 3, st.OpenSegments)
+	before := snapshotQueries(t, s)
+	require.NoError(t, s.Close())
+
+	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
+	require.NoError(t, err)
+	defer s.Close()
+	st, err = s.Stats(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, st.RebuiltSegments)
+	assert.Equal(t, 0, st.RebuiltActivities)
+	assert.Equal(t, 0, st.OpenSegments)
+	assert.Equal(t, int64(0), st.OpenBytes)
+	assert.Equal(t, 5, st.SealedSegments)
+	assert.Equal(t, 5, st.Segments)
+	assert.Equal(t, int64(0), st.SegmentLoads, "Open reads descriptors only")
+	assert.Equal(t, int64(0), st.CacheBytes)
+	assert.Equal(t, 1000, st.Activities)
+	assert.NotZero(t, st.IndexBytesByField["user_id"], "index sizes come from the descriptors")
+
+	assert.Equal(t, before, snapshotQueries(t, s))
+	for _, id := range ids[:20] {
+		a, err := s.Get(ctx, id)
+		require.NoError(t, err)
+		assert.Equal(t, id, a.ID)
+	}
+	st, err = s.Stats(ctx)
+	require.NoError(t, err)
+	assert.NotZero(t, st.SegmentLoads)
+	assert.NotZero(t, st.CacheBytes)
+	assert.Equal(t, 0, st.OpenSegments, "reads do not open segments")
+	require.NoError(t, s.Verify(ctx))
+}
+
+// TestSealedSegmentsCacheBound reads every sealed segment through a cache
+// far smaller than the indexes: the cache stays within its bound, evicted
+// pieces are read again, and the answers do not change.
+func TestSealedSegmentsCacheBound(t *testing.T) {
+	ctx := context.Background()
+	const limit = 24 << 10
+	s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour})
+	clock.Set(testBase.Add(30 * 24 * time.Hour))
+	var acts []Activity
+	for h := range 48 {
+		for i := range 150 {
+			at := testBase.Add(time.Duration(h)*time.Hour + time.Duration(i)*time.Second*20)
+			a := act(fmt.Sprintf("t%d", i%3), fmt.Sprintf("u%d", (i+h)%40), at)
+			a.Resource = fmt.Sprintf("r/%d", i%4)
+			acts = append(acts, a)
+		}
+	}
+	mustAppend(t, s, acts...)
+	before := snapshotQueries(t, s)
+	var perUser []int
+	for u := range 40 {
+		n, err := s.Query().Users(fmt.Sprintf("u%d", u)).Count(ctx)
+		require.NoError(t, err)
+		perUser = append(perUser, n)
+	}
+	require.NoError(t, s.Close())
+
+	s, err := Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour, CacheBytes: limit})
+	require.NoError(t, err)
+	defer s.Close()
+	for round := range 2 {
+		assert.Equal(t, before, snapshotQueries(t, s), "round %d", round)
+		for u := range 40 {
+			n, err := s.Query().Users(fmt.Sprintf("u%d", u)).Count(ctx)
+			require.NoError(t, err)
+			assert.Equal(t, perUser[u], n)
+		}
+		counts, err := s.Query().CountBy(ctx, "user_id")
+		require.NoError(t, err)
+		assert.Len(t, counts, 40)
+		st, err := s.Stats(ctx)
+		require.NoError(t, err)
+		assert.LessOrEqual(t, st.CacheBytes, int64(limit))
+		assert.Equal(t, int64(limit), st.CacheLimit)
+		assert.Equal(t, 0, st.OpenSegments)
+	}
+	st1, _ := s.Stats(ctx)
+	snapshotQueries(t, s)
+	st2, _ := s.Stats(ctx)
+	assert.Greater(t, st2.SegmentLoads, st1.SegmentLoads, "evicted pieces are read again")
+}
+
+// TestAppendIntoSealedWindow appends late activities into a sealed window:
+// the window opens again with its sealed index, and the next seal (here
+// Close) writes the whole of it.
+func TestAppendIntoSealedWindow(t *testing.T) {
+	ctx := context.Background()
+	s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour, CacheBytes: 8 << 10})
+	clock.Set(testBase.Add(10 * time.Hour))
+	fillHours := func(h, n int, typ string) {
+		var acts []Activity
+		for i := range n {
+			acts = append(acts, act(typ, fmt.Sprintf("u%d", i%3), testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
+		}
+		mustAppend(t, s, acts...)
+	}
+	fillHours(0, 100, "a")
+	fillHours(1, 100, "a")
+	require.NoError(t, s.sealDue(ctx))
+	st, _ := s.Stats(ctx)
+	require.Equal(t, 0, st.OpenSegments)
+	// Read it while sealed, so the cache holds pieces of the old form.
+	n, err := s.Query().Types("a").Count(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 200, n)
+	// Late arrivals, between the sealed ones.
+	var late []Activity
+	for i := range 30 {
+		late = append(late, act("b", "u9", testBase.Add(time.Duration(i)*2*time.Second+500*time.Millisecond)))
+	}
+	lateIDs := mustAppend(t, s, late...)
+	st, _ = s.Stats(ctx)
+	assert.Equal(t, 1, st.OpenSegments)
+	assert.Equal(t, 230, st.Activities)
+	page, err := s.Query().Users("u9").Limit(100).All(ctx)
+	require.NoError(t, err)
+	require.Len(t, page.Activities, 30)
+	got := make([]ID, 0, 30)
+	for _, a := range page.Activities {
+		got = append(got, a.ID)
+	}
+	want := slices.Clone(lateIDs)
+	slices.SortFunc(want, func(a, b ID) int { return b.Compare(a) })
+	assert.Equal(t, want, got)
+	require.NoError(t, s.Verify(ctx))
+	require.NoError(t, s.sealDue(ctx))
+	n, err = s.Query().Types("b").Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 30, n)
+	all, err := s.Query().Since(testBase).Until(testBase.Add(time.Hour)).Skip(10).Limit(500).All(ctx)
+	require.NoError(t, err)
+	assert.Len(t, all.Activities, 120)
+	require.NoError(t, s.Close())
+
+	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
+	require.NoError(t, err)
+	defer s.Close()
+	st, _ = s.Stats(ctx)
+	assert.Equal(t, 0, st.RebuiltActivities)
+	assert.Equal(t, 230, st.Activities)
+	require.NoError(t, s.Verify(ctx))
+}
+
+// TestUpgradeFormat1 opens a store whose sealed segments are in the first
+// format (one value per field): Open drops them and rebuilds the windows from
+// their records, once.
+func TestUpgradeFormat1(t *testing.T) {
+	ctx := context.Background()
+	s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour})
+	clock.Set(testBase.Add(10 * time.Hour))
+	for h := range 3 {
+		for i := range 20 {
+			mustAppend(t, s, act("t", "u", testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Minute)))
+		}
+	}
+	before := snapshotQueries(t, s)
+	require.NoError(t, s.Close())
+
+	// Rewrite it as a format 1 store would be: per-field parts and no
+	// descriptors.
+	db, err := pebble.Open(dir+"/db", &pebble.Options{})
+	require.NoError(t, err)
+	b := db.NewBatch()
+	b.DeleteRange([]byte{prefixDescriptor}, []byte{prefixDescriptor + 1}, nil)
+	b.DeleteRange([]byte{prefixSegment}, []byte{prefixSegment + 1}, nil)
+	for h := range 3 {
+		w := testBase.Add(time.Duration(h)*time.Hour).UnixNano() / int64(time.Hour)
+		for _, part := range []byte("01234hi") {
+			b.Set(append(windowKey(prefixSegment, w), part), []byte("old"), nil)
+		}
+	}
+	b.Set(metaFormat, binary.BigEndian.AppendUint64(nil, 1), nil)
+	require.NoError(t, b.Commit(pebble.Sync))
+	require.NoError(t, db.Close())
+
+	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
+	require.NoError(t, err)
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 3, st.RebuiltSegments)
+	assert.Equal(t, 60, st.RebuiltActivities)
+	assert.Equal(t, before, snapshotQueries(t, s))
+	require.NoError(t, s.Verify(ctx))
+	require.NoError(t, s.Close())
+
+	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
+	require.NoError(t, err)
+	defer s.Close()
+	st, err = s.Stats(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 0, st.RebuiltActivities)
+	assert.Equal(t, 3, st.SealedSegments)
+	format, _, err := s.metaUint64(metaFormat)
+	require.NoError(t, err)
+	assert.Equal(t, uint64(storeFormat), format)
+}
