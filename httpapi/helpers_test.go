@@ -51,7 +51,13 @@ type client struct {
 // serve starts a server of the handler on s, closed at the end of the test.
 func serve(t *testing.T, s *activitystore.Store, o Options) *client {
 	t.Helper()
-	srv := httptest.NewServer(New(s, o))
+	return serveHandler(t, newHandler(s, o))
+}
+
+// serveHandler starts a server of h, closed at the end of the test.
+func serveHandler(t *testing.T, h *handler) *client {
+	t.Helper()
+	srv := httptest.NewServer(h.mux)
 	t.Cleanup(srv.Close)
 	return &client{t: t, url: srv.URL}
 }
@@ -290,14 +296,6 @@ func (s *stream) activity() (activitystore.Activity, string) {
 	var a activitystore.Activity
 	require.NoError(s.t, json.Unmarshal([]byte(ev.data), &a))
 	return a, ev.id
-}
-
-// serveHandler starts a server of h, closed at the end of the test.
-func serveHandler(t *testing.T, h *handler) *client {
-	t.Helper()
-	srv := httptest.NewServer(h.mux)
-	t.Cleanup(srv.Close)
-	return &client{t: t, url: srv.URL}
 }
 
 // streamWatch tells when the export and tail handlers of a handler end.

@@ -59,17 +59,15 @@ const (
 )
 
 // heartbeatInterval is how long a tail stays silent before it sends a
-// comment, so that proxies and clients know it is alive. Tests shorten it;
-// New reads it.
-var heartbeatInterval = 15 * time.Second
+// comment, so that proxies and clients know it is alive.
+const heartbeatInterval = 15 * time.Second
 
 // streamWriteTimeout is how long each write of a stream (export or tail) may
 // take: the write deadline is set again before every write and flush, so a
 // client that stops reading is dropped, while one that keeps up streams for
 // as long as it likes. It must exceed heartbeatInterval: with HTTP/2 an
-// expired deadline ends the stream even between writes. Tests shorten it;
-// New reads it.
-var streamWriteTimeout = 30 * time.Second
+// expired deadline ends the stream even between writes.
+const streamWriteTimeout = 30 * time.Second
 
 // TokenAuth returns an Authenticate that reads "Authorization: Bearer TOKEN"
 // and looks TOKEN up in tokens. The scheme name is matched without regard to
@@ -94,8 +92,8 @@ type handler struct {
 	auth         func(*http.Request) (Principal, error)
 	maxBody      int64
 	posts        chan struct{} // a slot per POST allowed at once
-	heartbeat    time.Duration
-	writeTimeout time.Duration // of each write of a stream
+	heartbeat    time.Duration // heartbeatInterval; tests shorten it
+	writeTimeout time.Duration // of each write of a stream: streamWriteTimeout; tests shorten it
 	log          *slog.Logger
 	m            *metrics
 	mux          *http.ServeMux

@@ -173,10 +173,10 @@ func TestTailLagged(t *testing.T) {
 }
 
 func TestTailHeartbeat(t *testing.T) {
-	defer func(d time.Duration) { heartbeatInterval = d }(heartbeatInterval)
-	heartbeatInterval = time.Millisecond
 	s := openStore(t, nil)
-	c := serve(t, s, Options{})
+	h := newHandler(s, Options{})
+	h.heartbeat = time.Millisecond
+	c := serveHandler(t, h)
 	tail := c.tailStream("/v1/tail")
 	ev, err := tail.next()
 	require.NoError(t, err)
@@ -300,10 +300,9 @@ func (l smallBufListener) Accept() (net.Conn, error) {
 // A client that stops reading is dropped once a write has waited
 // streamWriteTimeout, instead of holding its handler forever.
 func TestStreamSlowClientDropped(t *testing.T) {
-	defer func(d time.Duration) { streamWriteTimeout = d }(streamWriteTimeout)
-	streamWriteTimeout = 100 * time.Millisecond
 	s := openStore(t, nil)
 	h := newHandler(s, Options{})
+	h.writeTimeout = 100 * time.Millisecond
 	watch := watchStreams(h)
 	srv := httptest.NewUnstartedServer(h.mux)
 	srv.Listener = smallBufListener{srv.Listener}
