@@ -58,15 +58,38 @@
 // a roaring bitmap of ordinals, plus the column ordinal -> ID. A query walks
 // the segments of its time range newest first, combines the bitmaps (OR
 // within a field, AND across fields), and reads only the records of the page.
+// keys.go lists every key prefix.
 //
-// Ordinals follow arrival while a window takes activities. An activity that
-// arrives out of ID order is marked late; queries merge the in-order run with
-// the short sorted list of late ordinals, and a segment whose late list grows
-// is renumbered in memory. Once a window has been closed for
-// Options.SealAfter, its segment is sealed: renumbered in ID order and its
-// bitmaps and ID column written to pebble in one batch with the removal of
-// the window's dirty mark.
+// A window's segment is in one of three tiers, and every read (Get, All,
+// Iter, Count, CountBy, Timeline, Tail) walks all three through one path:
 //
+//   - open: in memory, taking appends. Ordinals follow arrival; an activity
+//     that arrives out of ID order is marked late, queries merge the in-order
+//     run with the short sorted list of late ordinals, and a segment whose
+//     late list grows is renumbered in memory.
+//   - sealed: renumbered in ID order and written to pebble as a small
+//     descriptor, one key per label value (its bitmap) and the ID column in
+//     chunks of 1024. A read loads only the bitmaps of the values it filters
+//     on and the chunks that hold its matches, through one cache bounded by
+//     Options.CacheBytes, and nothing else of it is in memory.
+//   - archived: in a file (below).
+//
+// A segment is sealed once its window has been closed for Options.SealAfter,
+// and every open segment is sealed by Close, in one pebble batch with the
+// removal of the window's dirty mark. An append into a sealed window loads
+// its index and opens it again until the next seal.
+//
+// # Memory and open time
+//
+// Open reads one descriptor per sealed segment and per archive, never an
+// index or a record of a cleanly closed store; after a crash it rebuilds,
+// from their records, only the windows the crash left with unsealed
+// activities (Stats.RebuiltActivities). The store's memory is then the open
+// segments (Stats.OpenBytes: the windows still taking appends, about 25
+// bytes per activity) plus the cache of sealed and archived data
+// (Stats.CacheBytes, at most Options.CacheBytes), plus pebble's block cache
+// and memtables (Options.BlockCacheSize, Options.MemTableSize).
+
 // # Archives and retention
 //
 // Compact moves every segment whose window ended Options.ColdAfter ago (7
@@ -97,22 +120,21 @@
 // mark for each window it touches in one pebble batch, synced unless
 // Options.NoSync is set; concurrent Appends share pebble's WAL syncs. The
 // in-memory index is updated only after the batch is durable, so no query
-// shows an activity a crash could take back. Open loads the sealed segments'
-// indexes and rebuilds only the segments of dirty windows from their
-// records; a sealed index that fails its checksums or checks is rebuilt from
-// the records too (Stats.RepairedSegments counts them).
+// shows an activity a crash could take back. Open rebuilds only the segments
+// of dirty windows from their records; a sealed index that fails its
+// checksums or checks, at Open or when a read loads it, is rebuilt from the
+// records too and the read runs again (Stats.RepairedSegments counts them).
 //
 // # Caveats
 //
-// The indexes of the segments in pebble live in memory: about 16 bytes per
-// activity for the ID columns plus the bitmaps (see Stats); archive to bound
-// them. The store-wide value dictionaries keep every label value seen, also
-// those of archives loaded for queries. A filter on a value the store has
-// never seen loads the indexes of every archive in its time range to look for
-// it. A corrupt archive file fails the queries that need it with an error
-// that names it (errors.Is ErrCorrupt); the rest of the store keeps answering
-// and Verify lists it. Get finds an activity
-// through the index, so like queries it never returns one that is not yet
-// durable. Returned activities belong to the caller; the strings of one page
-// share one buffer.
+// The store-wide value dictionaries keep every label value of the open
+// segments and of the archives loaded for queries (Stats.Values); sealed
+// segments are read by value and add nothing to them. A filter on a value
+// the store has never seen loads the indexes of every archive in its time
+// range to look for it. A corrupt archive file fails the queries that need
+// it with an error that names it (errors.Is ErrCorrupt); the rest of the
+// store keeps answering and Verify lists it. Get finds an activity through
+// the index, so like queries it never returns one that is not yet durable.
+// Returned activities belong to the caller; the strings of one page share
+// one buffer.
 package activitystore

@@ -23,9 +23,9 @@ type Options struct {
 	SegmentWidth time.Duration
 
 	// SealAfter is how long after its window ends a segment with new
-	// activities is sealed (sorted and its index written to disk). Late
-	// arrivals after that reopen the segment until the next seal. The default
-	// is 10 minutes.
+	// activities is sealed (sorted, its index written to disk and dropped
+	// from memory). Late arrivals after that reopen the segment until the
+	// next seal; Close seals every segment. The default is 10 minutes.
 	SealAfter time.Duration
 
 	// SealEvery is how often the background sealer looks for segments to
@@ -58,9 +58,11 @@ type Options struct {
 	// it deletes archive-named files in it that it does not refer to.
 	ArchiveDir string
 
-	// CacheBytes bounds the memory of archived data loaded for queries:
-	// decompressed blocks and archived segments' indexes. The default is
-	// 128 MiB.
+	// CacheBytes bounds the memory of the data reads load from sealed
+	// segments (bitmaps, ID chunks) and archives (decompressed blocks and
+	// indexes); the least recently used is evicted first. With the open
+	// segments (Stats.OpenBytes) it is the memory of the store's indexes,
+	// whatever the store's size. The default is 128 MiB.
 	CacheBytes int64
 
 	// CompactEvery, when positive, runs Compact in the background at that
