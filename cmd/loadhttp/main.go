@@ -13,6 +13,16 @@
 //
 // The activities are generated before the clock starts; the server should
 // run on an empty store, or one where their types are not unusual.
+//
+// --mix bench sends instead the query mix of the bench suite (bench/README.md):
+// newest 50 with no filter, a common and a rare type, the heaviest and a
+// light user, type and user, three types, a type within one day, a count of
+// a type over 24h, counts by type over 7 days, a skip of 10000, and module,
+// type and user, the times relative to --end. With --n 0 it posts nothing,
+// to query a store loaded before, such as the bench's or one filled by
+// activitystore import:
+//
+//	go run ./cmd/loadhttp --n 0 --mix bench --end 2026-11-01T00:00:00Z
 package main
 
 import (
@@ -51,6 +61,8 @@ type config struct {
 	n, batch       int
 	importClients  int
 	clients, reqs  int
+	mix            string
+	end            time.Time
 	typesFromData  []string // the type of each generated activity
 	bodies         [][]byte // the NDJSON bodies of the POSTs
 	bodyBytes      int64
@@ -69,11 +81,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&c.importClients, "import-clients", 4, "concurrent clients posting")
 	fs.IntVar(&c.clients, "clients", 8, "concurrent clients querying")
 	fs.IntVar(&c.reqs, "requests", 2000, "GET requests per querying client")
+	fs.StringVar(&c.mix, "mix", "types", "the queries: types (newest 50 of a type drawn from the data) or bench (the bench suite's mix)")
+	end := fs.String("end", "", "bench mix: the time the data ends, RFC 3339 (default: now)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
 		return 2
+	}
+	c.end = time.Now().UTC()
+	if *end != "" {
+		t, err := time.Parse(time.RFC3339, *end)
+		if err != nil {
+			fmt.Fprintf(stderr, "loadhttp: --end %q: want an RFC 3339 time\n", *end)
+			return 2
+		}
+		c.end = t
 	}
 	if err := c.check(fs.Args()); err != nil {
 		fmt.Fprintln(stderr, "loadhttp:", err)
@@ -90,8 +113,10 @@ func (c *config) check(args []string) error {
 	switch {
 	case len(args) > 0:
 		return fmt.Errorf("unexpected argument %q", args[0])
-	case c.n < 1:
-		return fmt.Errorf("--n %d: want 1 or more", c.n)
+	case c.n < 0 || (c.n == 0 && c.mix != "bench"):
+		return fmt.Errorf("--n %d: want 1 or more (0 only with --mix bench)", c.n)
+	case c.mix != "types" && c.mix != "bench":
+		return fmt.Errorf("--mix %q: want types or bench", c.mix)
 	case c.batch < 1 || c.batch > activitystore.MaxBatch:
 		return fmt.Errorf("--batch %d: want 1 to %d", c.batch, activitystore.MaxBatch)
 	case c.importClients < 1:
@@ -121,31 +146,37 @@ func (c *config) load(ctx context.Context, stdout io.Writer) error {
 	if err := c.healthy(ctx, hc); err != nil {
 		return err
 	}
-	c.generate()
-
-	// Import.
-	start := time.Now()
-	err := c.each(ctx, c.importClients, len(c.bodies), func(ctx context.Context, i int) error {
-		return c.post(ctx, hc, c.bodies[i])
-	})
-	if err != nil {
-		return err
+	if c.n > 0 {
+		c.generate()
+		// Import.
+		start := time.Now()
+		err := c.each(ctx, c.importClients, len(c.bodies), func(ctx context.Context, i int) error {
+			return c.post(ctx, hc, c.bodies[i])
+		})
+		if err != nil {
+			return err
+		}
+		secs := time.Since(start).Seconds()
+		fmt.Fprintf(stdout, "import: %d activities in %d POSTs of up to %d lines, %d clients, %.2fs: %.0f activities/s, %.1f MB/s\n",
+			c.activitiesSent, len(c.bodies), c.batch, c.importClients, secs,
+			float64(c.activitiesSent)/secs, float64(c.bodyBytes)/secs/1e6)
 	}
-	secs := time.Since(start).Seconds()
-	fmt.Fprintf(stdout, "import: %d activities in %d POSTs of up to %d lines, %d clients, %.2fs: %.0f activities/s, %.1f MB/s\n",
-		c.activitiesSent, len(c.bodies), c.batch, c.importClients, secs,
-		float64(c.activitiesSent)/secs, float64(c.bodyBytes)/secs/1e6)
 
 	// Queries.
 	lat := make([][]time.Duration, c.clients)
-	start = time.Now()
-	err = c.each(ctx, c.clients, c.clients, func(ctx context.Context, client int) error {
+	start := time.Now()
+	err := c.each(ctx, c.clients, c.clients, func(ctx context.Context, client int) error {
 		r := rand.New(rand.NewPCG(uint64(client), 0x10ad))
 		lat[client] = make([]time.Duration, 0, c.reqs)
 		for range c.reqs {
-			typ := c.typesFromData[r.IntN(len(c.typesFromData))]
+			var path string
+			if c.mix == "bench" {
+				path = c.benchQuery(r)
+			} else {
+				path = "/v1/activities?limit=50&type=" + url.QueryEscape(c.typesFromData[r.IntN(len(c.typesFromData))])
+			}
 			t0 := time.Now()
-			if err := c.query(ctx, hc, typ); err != nil {
+			if err := c.query(ctx, hc, path); err != nil {
 				return err
 			}
 			lat[client] = append(lat[client], time.Since(t0))
@@ -155,11 +186,15 @@ func (c *config) load(ctx context.Context, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	secs = time.Since(start).Seconds()
+	secs := time.Since(start).Seconds()
 	all := slices.Concat(lat...)
 	slices.Sort(all)
-	fmt.Fprintf(stdout, "query: %d GET /v1/activities?type=T&limit=50, %d clients, %.2fs: %.0f requests/s\n",
-		len(all), c.clients, secs, float64(len(all))/secs)
+	what := "GET /v1/activities?type=T&limit=50"
+	if c.mix == "bench" {
+		what = "GETs of the bench mix"
+	}
+	fmt.Fprintf(stdout, "query: %d %s, %d clients, %.2fs: %.0f requests/s\n",
+		len(all), what, c.clients, secs, float64(len(all))/secs)
 	fmt.Fprintf(stdout, "latency: p50 %s  p90 %s  p99 %s  max %s\n",
 		round(percentile(all, 0.50)), round(percentile(all, 0.90)), round(percentile(all, 0.99)), round(all[len(all)-1]))
 	return nil
@@ -280,8 +315,62 @@ func (c *config) post(ctx context.Context, hc *http.Client, body []byte) error {
 	return nil
 }
 
-func (c *config) query(ctx context.Context, hc *http.Client, typ string) error {
-	u := c.server + "/v1/activities?limit=50&type=" + url.QueryEscape(typ)
+// benchQuery returns the path and query of one request of the bench mix.
+func (c *config) benchQuery(r *rand.Rand) string {
+	kinds := gen.Kinds
+	var userKinds []gen.Kind
+	for _, k := range kinds {
+		if !k.System {
+			userKinds = append(userKinds, k)
+		}
+	}
+	user := func(rank int) string { return fmt.Sprintf("user-%05d", rank) }
+	day := func(d time.Duration) string { return c.end.Add(-d).Format(time.RFC3339) }
+	q := url.Values{"limit": {"50"}}
+	path := "/v1/activities"
+	switch r.IntN(11) {
+	case 0: // Q1
+	case 1: // Q2c
+		q.Set("type", kinds[0].Type)
+	case 2: // Q2r
+		q.Set("type", kinds[len(kinds)-1].Type)
+	case 3: // Q3h
+		q.Set("user", user(0))
+	case 4: // Q3l
+		q.Set("user", user(2000+r.IntN(1000)))
+	case 5: // Q4
+		q.Set("type", userKinds[1+r.IntN(4)].Type)
+		q.Set("user", user(r.IntN(20)))
+	case 6: // Q5
+		for _, i := range r.Perm(len(kinds))[:3] {
+			q.Add("type", kinds[i].Type)
+		}
+	case 7: // Q6
+		d := time.Duration(1+r.IntN(30)) * 24 * time.Hour
+		q.Set("type", kinds[r.IntN(8)].Type)
+		q.Set("since", day(d))
+		q.Set("until", day(d-24*time.Hour))
+	case 8: // Q7
+		path = "/v1/count"
+		q = url.Values{"type": {kinds[r.IntN(len(kinds))].Type}, "since": {day(24 * time.Hour)}}
+	case 9: // Q8
+		path = "/v1/count_by"
+		q = url.Values{"field": {"type"}, "since": {day(7 * 24 * time.Hour)}}
+	case 10: // Q9 and Q10
+		if r.IntN(2) == 0 {
+			q.Set("skip", "10000")
+		} else {
+			k := userKinds[r.IntN(6)]
+			q.Set("type", k.Type)
+			q.Set("module", k.Module)
+			q.Set("user", user(r.IntN(20)))
+		}
+	}
+	return path + "?" + q.Encode()
+}
+
+func (c *config) query(ctx context.Context, hc *http.Client, path string) error {
+	u := c.server + path
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return err

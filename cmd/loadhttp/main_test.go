@@ -35,11 +35,17 @@ $`, out.String())
 	n, err := s.Query().Count(context.Background())
 	require.NoError(t, err)
 	assert.Equal(t, 500, n)
+
+	// The bench mix on what is there: every request answers 200.
+	out.Reset()
+	code = run(context.Background(), []string{"--server", srv.URL, "--n", "0", "--mix", "bench", "--clients", "2", "--requests", "60"}, &out, &errOut)
+	require.Equal(t, 0, code, errOut.String())
+	assert.Regexp(t, `^query: 120 GETs of the bench mix, 2 clients`, out.String())
 }
 
 func TestLoadBadInput(t *testing.T) {
 	for _, args := range [][]string{
-		{"--n", "0"}, {"--batch", "0"}, {"--clients", "-1"}, {"--server", "localhost:8080"}, {"--requests", "x"}, {"extra"},
+		{"--n", "0"}, {"--mix", "other"}, {"--end", "yesterday"}, {"--batch", "0"}, {"--clients", "-1"}, {"--server", "localhost:8080"}, {"--requests", "x"}, {"extra"},
 	} {
 		var out, errOut bytes.Buffer
 		code := run(context.Background(), args, &out, &errOut)
