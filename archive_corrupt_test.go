@@ -11,6 +11,8 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	arcfmt "github.com/activitystore/activitystore/internal/archive"
 )
 
 // corruptFixture is a closed store with days 0-4 archived (several blocks
@@ -20,7 +22,7 @@ type corruptFixture struct {
 	want  map[ID]Activity
 	byDay map[int][]ID // newest first
 	names map[int]string
-	ft    *archiveFooter // footer of day 2's archive
+	ft    *arcfmt.Footer // footer of day 2's archive
 	size  int64          // size of day 2's archive
 }
 
@@ -55,9 +57,9 @@ func newCorruptFixture(t *testing.T) *corruptFixture {
 	st, err := f.Stat()
 	require.NoError(t, err)
 	fx.size = st.Size()
-	fx.ft, err = readFooter(f, fx.size, fx.names[victim])
+	fx.ft, err = arcfmt.ReadFooter(f, fx.size)
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(fx.ft.blocks), 3, "the tests want several blocks")
+	require.GreaterOrEqual(t, len(fx.ft.Blocks), 3, "the tests want several blocks")
 	return fx
 }
 
@@ -74,9 +76,9 @@ func (fx *corruptFixture) copy(t *testing.T) string {
 
 // blockIDs returns the IDs in block i of the victim's archive.
 func (fx *corruptFixture) blockIDs(i int) []ID {
-	b := fx.ft.blocks[i]
+	b := fx.ft.Blocks[i]
 	// Position p (0 is the newest) is the p-th ID of the day, newest first.
-	return fx.byDay[victim][b.first : b.first+b.count]
+	return fx.byDay[victim][b.First : b.First+b.Count]
 }
 
 // idsOfDays returns the IDs of days, newest first.
@@ -112,9 +114,9 @@ func requireCorruptNaming(t *testing.T, err error, file string, msgAndArgs ...an
 func TestArchiveCorrupt(t *testing.T) {
 	fx := newCorruptFixture(t)
 	ft, size := fx.ft, fx.size
-	last := len(ft.blocks) - 1
-	footerStart := ft.index.off + int64(ft.index.clen) // the footer follows the index
-	footerLen := size - archiveTrailer - footerStart
+	last := len(ft.Blocks) - 1
+	footerStart := ft.Index.Off + int64(ft.Index.CLen) // the footer follows the index
+	footerLen := size - arcfmt.TrailerSize - footerStart
 	truncate := func(n int64) func(t *testing.T, path string) {
 		return func(t *testing.T, path string) { require.NoError(t, os.Truncate(path, n)) }
 	}
@@ -132,13 +134,13 @@ func TestArchiveCorrupt(t *testing.T) {
 		{"truncate-10", truncate(10), -1},
 		{"truncate-half", truncate(size / 2), -1},
 		{"truncate-size-1", truncate(size - 1), -1},
-		{"flip-first-block", flip(ft.blocks[0].off+int64(ft.blocks[0].clen)/2, 0x10), 0},
-		{"flip-last-block", flip(ft.blocks[last].off+int64(ft.blocks[last].clen)/2, 0x01), last},
-		{"flip-index", flip(ft.index.off+int64(ft.index.clen)/2, 0x04), -1},
+		{"flip-first-block", flip(ft.Blocks[0].Off+int64(ft.Blocks[0].CLen)/2, 0x10), 0},
+		{"flip-last-block", flip(ft.Blocks[last].Off+int64(ft.Blocks[last].CLen)/2, 0x01), last},
+		{"flip-index", flip(ft.Index.Off+int64(ft.Index.CLen)/2, 0x04), -1},
 		{"flip-footer", flip(footerStart+footerLen/2, 0x80), -1},
 		{"flip-footer-first-byte", flip(footerStart, 0x02), -1},
-		{"flip-trailer-crc", flip(size-archiveTrailer, 0x01), -1},
-		{"flip-trailer-length", flip(size-archiveTrailer+7, 0x01), -1},
+		{"flip-trailer-crc", flip(size-arcfmt.TrailerSize, 0x01), -1},
+		{"flip-trailer-length", flip(size-arcfmt.TrailerSize+7, 0x01), -1},
 		{"flip-trailer-magic", flip(size-1, 0x40), -1},
 		{"flip-header-magic", flip(0, 0x01), -1},
 		{"flip-header-version", flip(9, 0x02), -1},
@@ -194,7 +196,7 @@ func TestArchiveCorrupt(t *testing.T) {
 					_, err := s.Get(ctx, id)
 					requireCorruptNaming(t, err, name, "Get %s in the damaged block", id)
 				}
-				good := fx.blockIDs((tc.badBlock + 1) % len(ft.blocks))
+				good := fx.blockIDs((tc.badBlock + 1) % len(ft.Blocks))
 				got, err := s.Get(ctx, good[0])
 				require.NoError(t, err, "Get in an intact block")
 				requireSame(t, fx.want[good[0]], got)
@@ -277,7 +279,7 @@ func TestArchiveCorruptGetNeverPanics(t *testing.T) {
 	fx := newCorruptFixture(t)
 	ctx := context.Background()
 	var probes []ID
-	for i := range fx.ft.blocks {
+	for i := range fx.ft.Blocks {
 		ids := fx.blockIDs(i)
 		probes = append(probes, ids[0], ids[len(ids)/2])
 	}
@@ -289,7 +291,7 @@ func TestArchiveCorruptGetNeverPanics(t *testing.T) {
 	for off := int64(0); off < fx.size; off += step {
 		offs = append(offs, off)
 	}
-	for off := fx.size - archiveTrailer; off < fx.size; off++ {
+	for off := fx.size - arcfmt.TrailerSize; off < fx.size; off++ {
 		offs = append(offs, off)
 	}
 	dir := fx.copy(t)
@@ -379,7 +381,7 @@ func TestCompactWithCorruptArchive(t *testing.T) {
 	path := fx.path(dir, victim)
 	orig, err := os.ReadFile(path)
 	require.NoError(t, err)
-	flipBit(t, path, fx.ft.blocks[1].off+3, 0x08)
+	flipBit(t, path, fx.ft.Blocks[1].Off+3, 0x08)
 
 	s, err := Open(dir, arcOpts())
 	require.NoError(t, err)
@@ -517,9 +519,10 @@ func TestArchiveCorruptDuplicateIndexValue(t *testing.T) {
 	}
 	var dup string
 	writeTestArchiveWith(t, fx.path(dir, victim), windowOf(victim), int64(24*time.Hour), acts, 256<<10, func(aw *archiveWriter) {
-		require.GreaterOrEqual(t, len(aw.vals[fieldType]), 2)
-		dup = aw.vals[fieldType][0]
-		aw.vals[fieldType][1] = dup
+		vals := aw.w.Values(int(fieldType))
+		require.GreaterOrEqual(t, len(vals), 2)
+		dup = vals[0]
+		vals[1] = dup
 	})
 
 	s, err := Open(dir, arcOpts())
@@ -565,7 +568,8 @@ func writeTestArchiveWith(t testing.TB, path string, w, width int64, acts []Acti
 	if change != nil {
 		change(aw)
 	}
-	require.NoError(t, aw.finish())
+	_, err = aw.finish()
+	require.NoError(t, err)
 	require.NoError(t, f.Close())
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)

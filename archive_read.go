@@ -12,6 +12,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 
+	arcfmt "github.com/activitystore/activitystore/internal/archive"
 	"github.com/activitystore/activitystore/internal/codec"
 )
 
@@ -31,7 +32,7 @@ type archive struct {
 
 	mu      sync.Mutex
 	f       *os.File
-	ft      *archiveFooter
+	ft      *arcfmt.Footer
 	refs    int
 	dropped bool
 
@@ -64,7 +65,7 @@ func decodeArchiveMeta(w, width int64, v []byte, dir string) (*archive, error) {
 }
 
 // acquire opens the file if needed and keeps it open until release.
-func (a *archive) acquire() (*os.File, *archiveFooter, error) {
+func (a *archive) acquire() (*os.File, *arcfmt.Footer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.dropped {
@@ -83,10 +84,12 @@ func (a *archive) acquire() (*os.File, *archiveFooter, error) {
 			f.Close()
 			return nil, nil, fmt.Errorf("activitystore: %w", err)
 		}
-		ft, err := readFooter(f, st.Size(), a.name)
-		if err == nil && (ft.window != a.window || ft.n != a.n || ft.width != a.width) {
+		ft, err := arcfmt.ReadFooter(f, st.Size())
+		if err != nil {
+			err = archiveErr(a.name, err)
+		} else if ft.Window != a.window || ft.N != a.n || ft.Width != a.width {
 			err = archiveCorrupt(a.name, "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
-				ft.window, ft.width, ft.n, a.window, a.width, a.n)
+				ft.Window, ft.Width, ft.N, a.window, a.width, a.n)
 		}
 		if err != nil {
 			f.Close()
@@ -134,10 +137,9 @@ func (s *Store) archiveIndex(a *archive) (*arcIndex, error) {
 		return nil, err
 	}
 	defer a.release()
-	_, _, dec := zstdCodecs()
-	raw, err := readSection(f, ft.index, dec, a.name, "index")
+	raw, err := ft.ReadIndex(f)
 	if err != nil {
-		return nil, err
+		return nil, archiveErr(a.name, err)
 	}
 	ix, err := decodeIndex(raw, ft, &s.dicts, a.name)
 	if err != nil {
@@ -148,36 +150,27 @@ func (s *Store) archiveIndex(a *archive) (*arcIndex, error) {
 }
 
 // archiveBlock returns block i of a, decoded, through the cache.
-func (s *Store) archiveBlock(a *archive, ix *arcIndex, i int) (*block, error) {
+func (s *Store) archiveBlock(a *archive, ix *arcIndex, i int) (*arcfmt.Block, error) {
 	return s.loadBlock(a, ix, i, true)
 }
 
 // loadBlock returns block i of a, from the cache if it is there; cache says
 // whether to keep it there once read.
-func (s *Store) loadBlock(a *archive, ix *arcIndex, i int, cache bool) (*block, error) {
+func (s *Store) loadBlock(a *archive, ix *arcIndex, i int, cache bool) (*arcfmt.Block, error) {
 	if v, ok := s.cache.Get(cacheKey{a: a, i: i}); ok {
-		return v.(*block), nil
+		return v.(*arcfmt.Block), nil
 	}
 	f, ft, err := a.acquire()
 	if err != nil {
 		return nil, err
 	}
 	defer a.release()
-	if i < 0 || i >= len(ft.blocks) {
-		return nil, archiveCorrupt(a.name, "no block %d", i)
-	}
-	_, dec, _ := zstdCodecs()
-	what := "block " + strconv.Itoa(i)
-	raw, err := readSection(f, ft.blocks[i], dec, a.name, what)
+	b, err := ft.ReadBlock(f, i)
 	if err != nil {
-		return nil, err
-	}
-	b, err := decodeBlock(raw, ft.blocks[i].count)
-	if err != nil {
-		return nil, archiveCorrupt(a.name, "%s: %v", what, err)
+		return nil, archiveErr(a.name, err)
 	}
 	if cache {
-		s.cache.Add(cacheKey{a: a, i: i}, b, b.size())
+		s.cache.Add(cacheKey{a: a, i: i}, b, b.Size())
 	}
 	return b, nil
 }
@@ -196,47 +189,35 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 	size := 0
 	type loc struct{ blk, j, o int }
 	locs := make([]loc, len(ids))
-	var blocks []*block
+	var blocks []*arcfmt.Block
 	for k, id := range ids {
 		o := ix.seg.find(id)
 		if o < 0 {
 			return &CorruptionError{Where: "archive " + a.name, Err: fmt.Errorf("activity %s is indexed but missing", id)}
 		}
-		p := ft.n - 1 - o
-		i := searchBlock(ft.blocks, p)
+		p := ft.N - 1 - o
+		i := ft.BlockAt(p)
 		b, err := s.archiveBlock(a, ix, i)
 		if err != nil {
 			return err
 		}
-		j := p - ft.blocks[i].first
+		j := p - ft.Blocks[i].First
 		locs[k] = loc{len(blocks), j, o}
 		blocks = append(blocks, b)
-		size += int(b.off[2*j+2] - b.off[2*j])
+		api, det := b.Record(j)
+		size += len(api) + len(det)
 	}
 	arena := make([]byte, 0, size)
 	for k := range ids {
 		b, j, ord := blocks[locs[k].blk], locs[k].j, locs[k].o
+		api, det := b.Record(j)
 		start := len(arena)
-		arena = append(arena, b.buf[b.off[2*j]:b.off[2*j+2]]...)
+		arena = append(arena, api...)
+		arena = append(arena, det...)
 		rec := arena[start:len(arena):len(arena)]
-		mid := int(b.off[2*j+1] - b.off[2*j])
-		ix.fill(&out[k], ord, rec[:mid], rec[mid:])
+		ix.fill(&out[k], ord, rec[:len(api)], rec[len(api):])
 	}
 	return nil
-}
-
-// searchBlock returns the block holding position p (0 is the newest).
-func searchBlock(blocks []section, p int) int {
-	lo, hi := 0, len(blocks)
-	for lo < hi {
-		m := int(uint(lo+hi) >> 1)
-		if blocks[m].first+blocks[m].count <= p {
-			lo = m + 1
-		} else {
-			hi = m
-		}
-	}
-	return lo
 }
 
 // removeArchive forgets a replaced or dropped archive and deletes its file.
@@ -308,10 +289,9 @@ func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 		return
 	}
 	defer a.release()
-	_, _, idec := zstdCodecs()
-	raw, err := readSection(f, ft.index, idec, a.name, "index")
+	raw, err := ft.ReadIndex(f)
 	if err != nil {
-		report("%v", err)
+		report("%v", archiveErr(a.name, err))
 		return
 	}
 	var scratch [numFields]dict
@@ -319,22 +299,15 @@ func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 		report("%v", err)
 		return
 	}
-	_, bdec, _ := zstdCodecs()
-	for i, bs := range ft.blocks {
-		what := "block " + strconv.Itoa(i)
-		raw, err := readSection(f, bs, bdec, a.name, what)
+	for i := range ft.Blocks {
+		b, err := ft.ReadBlock(f, i)
 		if err != nil {
-			report("%v", err)
+			report("%v", archiveErr(a.name, err))
 			continue
 		}
-		b, err := decodeBlock(raw, bs.count)
-		if err != nil {
-			report("%v", archiveCorrupt(a.name, "%s: %v", what, err))
-			continue
-		}
-		for j := range bs.count {
-			if d := b.buf[b.off[2*j+1]:b.off[2*j+2]]; len(d) > 0 && !isJSONObject(d) {
-				report("archive %s: %s: record %d has details that are not a JSON object", a.name, what, j)
+		for j := range b.Len() {
+			if _, d := b.Record(j); len(d) > 0 && !isJSONObject(d) {
+				report("archive %s: block %d: record %d has details that are not a JSON object", a.name, i, j)
 			}
 		}
 	}

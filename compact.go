@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+
+	arcfmt "github.com/activitystore/activitystore/internal/archive"
 )
 
 // hook reports a step of moving a segment into an archive to the test
@@ -191,7 +193,7 @@ func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int
 	it.First()
 	// The old archive, read block by block, newest first.
 	var ix *arcIndex
-	var oldBlocks []section
+	var oldBlocks []arcfmt.Section
 	if old != nil {
 		if ix, err = s.archiveIndex(old); err != nil {
 			return 0, err
@@ -201,15 +203,15 @@ func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int
 			return 0, err
 		}
 		old.release()
-		oldBlocks = ft.blocks
+		oldBlocks = ft.Blocks
 	}
-	var cur *block
+	var cur *arcfmt.Block
 	bi, bj, pos := 0, 0, 0
 	nextOld := func(a *Activity) (bool, error) {
 		if old == nil || pos >= old.n {
 			return false, nil
 		}
-		for cur == nil || bj >= oldBlocks[bi].count {
+		for cur == nil || bj >= oldBlocks[bi].Count {
 			if cur != nil {
 				bi, bj = bi+1, 0
 			}
@@ -220,7 +222,8 @@ func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int
 			}
 			cur = c
 		}
-		ix.fill(a, old.n-1-pos, cur.buf[cur.off[2*bj]:cur.off[2*bj+1]], cur.buf[cur.off[2*bj+1]:cur.off[2*bj+2]])
+		api, det := cur.Record(bj)
+		ix.fill(a, old.n-1-pos, api, det)
 		bj++
 		pos++
 		return true, nil
@@ -275,10 +278,7 @@ func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int
 			}
 		}
 	}
-	if err := aw.finish(); err != nil {
-		return 0, err
-	}
-	return aw.off, nil
+	return aw.finish()
 }
 
 // syncDir makes a rename in dir durable.

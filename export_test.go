@@ -7,6 +7,7 @@ import (
 	zdict "github.com/klauspost/compress/dict"
 	"github.com/klauspost/compress/zstd"
 
+	arcfmt "github.com/activitystore/activitystore/internal/archive"
 	"github.com/activitystore/activitystore/internal/codec"
 )
 
@@ -46,7 +47,7 @@ type LayoutSizes struct {
 // with blocks of blockBytes of records.
 func MeasureLayouts(acts []Activity, blockBytes int) (LayoutSizes, error) {
 	var ls LayoutSizes
-	enc, _, _ := zstdCodecs()
+	enc := arcfmt.Encoder()
 	var buf, out []byte
 	flushJSON := func() {
 		out = enc.EncodeAll(buf, out[:0])
@@ -69,26 +70,26 @@ func MeasureLayouts(acts []Activity, blockBytes int) (LayoutSizes, error) {
 	// Row and column blocks, the same records per block.
 	var rowBlocks, colBlocks [][]byte
 	var colCuts [][]int
-	var bb blockBuilder
+	var bb arcfmt.BlockBuilder
 	var rows []byte
 	flush := func() {
 		rowBlocks = append(rowBlocks, slices.Clone(rows))
-		colBlocks = append(colBlocks, bb.encode(nil))
-		colCuts = append(colCuts, slices.Clone(bb.cuts))
+		colBlocks = append(colBlocks, bb.Encode(nil))
+		colCuts = append(colCuts, slices.Clone(bb.Cuts()))
 		rows = rows[:0]
-		bb.reset()
+		bb.Reset()
 	}
 	for i := range acts {
 		a := &acts[i]
 		// Labels are in the index in both layouts.
 		rows = codec.AppendString(rows, a.APICall)
 		rows = codec.AppendBytes(rows, a.Details)
-		bb.add(a.APICall, a.Details)
-		if bb.bytes >= blockBytes {
+		bb.Add(a.APICall, a.Details)
+		if bb.Size() >= blockBytes {
 			flush()
 		}
 	}
-	if bb.count > 0 {
+	if bb.Len() > 0 {
 		flush()
 	}
 	size := func(blocks [][]byte, e *zstd.Encoder) int64 {
@@ -103,7 +104,7 @@ func MeasureLayouts(acts []Activity, blockBytes int) (LayoutSizes, error) {
 	ls.ColumnsOneFrame = size(colBlocks, enc)
 	var frames [][]byte
 	for i, b := range colBlocks {
-		out = compressParts(out[:0], b, colCuts[i], enc, &frames)
+		out = arcfmt.CompressParts(out[:0], b, colCuts[i], &frames)
 		ls.Columns += int64(len(out))
 	}
 
@@ -158,7 +159,7 @@ func ArchiveIndexBytes(s *Store) (int64, error) {
 		if err != nil {
 			return 0, err
 		}
-		n += int64(ft.index.clen)
+		n += int64(ft.Index.CLen)
 		a.release()
 	}
 	return n, nil
@@ -174,20 +175,20 @@ func ArchiveIndexBreakdown(s *Store) (map[string]int64, error) {
 		arcs = append(arcs, a)
 	}
 	s.mu.RUnlock()
-	enc, _, idec := zstdCodecs()
+	enc := arcfmt.Encoder()
 	out := map[string]int64{}
 	for _, a := range arcs {
 		f, ft, err := a.acquire()
 		if err != nil {
 			return nil, err
 		}
-		raw, err := readSection(f, ft.index, idec, a.name, "index")
+		raw, err := ft.ReadIndex(f)
 		a.release()
 		if err != nil {
-			return nil, err
+			return nil, archiveErr(a.name, err)
 		}
 		d := codec.Decoder{B: raw}
-		for i := 0; i < ft.n; i++ {
+		for i := 0; i < ft.N; i++ {
 			d.Uvarint()
 			d.Uvarint()
 		}

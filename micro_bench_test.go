@@ -68,25 +68,6 @@ func BenchmarkCandidatesAndCollect(b *testing.B) {
 	}
 }
 
-// BenchmarkDecodeBlock decodes one archive block of bench-like records
-// (decompressed): about 256 KiB of details.
-func BenchmarkDecodeBlock(b *testing.B) {
-	var bb blockBuilder
-	for i := 0; bb.bytes < 256<<10; i++ {
-		d := fmt.Sprintf(`{"ip":"10.%d.%d.%d","status":200,"duration_ms":%d,"request_id":"%016x%016x","message":"request completed","region":"us-east-1"}`,
-			i%256, i*7%256, i*13%256, i%97, uint64(i)*0x9e3779b97f4a7c15, uint64(i)*0xbf58476d1ce4e5b9)
-		bb.add("POST /api/serving/deploy", []byte(d))
-	}
-	raw := bb.encode(nil)
-	b.SetBytes(int64(len(raw)))
-	b.ReportAllocs()
-	for b.Loop() {
-		if _, err := decodeBlock(raw, bb.count); err != nil {
-			b.Fatal(err)
-		}
-	}
-}
-
 // BenchmarkAppendSmall appends batches of 100 activities to a store without
 // sync: the append path without the disk.
 func BenchmarkAppendSmall(b *testing.B) {

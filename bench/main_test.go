@@ -4,12 +4,23 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
+	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 )
+
+// TestMain runs the children of the reopen phase, which run this binary.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if runChild() {
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // TestSuiteSmoke runs every phase on a tiny data set and checks that the
 // three systems agree on every query's answer sizes.
@@ -35,9 +46,17 @@ func TestSuiteSmoke(t *testing.T) {
 	require.NotNil(t, res.Compaction)
 	require.Positive(t, res.Compaction.RatioJSON)
 	require.Positive(t, res.OpenSeconds)
+	require.Len(t, res.Reopen, 3)
+	for _, r := range res.Reopen {
+		require.Empty(t, r.Err, r.Case)
+		require.Positive(t, r.FirstMS, r.Case)
+		require.Positive(t, r.PeakRSSMB, r.Case)
+	}
+	require.Zero(t, res.Reopen[0].RebuiltActs, "a clean close leaves nothing to rebuild")
+	require.Positive(t, res.Reopen[2].RebuiltActs, "the kill leaves the newest window to rebuild")
 	var out bytes.Buffer
 	res.print(&out)
-	for _, want := range []string{"INGEST", "QUERIES", "COMPACTION", "TARGETS"} {
+	for _, want := range []string{"INGEST", "QUERIES", "REOPEN", "COMPACTION", "TARGETS"} {
 		require.True(t, strings.Contains(out.String(), want), want)
 	}
 }

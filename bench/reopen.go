@@ -88,14 +88,16 @@ func runChild() bool {
 			fmt.Fprintln(os.Stderr, err)
 			os.Exit(1)
 		}
-		// Late activities into the newest window, as a live service
-		// appends, until the parent kills the process.
-		batch := make([]activitystore.Activity, 100)
+		// Activities into the newest window, as a live service appends,
+		// until the parent kills the process: a type and user no bench
+		// query selects, so that only the unfiltered newest 50 can see
+		// them.
+		batch := make([]activitystore.Activity, 10)
 		for i := 0; ; i++ {
 			time.Sleep(5 * time.Millisecond)
 			for j := range batch {
 				batch[j] = activitystore.Activity{
-					Type: "user.login", UserID: "user-00001", Module: "auth", Action: "login",
+					Type: "bench.reopen", Module: "bench", Action: "append",
 					Time:    now.Add(-2*time.Hour + time.Duration(i*len(batch)+j)*time.Millisecond),
 					Details: json.RawMessage(`{"ip":"10.0.0.1"}`),
 				}
@@ -172,7 +174,7 @@ func killDuringAppends(d *dataset, dir string, after time.Duration) error {
 func cliQuery(c *config, d *dataset, dir string) reopenResult {
 	r := reopenResult{Case: "activitystore query --user (CLI)"}
 	bin := filepath.Join(c.dir, "activitystore-cli")
-	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/activitystore").CombinedOutput(); err != nil {
+	if out, err := exec.Command("go", "build", "-o", bin, "github.com/activitystore/activitystore/cmd/activitystore").CombinedOutput(); err != nil {
 		r.Err = fmt.Sprintf("cannot build the command: %v %s", err, strings.TrimSpace(string(out)))
 		return r
 	}

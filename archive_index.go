@@ -1,0 +1,134 @@
+package activitystore
+
+import (
+	"fmt"
+	"os"
+
+	arcfmt "github.com/activitystore/activitystore/internal/archive"
+)
+
+// The archive format checks records against its own copies of the store's
+// limits; these fail to compile if they differ.
+var (
+	_ = [1]struct{}{}[MaxAPICallBytes-arcfmt.MaxAPICall]
+	_ = [1]struct{}{}[MaxDetailsBytes-arcfmt.MaxDetails]
+	_ = [1]struct{}{}[numFields-arcfmt.NumFields]
+)
+
+// arcIndex is the loaded index section of an archive: a sealed segment
+// keyed by the store's value numbers, and the archive's own value tables
+// that its blocks refer to.
+type arcIndex struct {
+	seg    *segment
+	vals   [numFields][]string // archive value number -> value
+	labels [numFields][]uint32 // ordinal -> archive value number
+	size   int64               // approximate bytes held
+}
+
+// decodeIndex parses the index section of archive file name, with footer
+// ft, checking that its IDs are valid, ascending and inside the window. Only
+// a sound index adds its values to dicts.
+func decodeIndex(raw []byte, ft *arcfmt.Footer, dicts *[numFields]dict, name string) (*arcIndex, error) {
+	n := ft.N
+	lo := idFloor(ft.Window * ft.Width)
+	hi := idFloor((ft.Window + 1) * ft.Width)
+	if (ft.Window+1)*ft.Width < 0 {
+		hi = maxID
+	}
+	var ids []ID
+	addID := func(o int, ns int64, seq uint64) error {
+		if ids == nil {
+			ids = make([]ID, 0, n) // n fits raw: DecodeIndex checked
+		}
+		if seq > maxSeq {
+			return archiveCorrupt(name, "index: ID column entry %d is malformed", o)
+		}
+		id := makeID(ns, seq)
+		if !id.valid() || id.Compare(lo) < 0 || id.Compare(hi) >= 0 || (o > 0 && id.Compare(ids[o-1]) <= 0) {
+			return archiveCorrupt(name, "index: ID column entry %d is out of order or outside window %d", o, ft.Window)
+		}
+		ids = append(ids, id)
+		return nil
+	}
+	aix, err := arcfmt.DecodeIndex(raw, n, addID)
+	if err != nil {
+		return nil, archiveErr(name, err)
+	}
+	seg := newSegment(ft.Window)
+	seg.ids = ids
+	ix := &arcIndex{seg: seg, vals: aix.Values, labels: aix.Labels, size: int64(16*n) + 4*int64(numFields)*int64(n) + int64(len(raw))}
+	for f := range numFields {
+		for i, v := range ix.vals[f] {
+			vn := dicts[f].intern(v)
+			seg.bms[f][vn] = aix.Bitmaps[f][i]
+			ix.vals[f][i] = dicts[f].value(vn)
+		}
+	}
+	seg.sealed = true
+	return ix, nil
+}
+
+// label returns the value of field f of ordinal o.
+func (ix *arcIndex) label(f field, o int) string { return ix.vals[f][ix.labels[f][o]] }
+
+// fill sets a to the activity of ordinal o, with its APICall and Details
+// from a block; a keeps apicall's and details' memory.
+func (ix *arcIndex) fill(a *Activity, o int, apicall, details []byte) {
+	id := ix.seg.ids[o]
+	*a = Activity{
+		ID: id, Time: id.Time(),
+		Type:     ix.label(fieldType, o),
+		UserID:   ix.label(fieldUser, o),
+		Module:   ix.label(fieldModule, o),
+		Action:   ix.label(fieldAction, o),
+		Resource: ix.label(fieldResource, o),
+		APICall:  str(apicall),
+	}
+	if len(details) > 0 {
+		a.Details = details
+	}
+}
+
+// archiveWriter writes the activities of one window, newest first, to an
+// archive file.
+type archiveWriter struct {
+	w      *arcfmt.Writer
+	name   string
+	window int64
+	lo, hi ID
+	prev   ID // the last ID added
+	added  bool
+}
+
+func newArchiveWriter(f *os.File, name string, window, width int64, n, blockBytes int) (*archiveWriter, error) {
+	w, err := arcfmt.NewWriter(f, name, window, width, n, blockBytes)
+	if err != nil {
+		return nil, err
+	}
+	aw := &archiveWriter{w: w, name: name, window: window, lo: idFloor(window * width), hi: idFloor((window + 1) * width)}
+	if (window+1)*width < 0 {
+		aw.hi = maxID
+	}
+	return aw, nil
+}
+
+// add appends the next activity, whose ID must be below the previous one.
+func (aw *archiveWriter) add(a *Activity) error {
+	if a.ID.Compare(aw.lo) < 0 || a.ID.Compare(aw.hi) >= 0 || (aw.added && a.ID.Compare(aw.prev) >= 0) {
+		return fmt.Errorf("archive %s: activity %s out of order or outside window %d", aw.name, a.ID, aw.window)
+	}
+	if err := aw.w.Add(a.ID.UnixNano(), a.ID.seq(), a.labels(), a.APICall, a.Details); err != nil {
+		return err
+	}
+	aw.prev, aw.added = a.ID, true
+	return nil
+}
+
+// finish writes the index and the footer, syncs the file and returns its
+// size.
+func (aw *archiveWriter) finish() (int64, error) {
+	if err := aw.w.Finish(); err != nil {
+		return 0, err
+	}
+	return aw.w.Size(), nil
+}

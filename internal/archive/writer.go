@@ -1,0 +1,182 @@
+package archive
+
+import (
+	"bufio"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"strings"
+)
+
+// File is what a Writer writes to: an *os.File, or anything else that can
+// be synced.
+type File interface {
+	io.Writer
+	Sync() error
+}
+
+// idSeq is an activity ID as the index stores it.
+type idSeq struct {
+	ns  int64
+	seq uint64
+}
+
+// Writer writes one archive file from the activities of a window, given
+// newest first. The number of activities is known up front, so each gets
+// its final ordinal (ascending ID order) as it arrives.
+type Writer struct {
+	blockBytes int // record bytes at which a block is closed
+	f          File
+	bw         *bufio.Writer
+	off        int64
+	name       string
+	window     int64
+	width      int64
+	n, j       int
+
+	local [NumFields]map[string]uint32
+	vals  [NumFields][]string
+	ords  [NumFields][][]uint32 // per value number, ordinals descending
+	ids   []idSeq               // newest first
+
+	bb     BlockBuilder
+	raw    []byte
+	comp   []byte
+	frames [][]byte
+	cuts   []int
+	blocks []Section
+	first  int
+}
+
+// NewWriter starts the archive of window (of width nanoseconds) holding n
+// activities, named name in errors, and writes its header to f. A block is
+// closed once it holds blockBytes of records (BlockBuilder.Size).
+func NewWriter(f File, name string, window, width int64, n, blockBytes int) (*Writer, error) {
+	w := &Writer{f: f, bw: bufio.NewWriterSize(f, 1<<20), name: name, window: window, width: width, n: n, blockBytes: blockBytes}
+	for f := range w.local {
+		w.local[f] = map[string]uint32{}
+	}
+	w.ids = make([]idSeq, 0, n)
+	var hdr [HeaderSize]byte
+	copy(hdr[:], magic)
+	binary.BigEndian.PutUint16(hdr[8:], Format)
+	if _, err := w.bw.Write(hdr[:]); err != nil {
+		return nil, err
+	}
+	w.off = HeaderSize
+	return w, nil
+}
+
+// Add appends the next activity: its ID as unix nanoseconds and sequence
+// number, which must order below the previous activity's, its labels in
+// FieldNames order, its API call and its details. It keeps none of them;
+// the caller checks that the ID lies in the window.
+func (w *Writer) Add(ns int64, seq uint64, labels [NumFields]string, apicall string, details []byte) error {
+	if w.j >= w.n {
+		return fmt.Errorf("archive %s: more than the %d activities expected", w.name, w.n)
+	}
+	if p := len(w.ids) - 1; ns < 0 || (p >= 0 && (ns > w.ids[p].ns || ns == w.ids[p].ns && seq >= w.ids[p].seq)) {
+		return fmt.Errorf("archive %s: activity (%d, %d) out of order", w.name, ns, seq)
+	}
+	o := uint32(w.n - 1 - w.j)
+	w.j++
+	w.ids = append(w.ids, idSeq{ns, seq})
+	for f, l := range labels {
+		v, ok := w.local[f][l]
+		if !ok {
+			l = strings.Clone(l) // l may alias an iterator's buffer
+			v = uint32(len(w.vals[f]))
+			w.local[f][l] = v
+			w.vals[f] = append(w.vals[f], l)
+			w.ords[f] = append(w.ords[f], nil)
+		}
+		w.ords[f][v] = append(w.ords[f][v], o)
+	}
+	w.bb.Add(apicall, details)
+	if w.bb.bytes >= w.blockBytes {
+		return w.flushBlock()
+	}
+	return nil
+}
+
+// Values returns the distinct values of field f added so far, by value
+// number. The slice is the writer's own: changing it changes what Finish
+// writes, which tests use to write damaged files.
+func (w *Writer) Values(f int) []string { return w.vals[f] }
+
+// Size returns the bytes written so far: the file size once Finish returns.
+func (w *Writer) Size() int64 { return w.off }
+
+// writeSection compresses raw, writes it and returns where it went.
+func (w *Writer) writeSection(raw []byte, cuts []int) (Section, error) {
+	w.comp = CompressParts(w.comp[:0], raw, cuts, &w.frames)
+	s := Section{Off: w.off, CLen: uint64(len(w.comp)), RLen: uint64(len(raw)), CRC: crc32.Checksum(w.comp, crcTable)}
+	if _, err := w.bw.Write(w.comp); err != nil {
+		return s, err
+	}
+	w.off += int64(len(w.comp))
+	return s, nil
+}
+
+func (w *Writer) flushBlock() error {
+	if w.bb.count == 0 {
+		return nil
+	}
+	w.raw = w.bb.Encode(w.raw[:0])
+	s, err := w.writeSection(w.raw, w.bb.cuts)
+	if err != nil {
+		return err
+	}
+	s.First, s.Count = w.first, w.bb.count
+	w.first += w.bb.count
+	w.blocks = append(w.blocks, s)
+	w.bb.Reset()
+	return nil
+}
+
+// Finish writes the last block, the index section and the footer, and
+// syncs the file.
+func (w *Writer) Finish() error {
+	if w.j != w.n {
+		return fmt.Errorf("archive %s: got %d of %d activities", w.name, w.j, w.n)
+	}
+	if err := w.flushBlock(); err != nil {
+		return err
+	}
+	w.cuts = w.cuts[:0]
+	w.raw = appendIndex(w.raw[:0], w.ids, &w.vals, &w.ords, &w.cuts)
+	ix, err := w.writeSection(w.raw, w.cuts)
+	if err != nil {
+		return err
+	}
+	// Footer.
+	ft := []byte{Format}
+	ft = binary.AppendUvarint(ft, uint64(w.window))
+	ft = binary.AppendUvarint(ft, uint64(w.width))
+	ft = binary.AppendUvarint(ft, uint64(w.n))
+	appendSection := func(b []byte, s Section) []byte {
+		b = binary.AppendUvarint(b, s.CLen)
+		b = binary.AppendUvarint(b, s.RLen)
+		return binary.BigEndian.AppendUint32(b, s.CRC)
+	}
+	ft = appendSection(ft, ix)
+	ft = binary.AppendUvarint(ft, uint64(len(w.blocks)))
+	for _, b := range w.blocks {
+		ft = binary.AppendUvarint(ft, uint64(b.Count))
+		ft = appendSection(ft, b)
+	}
+	ft = binary.BigEndian.AppendUint32(ft, crc32.Checksum(ft, crcTable))
+	body := len(ft) - 4
+	// Trailer: CRC (already appended), footer length, magic.
+	ft = binary.BigEndian.AppendUint32(ft, uint32(body))
+	ft = append(ft, magic...)
+	if _, err := w.bw.Write(ft); err != nil {
+		return err
+	}
+	w.off += int64(len(ft))
+	if err := w.bw.Flush(); err != nil {
+		return err
+	}
+	return w.f.Sync()
+}
