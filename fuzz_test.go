@@ -67,7 +67,7 @@ func FuzzDecodeSealed(f *testing.F) {
 			b = appendCRC(append([]byte(nil), b[:len(b)-4]...))
 		}
 		if got, err := decodeDescriptor(w, width, b); err == nil {
-			if got.n <= 0 || len(got.firsts) != (got.n+chunkIDs-1)/chunkIDs {
+			if got.n <= 0 || len(got.firsts) != (got.n+got.chunk-1)/got.chunk {
 				t.Fatalf("descriptor of %d activities with %d chunks", got.n, len(got.firsts))
 			}
 			for i := 1; i < len(got.firsts); i++ {

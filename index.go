@@ -157,49 +157,36 @@ func (fs *filterSet) resolve(dicts *[numFields]dict) {
 // bitmaps: read it only under seg.mu and never change it. The caller holds
 // seg.mu.
 func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
-	n := uint32(len(seg.ids))
-	if !fs.any {
-		return ordSet{n: n}, n > 0
-	}
-	var per [numFields]*roaring.Bitmap
-	for f := range numFields {
-		vs := fs.vals[f]
-		if vs == nil {
-			continue
-		}
-		var buf [8]*roaring.Bitmap
-		list := buf[:0]
-		for _, v := range vs {
-			if bm := seg.bms[f][v]; bm != nil {
-				list = append(list, bm)
-			}
-		}
-		bm, ok := combine(list)
-		if !ok {
-			return ordSet{}, false
-		}
-		per[f] = bm
-	}
-	return intersect(&per, n)
+	c, ok, _ := fs.pick(uint32(len(seg.ids)),
+		func(f field) int { return len(fs.vals[f]) },
+		func(f field, i int) (*roaring.Bitmap, error) { return seg.bms[f][fs.vals[f][i]], nil })
+	return c, ok
 }
 
 // sealedCandidates is candidates for a sealed segment: it reads the bitmaps
 // of the filter values, by value, through the cache.
 func (fs *filterSet) sealedCandidates(s *Store, sl *sealedSeg) (ordSet, bool, error) {
-	n := uint32(sl.n)
+	return fs.pick(uint32(sl.n),
+		func(f field) int { return len(fs.strs[f]) },
+		func(f field, i int) (*roaring.Bitmap, error) { return s.sealedBitmap(sl, f, fs.strs[f][i]) })
+}
+
+// pick returns the ordinals below n that pass the filters: per filtered
+// field the union of the bitmaps of its values (values(f) of them, the i-th
+// from bitmap, nil when absent), intersected across fields.
+func (fs *filterSet) pick(n uint32, values func(f field) int, bitmap func(f field, i int) (*roaring.Bitmap, error)) (ordSet, bool, error) {
 	if !fs.any {
 		return ordSet{n: n}, n > 0, nil
 	}
 	var per [numFields]*roaring.Bitmap
 	for f := range numFields {
-		vs := fs.strs[f]
-		if vs == nil {
+		if fs.strs[f] == nil {
 			continue
 		}
 		var buf [8]*roaring.Bitmap
 		list := buf[:0]
-		for _, v := range vs {
-			bm, err := s.sealedBitmap(sl, f, v)
+		for i := range values(f) {
+			bm, err := bitmap(f, i)
 			if err != nil {
 				return ordSet{}, false, err
 			}

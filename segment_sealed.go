@@ -26,13 +26,15 @@ import (
 //	            serialized bitmap bytes per field, then the first ID of
 //	            every chunk and the last ID (16 bytes each), CRC-32C
 //	bitmap:     roaring portable serialization of the ordinals, CRC-32C
-//	ID chunk:   up to chunkIDs IDs of 16 bytes, ascending, CRC-32C
+//	ID chunk:   up to chunk IDs of 16 bytes, ascending, CRC-32C
 //
 // Ordinals of a sealed segment are in ID order, so ordinal o is the o-th ID
 // of the column and no ordinal is late.
 const sealedVersion = 2
 
-// chunkIDs is how many IDs one chunk of a sealed ID column holds (16 KiB).
+// chunkIDs is how many IDs one chunk of a sealed ID column holds (16 KiB)
+// in the segments this version seals; a descriptor says what its segment
+// used, from 64 to 65536.
 const chunkIDs = 1024
 
 // sealedSeg is the descriptor of a sealed segment.
@@ -40,6 +42,7 @@ type sealedSeg struct {
 	window int64
 	gen    uint64 // in the keys of its bitmaps and chunks
 	n      int
+	chunk  int               // IDs per chunk of the ID column
 	firsts []ID              // first ID of each chunk
 	last   ID                // the newest ID
 	bytes  [numFields]uint64 // serialized bitmap bytes per field
@@ -67,7 +70,7 @@ func (sl *sealedSeg) encode() []byte {
 	b := []byte{sealedVersion}
 	b = binary.AppendUvarint(b, sl.gen)
 	b = binary.AppendUvarint(b, uint64(sl.n))
-	b = binary.AppendUvarint(b, chunkIDs)
+	b = binary.AppendUvarint(b, uint64(sl.chunk))
 	for _, x := range sl.bytes {
 		b = binary.AppendUvarint(b, x)
 	}
@@ -92,11 +95,11 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 	for f := range sl.bytes {
 		sl.bytes[f] = d.Uvarint()
 	}
-	if d.Err != nil || ver != sealedVersion || per != chunkIDs || n == 0 || n >= 1<<32 {
+	if d.Err != nil || ver != sealedVersion || per < 64 || per > 1<<16 || n == 0 || n >= 1<<32 {
 		return nil, corruptf(sl.where(), "descriptor: malformed")
 	}
-	sl.n = int(n)
-	nc := (sl.n + chunkIDs - 1) / chunkIDs
+	sl.n, sl.chunk = int(n), int(per)
+	nc := (sl.n + sl.chunk - 1) / sl.chunk
 	if len(d.B) != 16*(nc+1) {
 		return nil, corruptf(sl.where(), "descriptor: %d bytes of IDs for %d chunks", len(d.B), nc)
 	}
@@ -131,10 +134,10 @@ func (seg *segment) persist(gen uint64, dicts *[numFields]dict, set func(k, v []
 	if len(seg.ids) == 0 {
 		return nil, fmt.Errorf("activitystore: segment %d is empty", seg.window)
 	}
-	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), last: seg.ids[len(seg.ids)-1]}
+	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), chunk: chunkIDs, last: seg.ids[len(seg.ids)-1]}
 	var k, v []byte
-	for c := 0; c*chunkIDs < len(seg.ids); c++ {
-		ids := seg.ids[c*chunkIDs : min((c+1)*chunkIDs, len(seg.ids))]
+	for c := 0; c*sl.chunk < len(seg.ids); c++ {
+		ids := seg.ids[c*sl.chunk : min((c+1)*sl.chunk, len(seg.ids))]
 		sl.firsts = append(sl.firsts, ids[0])
 		v = v[:0]
 		for _, id := range ids {
@@ -198,7 +201,7 @@ func (s *Store) idChunkRaw(sl *sealedSeg, c int) ([]ID, error) {
 	defer c2.Close()
 	s.loads.Add(1)
 	body, ok := checkCRC(raw)
-	want := min(chunkIDs, sl.n-c*chunkIDs)
+	want := min(sl.chunk, sl.n-c*sl.chunk)
 	if !ok || len(body) != 16*want {
 		return nil, corruptf(sl.where(), "ID chunk %d: bad checksum or length", c)
 	}
@@ -218,11 +221,11 @@ func (s *Store) idChunkRaw(sl *sealedSeg, c int) ([]ID, error) {
 
 // idAt returns the ID of ordinal o of sl.
 func (s *Store) idAt(sl *sealedSeg, o int) (ID, error) {
-	ids, err := s.idChunk(sl, o/chunkIDs)
+	ids, err := s.idChunk(sl, o/sl.chunk)
 	if err != nil {
 		return ID{}, err
 	}
-	return ids[o%chunkIDs], nil
+	return ids[o%sl.chunk], nil
 }
 
 // sealedBound returns the first ordinal of sl whose ID is >= x.
@@ -238,7 +241,7 @@ func (s *Store) sealedBound(sl *sealedSeg, x ID) (uint32, error) {
 	if err != nil {
 		return 0, err
 	}
-	return uint32(c*chunkIDs + sort.Search(len(ids), func(i int) bool { return ids[i].Compare(x) >= 0 })), nil
+	return uint32(c*sl.chunk + sort.Search(len(ids), func(i int) bool { return ids[i].Compare(x) >= 0 })), nil
 }
 
 // sealedBitmap returns the bitmap of value v of field f in sl, nil when no

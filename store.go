@@ -14,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
 
 	"github.com/activitystore/activitystore/internal/lru"
@@ -330,38 +331,109 @@ func (s *Store) windowIDs(w int64) (ID, ID) {
 	return idFloor(w * s.width), idFloor(end)
 }
 
-// rebuild indexes window w from its records, oldest first, so the result is
-// sorted.
+// rebuild indexes window w from its records. It reads the two halves of
+// the window in parallel, each with a forward scan (newest first), and
+// builds each bitmap in one call, so that a crash costs little at the next
+// Open even when the window is large.
 func (s *Store) rebuild(w int64) (*segment, error) {
 	lo, hi := s.windowIDs(w)
+	mid := idFloor(lo.UnixNano() + (hi.UnixNano()-lo.UnixNano())/2)
+	if hi == maxID || mid.Compare(lo) <= 0 {
+		mid = lo
+	}
+	type half struct {
+		ids  []ID
+		vals [][numFields]uint32
+		err  error
+	}
+	var halves [2]half // newer, older
+	var wg sync.WaitGroup
+	for k, r := range [2][2]ID{{mid, hi}, {lo, mid}} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			h := &halves[k]
+			h.ids, h.vals, h.err = s.scanLabels(r[0], r[1])
+		}()
+	}
+	wg.Wait()
+	for _, h := range halves {
+		if h.err != nil {
+			return nil, h.err
+		}
+	}
+	n := len(halves[0].ids) + len(halves[1].ids)
+	seg := newSegment(w)
+	seg.ids = make([]ID, 0, n)
+	col := make([]uint32, 0, n*int(numFields))
+	// Oldest first: the older half, then the newer, each scanned newest first.
+	for _, h := range []half{halves[1], halves[0]} {
+		for i := len(h.ids) - 1; i >= 0; i-- {
+			seg.ids = append(seg.ids, h.ids[i])
+			col = append(col, h.vals[i][:]...)
+		}
+	}
+	for f := range numFields {
+		buildBitmaps(seg.bms[f], col, int(f), n)
+	}
+	s.rebuilt.Add(1)
+	s.rebuiltActs.Add(int64(n))
+	return seg, nil
+}
+
+// scanLabels reads the records with IDs in [lo, hi), newest first, and
+// returns their IDs and label value numbers.
+func (s *Store) scanLabels(lo, hi ID) ([]ID, [][numFields]uint32, error) {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: recordKey(nil, hi), UpperBound: recordKey(nil, lo)})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer it.Close()
-	seg := newSegment(w)
+	var ids []ID
+	var vals [][numFields]uint32
 	var a Activity
-	for it.Last(); it.Valid(); it.Prev() {
+	for it.First(); it.Valid(); it.Next() {
 		id, ok := keyID(it.Key())
 		if !ok || !id.valid() {
-			return nil, corruptf(fmt.Sprintf("record key %x", it.Key()), "not an activity ID")
+			return nil, nil, corruptf(fmt.Sprintf("record key %x", it.Key()), "not an activity ID")
 		}
 		v, err := it.ValueAndErr()
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if err := decodeRecord(id, v, &a); err != nil {
-			return nil, corruptf("record "+id.String(), "%v", err)
+			return nil, nil, corruptf("record "+id.String(), "%v", err)
 		}
-		var vals [numFields]uint32
+		var vs [numFields]uint32
 		for f, l := range a.labels() {
-			vals[f] = s.dicts[f].intern(l)
+			vs[f] = s.dicts[f].intern(l)
 		}
-		seg.add(id, &vals)
+		ids = append(ids, id)
+		vals = append(vals, vs)
 	}
-	s.rebuilt.Add(1)
-	s.rebuiltActs.Add(int64(seg.len()))
-	return seg, it.Error()
+	return ids, vals, it.Error()
+}
+
+// buildBitmaps fills bms with a bitmap per value of field f, from col, the
+// label value numbers of n ordinals, numFields per ordinal.
+func buildBitmaps(bms map[uint32]*roaring.Bitmap, col []uint32, f, n int) {
+	counts := map[uint32]int{}
+	for o := range n {
+		counts[col[o*int(numFields)+f]]++
+	}
+	lists := make(map[uint32][]uint32, len(counts))
+	for v, c := range counts {
+		lists[v] = make([]uint32, 0, c)
+	}
+	for o := range n {
+		v := col[o*int(numFields)+f]
+		lists[v] = append(lists[v], uint32(o))
+	}
+	for v, ords := range lists {
+		bm := roaring.New()
+		bm.AddMany(ords)
+		bms[v] = bm
+	}
 }
 
 // span is one window with data: its segment in pebble (open, or sealed),
