@@ -148,6 +148,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	b.DeleteRange(recordKey(nil, hi), recordKey(nil, lo), nil)
 	b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)
 	b.Delete(windowKey(prefixDescriptor, w), nil)
+	b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
 	b.Delete(windowKey(prefixDirty, w), nil)
 	err = b.Commit(pebble.Sync)
 	if err == nil {

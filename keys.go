@@ -19,6 +19,8 @@ import (
 // gen (uint64) is a sequence number taken at each seal: a reader that holds
 // an older descriptor finds its keys gone instead of reading the new ones.
 //
+//	'n' window seq               -> IDs of one append batch in the window since its
+//	                                segment was last written (sealed or checkpointed)
 //	'a' window                   -> record of the window's archive file
 //	'm' name                     -> store metadata
 const (
@@ -26,6 +28,7 @@ const (
 	prefixDirty      = 'd'
 	prefixDescriptor = 'h'
 	prefixSegment    = 's'
+	prefixLog        = 'n'
 	prefixArchive    = 'a'
 	prefixMeta       = 'm'
 )
@@ -87,6 +90,12 @@ func chunkKey(dst []byte, w int64, gen uint64, c int) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, gen)
 	dst = append(dst, partIDs)
 	return binary.BigEndian.AppendUint32(dst, uint32(c))
+}
+
+// logKey returns the key of the append log entry of window w whose first
+// activity has sequence number seq.
+func logKey(w int64, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(windowKey(prefixLog, w), seq)
 }
 
 // prefixEnd returns the smallest key above every key that starts with p.

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 )
 
 // Options configure a Store. The zero value (or nil) gives the defaults;
@@ -87,6 +88,7 @@ type Options struct {
 	lateMin    int               // late ordinals that trigger a renumber at least; default 1024
 	blockBytes int               // record bytes at which an archive block is closed; default 256 KiB
 	hook       func(step string) // called at each step of moving a segment into an archive
+	checkpoint int               // logged activities after which an open segment is written; default 65536
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -148,6 +150,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.blockBytes == 0 {
 		c.blockBytes = 256 << 10
 	}
+	if c.checkpoint == 0 {
+		c.checkpoint = 1 << 16
+	}
 	if c.Logger == nil {
 		c.Logger = quietLogger{}
 	}
@@ -166,6 +171,9 @@ func (o *Options) pebbleOptions() *pebble.Options {
 		Logger:                      o.Logger,
 	}
 	po.CompactionConcurrencyRange = func() (int, int) { return 1, 2 }
+	// Bloom filters: a read of a sealed segment looks up one key per filter
+	// value, and most light users are absent from most windows.
+	po.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	return po
 }
 

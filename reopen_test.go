@@ -228,3 +228,77 @@ func TestUpgradeFormat1(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, uint64(storeFormat), format)
 }
+
+// TestRecoverFromCheckpoint checks the crash recovery of an open window
+// that was checkpointed: its written form plus the records its append log
+// names give the same index as the one in memory, reading only those
+// records.
+func TestRecoverFromCheckpoint(t *testing.T) {
+	ctx := context.Background()
+	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour, checkpoint: 10})
+	clock.Set(testBase.Add(30 * time.Minute)) // the window of testBase is open
+	at := func(i int) time.Time { return testBase.Add(time.Duration(i) * time.Second) }
+	var first []Activity
+	for i := range 30 {
+		first = append(first, act(fmt.Sprintf("t%d", i%3), fmt.Sprintf("u%d", i%4), at(2*i)))
+	}
+	mustAppend(t, s, first...)
+	require.NoError(t, s.sealDue(ctx)) // 30 logged >= 10: a checkpoint
+	w := testBase.UnixNano() / int64(time.Hour)
+	v, c, err := s.db.Get(windowKey(prefixDescriptor, w))
+	require.NoError(t, err)
+	sl, err := decodeDescriptor(w, int64(time.Hour), v)
+	require.NoError(t, err)
+	c.Close()
+	require.Equal(t, 30, sl.n)
+	st, _ := s.Stats(ctx)
+	require.Equal(t, 1, st.OpenSegments, "a checkpoint keeps the window open")
+
+	// More appends, some between the written ones (late).
+	var more []Activity
+	for i := range 15 {
+		more = append(more, act("t9", "u9", at(2*i+1)))
+	}
+	mustAppend(t, s, more...)
+	before := s.rebuiltActs.Load()
+	rec, err := s.recover(w, sl)
+	require.NoError(t, err)
+	assert.Equal(t, int64(15), s.rebuiltActs.Load()-before, "only the logged records are read")
+
+	s.mu.RLock()
+	live := s.segs[w]
+	s.mu.RUnlock()
+	members := func(seg *segment) map[string][]ID {
+		out := map[string][]ID{}
+		for f := range numFields {
+			for vn, bm := range seg.bms[f] {
+				var ids []ID
+				for _, o := range bm.ToArray() {
+					ids = append(ids, seg.ids[o])
+				}
+				slices.SortFunc(ids, ID.Compare)
+				out[fmt.Sprintf("%s=%s", field(f), s.dicts[f].value(vn))] = ids
+			}
+		}
+		return out
+	}
+	sortedIDs := func(seg *segment) []ID {
+		ids := slices.Clone(seg.ids)
+		slices.SortFunc(ids, ID.Compare)
+		return ids
+	}
+	live.mu.RLock()
+	defer live.mu.RUnlock()
+	assert.Equal(t, sortedIDs(live), sortedIDs(rec))
+	assert.Equal(t, members(live), members(rec))
+
+	// A log that names a record that is gone makes recovery read every
+	// record of the window instead.
+	gone := makeID(at(100).UnixNano(), 1<<40)
+	require.NoError(t, s.db.Set(logKey(w, 1<<40), appendCRC(gone[:]), pebble.Sync))
+	before = s.rebuiltActs.Load()
+	rec, err = s.recover(w, sl)
+	require.NoError(t, err)
+	assert.Equal(t, int64(45), s.rebuiltActs.Load()-before)
+	assert.Equal(t, sortedIDs(live), sortedIDs(rec))
+}

@@ -65,6 +65,7 @@ func (s *Store) dropBefore(ctx context.Context, t time.Time) error {
 		b.DeleteRange(recordKey(nil, hi), recordKey(nil, lo), nil)
 		b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)
 		b.Delete(windowKey(prefixDescriptor, w), nil)
+		b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
 		b.Delete(windowKey(prefixDirty, w), nil)
 	}
 	for _, a := range arcs {

@@ -33,6 +33,9 @@ type segment struct {
 
 	// sealed is set while the persisted index in pebble is this one.
 	sealed bool
+	// logged counts the activities added since the segment was last
+	// written to pebble, which the append log holds.
+	logged int
 }
 
 func newSegment(window int64) *segment {
@@ -81,6 +84,7 @@ func (s *segment) add(id ID, vals *[numFields]uint32) {
 		bm.Add(o)
 	}
 	s.sealed = false
+	s.logged++
 }
 
 // bound returns the first in-order ordinal whose ID is >= x: in-order

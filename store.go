@@ -233,11 +233,15 @@ func (s *Store) load() error {
 	if err != nil {
 		return err
 	}
+	written := map[int64]*sealedSeg{} // descriptors of dirty windows
 	err = s.scanWindows(prefixDescriptor, func(w int64, v []byte) error {
+		sl, err := decodeDescriptor(w, s.width, v)
 		if dirty[w] {
+			if err == nil {
+				written[w] = sl
+			}
 			return nil
 		}
-		sl, err := decodeDescriptor(w, s.width, v)
 		if err != nil {
 			// Rebuild it from its records, and mark it so a crash before
 			// its next seal rebuilds it again.
@@ -253,7 +257,7 @@ func (s *Store) load() error {
 		return err
 	}
 	for w := range dirty {
-		seg, err := s.rebuild(w)
+		seg, err := s.recover(w, written[w])
 		if err != nil {
 			return err
 		}
@@ -329,6 +333,83 @@ func (s *Store) windowIDs(w int64) (ID, ID) {
 		return idFloor(w * s.width), maxID
 	}
 	return idFloor(w * s.width), idFloor(end)
+}
+
+// recover rebuilds the segment of dirty window w: from its last written
+// form sl and the records its append log names when it can, else from all
+// its records.
+func (s *Store) recover(w int64, sl *sealedSeg) (*segment, error) {
+	if sl != nil {
+		seg, err := s.loadSealed(sl, &s.dicts)
+		var n int
+		if err == nil {
+			n, err = s.applyLog(seg)
+		}
+		if err == nil {
+			if len(seg.lateByID) > s.lateLimit(seg.len()) {
+				seg = seg.sorted()
+			}
+			seg.sealed = false // its dirty mark stays until the next seal
+			seg.logged = n
+			s.rebuilt.Add(1)
+			s.rebuiltActs.Add(int64(n))
+			return seg, nil
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			return nil, err
+		}
+		s.opts.Logger.Errorf("activitystore: segment %d: %v; rebuilding it from its records", w, err)
+	}
+	return s.rebuild(w)
+}
+
+// applyLog adds to seg, the last written form of its window, the
+// activities of the window's append log, and returns how many.
+func (s *Store) applyLog(seg *segment) (int, error) {
+	w := seg.window
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: windowKey(prefixLog, w), UpperBound: windowKey(prefixLog, w+1)})
+	if err != nil {
+		return 0, err
+	}
+	var ids []ID
+	for it.First(); it.Valid(); it.Next() {
+		body, ok := checkCRC(it.Value())
+		if !ok || len(body)%16 != 0 {
+			it.Close()
+			return 0, corruptf(fmt.Sprintf("append log of segment %d", w), "bad checksum or length")
+		}
+		for i := 0; i < len(body); i += 16 {
+			var id ID
+			copy(id[:], body[i:])
+			if id.UnixNano()/s.width != w || !id.valid() {
+				it.Close()
+				return 0, corruptf(fmt.Sprintf("append log of segment %d", w), "ID %s is not of the window", id)
+			}
+			if seg.find(id) < 0 {
+				ids = append(ids, id)
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return b.Compare(a) })
+	ids = slices.Compact(ids)
+	acts := make([]Activity, len(ids))
+	if err := s.fetchPebble(ids, acts); err != nil {
+		return 0, err
+	}
+	for i := len(acts) - 1; i >= 0; i-- { // oldest first
+		var vals [numFields]uint32
+		for f, l := range acts[i].labels() {
+			vals[f] = s.dicts[f].intern(l)
+		}
+		seg.add(acts[i].ID, &vals)
+	}
+	return len(ids), nil
 }
 
 // rebuild indexes window w from its records. It reads the two halves of

@@ -129,8 +129,18 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 	vals := make([][numFields]uint32, len(acts))
 	b := s.db.NewBatchWithSize(len(acts) * 64)
 	defer b.Close()
-	var kbuf, vbuf []byte
+	var kbuf, vbuf, lbuf []byte
 	var windows []int64 // distinct windows of the batch, in batch order
+	// logRun writes the append log entry of the run of activities from
+	// ids[start:end], all in one window.
+	logRun := func(start, end int) error {
+		lbuf = lbuf[:0]
+		for _, id := range ids[start:end] {
+			lbuf = append(lbuf, id[:]...)
+		}
+		return b.Set(logKey(ids[start].UnixNano()/s.width, first+uint64(start)), appendCRC(lbuf), nil)
+	}
+	runStart := 0
 	for i := range acts {
 		a := &acts[i]
 		ns := nowNS
@@ -145,6 +155,12 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 			return nil, err
 		}
 		if w := id.UnixNano() / s.width; len(windows) == 0 || windows[len(windows)-1] != w {
+			if i > 0 {
+				if err := logRun(runStart, i); err != nil {
+					return nil, err
+				}
+				runStart = i
+			}
 			windows = append(windows, w)
 			if err := b.Set(windowKey(prefixDirty, w), nil, nil); err != nil {
 				return nil, err
@@ -153,6 +169,9 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 		for f, l := range a.labels() {
 			vals[i][f] = s.dicts[f].intern(l)
 		}
+	}
+	if err := logRun(runStart, len(acts)); err != nil {
+		return nil, err
 	}
 	s.sealMu.RLock()
 	// Open the windows first: loading a sealed one reads pebble, which

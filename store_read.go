@@ -165,16 +165,20 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 			top = int64(o)
 		}
 	}
+	var chunk []ID // the ID chunk of the last match; matches are often in the same
+	ci := -1
 	for ; want > 0 && top >= int64(oLo); want-- {
 		o := c.prev(uint32(top))
 		if o < int64(oLo) {
 			break
 		}
-		id, err := s.idAt(sl, int(o))
-		if err != nil {
-			return nil, err
+		if k := int(o) / sl.chunk; k != ci {
+			if chunk, err = s.idChunk(sl, k); err != nil {
+				return nil, err
+			}
+			ci = k
 		}
-		dst = append(dst, hit{id, nil})
+		dst = append(dst, hit{chunk[int(o)%sl.chunk], nil})
 		top = o - 1
 	}
 	return dst, nil

@@ -20,11 +20,17 @@ func (s *Store) sealDue(ctx context.Context) error {
 		}
 		sp.hot.mu.RLock()
 		due := !sp.hot.sealed && (sp.window+1)*s.width <= cutoff
+		logged := sp.hot.logged
 		sp.hot.mu.RUnlock()
-		if due {
-			if err := s.seal(sp.window); err != nil {
-				return err
-			}
+		var err error
+		switch {
+		case due:
+			err = s.seal(sp.window)
+		case logged >= s.opts.checkpoint:
+			err = s.checkpoint(sp.window)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -44,9 +50,17 @@ func (s *Store) sealAll() error {
 }
 
 // seal writes the open segment of window w, sorted, in its sealed form and
-// clears the window's dirty mark, in one pebble batch, and then drops the
-// segment from memory: later reads load what they need of it.
-func (s *Store) seal(w int64) error {
+// clears the window's dirty mark and append log, in one pebble batch, and
+// then drops the segment from memory: later reads load what they need of it.
+func (s *Store) seal(w int64) error { return s.write(w, true) }
+
+// checkpoint writes the open segment of window w in its sealed form and
+// clears its append log, but keeps it open and marked dirty: after a crash,
+// Open loads the written form and reads only the records the log names.
+func (s *Store) checkpoint(w int64) error { return s.write(w, false) }
+
+// write is seal (drop) or checkpoint (!drop).
+func (s *Store) write(w int64, drop bool) error {
 	s.sealMu.Lock()
 	defer s.sealMu.Unlock()
 	s.mu.RLock()
@@ -58,7 +72,10 @@ func (s *Store) seal(w int64) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)
-	b.Delete(windowKey(prefixDirty, w), nil)
+	b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
+	if drop {
+		b.Delete(windowKey(prefixDirty, w), nil)
+	}
 	var sl *sealedSeg
 	seg.mu.RLock()
 	n := seg.len()
@@ -86,14 +103,28 @@ func (s *Store) seal(w int64) error {
 		b.Delete(windowKey(prefixDescriptor, w), nil)
 	}
 	if err := b.Commit(pebble.Sync); err != nil {
-		return fmt.Errorf("activitystore: cannot seal segment %d: %w", w, err)
+		if drop {
+			return fmt.Errorf("activitystore: cannot seal segment %d: %w", w, err)
+		}
+		return fmt.Errorf("activitystore: cannot checkpoint segment %d: %w", w, err)
 	}
 	s.mu.Lock()
-	delete(s.segs, w)
-	if sl != nil {
-		s.sealed[w] = sl
+	defer s.mu.Unlock()
+	if drop {
+		delete(s.segs, w)
+		if sl != nil {
+			s.sealed[w] = sl
+		}
+	} else {
+		out.logged = 0
+		if out != seg {
+			s.segs[w] = out
+		} else {
+			seg.mu.Lock()
+			seg.logged = 0
+			seg.mu.Unlock()
+		}
 	}
 	s.reorder()
-	s.mu.Unlock()
 	return nil
 }

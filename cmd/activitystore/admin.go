@@ -107,7 +107,7 @@ func writeStats(w io.Writer, st activitystore.Stats) error {
 	size("id column bytes", st.IDColumnBytes)
 	size("cache bytes", st.CacheBytes)
 	size("cache limit", st.CacheLimit)
-	rows = append(rows, row{"distinct values", "", ""})
+	rows = append(rows, row{"distinct values in memory", "", ""})
 	for _, f := range activitystore.Fields {
 		line("  "+f, st.Values[f])
 	}
