@@ -82,9 +82,8 @@
 // # Memory and open time
 //
 // Open reads one descriptor per sealed segment and per archive, never an
-// index or a record of a cleanly closed store; after a crash it rebuilds,
-// from their records, only the windows the crash left with unsealed
-// activities (Stats.RebuiltActivities). The store's memory is then the open
+// index or a record of a cleanly closed store; after a crash it rebuilds
+// only the windows the crash left with unsealed activities (see below). The store's memory is then the open
 // segments (Stats.OpenBytes: the windows still taking appends, about 25
 // bytes per activity) plus the cache of sealed and archived data
 // (Stats.CacheBytes, at most Options.CacheBytes), plus pebble's block cache
@@ -116,14 +115,20 @@
 //
 // # Durability and crashes
 //
-// Records are the truth. Every append batch writes its records and a dirty
-// mark for each window it touches in one pebble batch, synced unless
-// Options.NoSync is set; concurrent Appends share pebble's WAL syncs. The
-// in-memory index is updated only after the batch is durable, so no query
-// shows an activity a crash could take back. Open rebuilds only the segments
-// of dirty windows from their records; a sealed index that fails its
-// checksums or checks, at Open or when a read loads it, is rebuilt from the
-// records too and the read runs again (Stats.RepairedSegments counts them).
+// Records are the truth. Every append batch writes its records, a dirty
+// mark for each window it touches and, per window, the list of its IDs (the
+// append log) in one pebble batch, synced unless Options.NoSync is set;
+// concurrent Appends share pebble's WAL syncs. The in-memory index is
+// updated only after the batch is durable, so no query shows an activity a
+// crash could take back. An open segment that has taken 65536 appends since
+// it was last written is checkpointed by the background sealer: written in
+// its sealed form, with its append log cleared, in one batch, and kept open.
+// After a crash, Open rebuilds only the dirty windows: from their last
+// written form plus the records their append log names, or, for a window
+// never written, from all its records (Stats.RebuiltActivities counts the
+// records read). A sealed index that fails its checksums or checks, at Open
+// or when a read loads it, is rebuilt from the records and the read runs
+// again (Stats.RepairedSegments counts them).
 //
 // # Caveats
 //
