@@ -155,7 +155,7 @@ func (r *results) print(w io.Writer) {
 	}
 	if len(r.Disk) > 0 {
 		fmt.Fprintf(w, "\nSIZE, bytes per activity on disk: %s %.0f, %s %.0f, %s %.0f\n", sysOurs, r.Disk[sysOurs], sysPebble, r.Disk[sysPebble], sysSQLite, r.Disk[sysSQLite])
-		fmt.Fprintf(w, "index bytes per activity (in memory, hot segments):")
+		fmt.Fprintf(w, "index bytes per activity (bitmaps of the segments in pebble):")
 		all := 0.0
 		for _, f := range []string{"type", "user_id", "module", "action", "resource"} {
 			fmt.Fprintf(w, " %s %.2f", f, r.Index[f])
