@@ -32,9 +32,7 @@ func TestCleanReopenReadsNoRecords(t *testing.T) {
 	before := snapshotQueries(t, s)
 	require.NoError(t, s.Close())
 
-	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
-	require.NoError(t, err)
-	defer s.Close()
+	s = reopenTest(t, dir, &Options{Now: clock.Now})
 	st, err = s.Stats(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 0, st.RebuiltSegments)
@@ -89,9 +87,7 @@ func TestSealedSegmentsCacheBound(t *testing.T) {
 	}
 	require.NoError(t, s.Close())
 
-	s, err := Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour, CacheBytes: limit})
-	require.NoError(t, err)
-	defer s.Close()
+	s = reopenTest(t, dir, &Options{Now: clock.Now, CacheBytes: limit})
 	for round := range 2 {
 		assert.Equal(t, before, snapshotQueries(t, s), "round %d", round)
 		for u := range 40 {
@@ -166,9 +162,7 @@ func TestAppendIntoSealedWindow(t *testing.T) {
 	assert.Len(t, all.Activities, 120)
 	require.NoError(t, s.Close())
 
-	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
-	require.NoError(t, err)
-	defer s.Close()
+	s = reopenTest(t, dir, &Options{Now: clock.Now})
 	st, _ = s.Stats(ctx)
 	assert.Equal(t, 0, st.RebuiltActivities)
 	assert.Equal(t, 230, st.Activities)
@@ -207,8 +201,7 @@ func TestUpgradeFormat1(t *testing.T) {
 	require.NoError(t, b.Commit(pebble.Sync))
 	require.NoError(t, db.Close())
 
-	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
-	require.NoError(t, err)
+	s = reopenTest(t, dir, &Options{Now: clock.Now})
 	st, err := s.Stats(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 3, st.RebuiltSegments)
@@ -217,9 +210,7 @@ func TestUpgradeFormat1(t *testing.T) {
 	require.NoError(t, s.Verify(ctx))
 	require.NoError(t, s.Close())
 
-	s, err = Open(dir, &Options{Now: clock.Now, SealEvery: time.Hour})
-	require.NoError(t, err)
-	defer s.Close()
+	s = reopenTest(t, dir, &Options{Now: clock.Now})
 	st, err = s.Stats(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, 0, st.RebuiltActivities)
@@ -301,4 +292,15 @@ func TestRecoverFromCheckpoint(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, int64(45), s.rebuiltActs.Load()-before)
 	assert.Equal(t, sortedIDs(live), sortedIDs(rec))
+}
+
+// reopenTest opens the store in dir again, after its Close, with no
+// background sealing, closing it when the test ends.
+func reopenTest(t *testing.T, dir string, o *Options) *Store {
+	t.Helper()
+	o.SealEvery = time.Hour
+	s, err := Open(dir, o)
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	return s
 }

@@ -200,23 +200,36 @@ func (s *Store) idChunkRaw(sl *sealedSeg, c int) ([]ID, error) {
 	}
 	defer c2.Close()
 	s.loads.Add(1)
-	body, ok := checkCRC(raw)
-	want := min(sl.chunk, sl.n-c*sl.chunk)
-	if !ok || len(body) != 16*want {
-		return nil, corruptf(sl.where(), "ID chunk %d: bad checksum or length", c)
-	}
-	ids := make([]ID, want)
-	for i := range ids {
-		copy(ids[i][:], body[16*i:])
-		if !ids[i].valid() || (i > 0 && ids[i].Compare(ids[i-1]) <= 0) {
-			return nil, corruptf(sl.where(), "ID chunk %d: entry %d out of order", c, i)
-		}
-	}
-	if ids[0] != sl.firsts[c] || (c+1 < len(sl.firsts) && ids[want-1].Compare(sl.firsts[c+1]) >= 0) || (c+1 == len(sl.firsts) && ids[want-1] != sl.last) {
-		return nil, corruptf(sl.where(), "ID chunk %d disagrees with the descriptor", c)
+	ids, err := sl.decodeChunk(c, raw, nil)
+	if err != nil {
+		return nil, err
 	}
 	s.cache.Add(key, ids, int64(16*len(ids))+64)
 	return ids, nil
+}
+
+// decodeChunk checks chunk c of sl's ID column, as read from pebble, and
+// appends its IDs to dst.
+func (sl *sealedSeg) decodeChunk(c int, raw []byte, dst []ID) ([]ID, error) {
+	body, ok := checkCRC(raw)
+	want := min(sl.chunk, sl.n-c*sl.chunk)
+	if !ok || want <= 0 || len(body) != 16*want {
+		return nil, corruptf(sl.where(), "ID chunk %d: bad checksum or length", c)
+	}
+	start := len(dst)
+	for i := range want {
+		var id ID
+		copy(id[:], body[16*i:])
+		if !id.valid() || (i > 0 && id.Compare(dst[len(dst)-1]) <= 0) {
+			return nil, corruptf(sl.where(), "ID chunk %d: entry %d out of order", c, i)
+		}
+		dst = append(dst, id)
+	}
+	first, last := dst[start], dst[len(dst)-1]
+	if first != sl.firsts[c] || (c+1 < len(sl.firsts) && last.Compare(sl.firsts[c+1]) >= 0) || (c+1 == len(sl.firsts) && last != sl.last) {
+		return nil, corruptf(sl.where(), "ID chunk %d disagrees with the descriptor", c)
+	}
+	return dst, nil
 }
 
 // idAt returns the ID of ordinal o of sl.
@@ -331,36 +344,27 @@ func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict) (*segment, err
 	}
 	c := 0
 	for it.First(); it.Valid(); it.Next() {
-		if !bytes.Equal(it.Key(), chunkKey(nil, sl.window, sl.gen, c)) {
+		if c >= len(sl.firsts) || !bytes.Equal(it.Key(), chunkKey(nil, sl.window, sl.gen, c)) {
 			it.Close()
 			return nil, corruptf(sl.where(), "ID chunk %d is missing", c)
 		}
 		raw, err := it.ValueAndErr()
+		if err == nil {
+			seg.ids, err = sl.decodeChunk(c, raw, seg.ids)
+		}
 		if err != nil {
 			it.Close()
 			return nil, err
-		}
-		body, ok := checkCRC(raw)
-		if !ok || len(body)%16 != 0 || len(body) == 0 || len(seg.ids)+len(body)/16 > sl.n {
-			it.Close()
-			return nil, corruptf(sl.where(), "ID chunk %d: bad checksum or length", c)
-		}
-		for i := 0; i < len(body); i += 16 {
-			var id ID
-			copy(id[:], body[i:])
-			if !id.valid() || (len(seg.ids) > 0 && id.Compare(seg.ids[len(seg.ids)-1]) <= 0) {
-				it.Close()
-				return nil, corruptf(sl.where(), "ID column entry %d out of order", len(seg.ids))
-			}
-			seg.ids = append(seg.ids, id)
 		}
 		c++
 	}
 	if err := it.Close(); err != nil {
 		return nil, err
 	}
-	if len(seg.ids) != sl.n || seg.ids[0] != sl.firsts[0] || seg.ids[sl.n-1] != sl.last {
-		return nil, corruptf(sl.where(), "ID column holds %d of %d activities", len(seg.ids), sl.n)
+	// Each chunk starts at its descriptor entry and ends below the next
+	// one: all of them present, the column is whole and in order.
+	if c != len(sl.firsts) {
+		return nil, corruptf(sl.where(), "ID column holds %d of %d chunks", c, len(sl.firsts))
 	}
 	for f := range numFields {
 		vals, err := s.sealedFieldUncached(sl, f)

@@ -176,22 +176,24 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 	s.sealMu.RLock()
 	// Open the windows first: loading a sealed one reads pebble, which
 	// must not yet hold this batch.
-	for _, w := range windows {
-		if _, err := s.openSegment(w); err != nil {
+	segs := make([]*segment, len(windows)) // of each run of the batch
+	for k, w := range windows {
+		seg, err := s.openSegment(w)
+		if err != nil {
 			s.sealMu.RUnlock()
 			return nil, err
 		}
+		segs[k] = seg
 	}
 	if err := s.db.Apply(b, s.wopts); err != nil {
 		s.sealMu.RUnlock()
 		return nil, fmt.Errorf("activitystore: cannot append: %w", err)
 	}
 	var renumber []*segment
-	for i := 0; i < len(ids); {
-		w := ids[i].UnixNano() / s.width
-		s.mu.RLock()
-		seg := s.segs[w]
-		s.mu.RUnlock()
+	for i, k := 0, 0; i < len(ids); k++ {
+		// Under sealMu no seal, renumber or repair replaces an open
+		// segment: the one opened above still holds the window.
+		w, seg := windows[k], segs[k]
 		seg.mu.Lock()
 		for ; i < len(ids) && ids[i].UnixNano()/s.width == w; i++ {
 			seg.add(ids[i], &vals[i])

@@ -420,27 +420,17 @@ func (s *Store) getMany(ctx context.Context, ids []ID) ([]Activity, []bool, erro
 				}
 			}
 		}
-		// fetch wants hits newest first.
-		order := make([]int, len(hs))
-		for k := range order {
-			order[k] = k
-		}
-		slices.SortStableFunc(order, func(a, b int) int { return hs[b].id.Compare(hs[a].id) })
-		sorted := make([]hit, 0, len(hs))
-		var where []int // index into sorted of each hit
-		where = make([]int, len(hs))
-		for _, k := range order {
-			if n := len(sorted); n == 0 || sorted[n-1].id != hs[k].id {
-				sorted = append(sorted, hs[k])
-			}
-			where[k] = len(sorted) - 1
-		}
+		// fetch wants distinct hits, newest first.
+		sorted := slices.Clone(hs)
+		slices.SortFunc(sorted, func(a, b hit) int { return b.id.Compare(a.id) })
+		sorted = slices.CompactFunc(sorted, func(a, b hit) bool { return a.id == b.id })
 		acts, err := s.fetch(sorted)
 		if err != nil {
 			return err
 		}
 		for k, i := range at {
-			out[i], found[i] = acts[where[k]], true
+			j, _ := slices.BinarySearchFunc(sorted, hs[k].id, func(h hit, id ID) int { return id.Compare(h.id) })
+			out[i], found[i] = acts[j], true
 		}
 		return nil
 	})
