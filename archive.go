@@ -1,6 +1,7 @@
 package activitystore
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -38,23 +39,34 @@ func archiveErr(name string, err error) error {
 
 // decodeBitmap decodes and validates a portable roaring bitmap of ordinals
 // below n. It never panics on malformed input.
-func decodeBitmap(data []byte, n int) (bm *roaring.Bitmap, err error) {
+func decodeBitmap(data []byte, n int) (*roaring.Bitmap, error) {
+	bm, used, err := decodeBitmapPrefix(data, n)
+	if err == nil && used != len(data) {
+		err = fmt.Errorf("bitmap: %d bytes after it", len(data)-used)
+	}
+	return bm, err
+}
+
+// decodeBitmapPrefix is decodeBitmap for a bitmap followed by other bytes:
+// it also returns how many bytes the bitmap took.
+func decodeBitmapPrefix(data []byte, n int) (bm *roaring.Bitmap, used int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			bm, err = nil, fmt.Errorf("bitmap: %v", r)
+			bm, used, err = nil, 0, fmt.Errorf("bitmap: %v", r)
 		}
 	}()
 	bm = roaring.New()
-	if err := bm.UnmarshalBinary(data); err != nil {
-		return nil, fmt.Errorf("bitmap: %w", err)
+	k, err := bm.ReadFrom(bytes.NewReader(data))
+	if err != nil {
+		return nil, 0, fmt.Errorf("bitmap: %w", err)
 	}
 	if err := bm.Validate(); err != nil {
-		return nil, fmt.Errorf("bitmap: %w", err)
+		return nil, 0, fmt.Errorf("bitmap: %w", err)
 	}
 	if bm.IsEmpty() || uint64(bm.Maximum()) >= uint64(n) {
-		return nil, errors.New("bitmap holds ordinals outside the segment")
+		return nil, 0, errors.New("bitmap holds ordinals outside the segment")
 	}
-	return bm, nil
+	return bm, int(k), nil
 }
 
 const hexDigits = "0123456789abcdef"

@@ -49,7 +49,7 @@ func FuzzDecodeSealed(f *testing.F) {
 		seg.add(makeID(testBase.UnixNano()+int64(i)*int64(time.Second), uint64(i+1)), &vals)
 	}
 	var values [][]byte
-	sl, err := seg.persist(7, &d, func(k, v []byte) error {
+	sl, err := seg.persist(7, inlineIDs, &d, func(k, v []byte) error {
 		values = append(values, append([]byte(nil), v...))
 		return nil
 	})
@@ -76,9 +76,12 @@ func FuzzDecodeSealed(f *testing.F) {
 				}
 			}
 		}
-		if bm, err := decodeSealedBitmap(b, &sealedSeg{window: w, n: 40}, fieldType, "a"); err == nil {
+		if bm, ids, err := decodeSealedValue(b, sl, fieldType, "a"); err == nil {
 			if bm.IsEmpty() || bm.Maximum() >= 40 {
 				t.Fatal("bitmap past the segment")
+			}
+			if ids != nil && uint64(len(ids)) != bm.GetCardinality() {
+				t.Fatalf("%d inline IDs for %d ordinals", len(ids), bm.GetCardinality())
 			}
 		}
 	})

@@ -68,10 +68,23 @@ func (d *dict) value(n uint32) string {
 }
 
 // ordSet is a set of ordinals of one segment: a bitmap, or, when bm is nil,
-// every ordinal in [0, n).
+// every ordinal in [0, n). For a sealed segment, inl may give the IDs of
+// the members: the bitmaps of one filtered field's values, with their
+// inline IDs, whose union holds every member.
 type ordSet struct {
-	bm *roaring.Bitmap
-	n  uint32
+	bm  *roaring.Bitmap
+	n   uint32
+	inl []sealedValue
+}
+
+// inlineID returns the ID of member o from c.inl, false when c has none.
+func (c ordSet) inlineID(o uint32) (ID, bool) {
+	for _, v := range c.inl {
+		if v.bm.Contains(o) {
+			return v.ids[v.bm.Rank(o)-1], true
+		}
+	}
+	return ID{}, false
 }
 
 // countRange returns how many members lie in [lo, hi).
@@ -159,7 +172,7 @@ func (fs *filterSet) resolve(dicts *[numFields]dict) {
 func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
 	c, ok, _ := fs.pick(uint32(len(seg.ids)),
 		func(f field) int { return len(fs.vals[f]) },
-		func(f field, i int) (*roaring.Bitmap, error) { return seg.bms[f][fs.vals[f][i]], nil })
+		func(f field, i int) (*roaring.Bitmap, []ID, error) { return seg.bms[f][fs.vals[f][i]], nil, nil })
 	return c, ok
 }
 
@@ -168,30 +181,39 @@ func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
 func (fs *filterSet) sealedCandidates(s *Store, sl *sealedSeg) (ordSet, bool, error) {
 	return fs.pick(uint32(sl.n),
 		func(f field) int { return len(fs.strs[f]) },
-		func(f field, i int) (*roaring.Bitmap, error) { return s.sealedBitmap(sl, f, fs.strs[f][i]) })
+		func(f field, i int) (*roaring.Bitmap, []ID, error) { return s.sealedBitmap(sl, f, fs.strs[f][i]) })
 }
 
 // pick returns the ordinals below n that pass the filters: per filtered
 // field the union of the bitmaps of its values (values(f) of them, the i-th
-// from bitmap, nil when absent), intersected across fields.
-func (fs *filterSet) pick(n uint32, values func(f field) int, bitmap func(f field, i int) (*roaring.Bitmap, error)) (ordSet, bool, error) {
+// from bitmap, nil when absent), intersected across fields. When every
+// value present of a filtered field comes with its IDs, the result carries
+// them.
+func (fs *filterSet) pick(n uint32, values func(f field) int, bitmap func(f field, i int) (*roaring.Bitmap, []ID, error)) (ordSet, bool, error) {
 	if !fs.any {
 		return ordSet{n: n}, n > 0, nil
 	}
 	var per [numFields]*roaring.Bitmap
+	var inl []sealedValue
 	for f := range numFields {
 		if fs.strs[f] == nil {
 			continue
 		}
 		var buf [8]*roaring.Bitmap
 		list := buf[:0]
+		var vals []sealedValue
+		all := inl == nil
 		for i := range values(f) {
-			bm, err := bitmap(f, i)
+			bm, ids, err := bitmap(f, i)
 			if err != nil {
 				return ordSet{}, false, err
 			}
 			if bm != nil {
 				list = append(list, bm)
+				all = all && ids != nil
+				if all {
+					vals = append(vals, sealedValue{bm, ids})
+				}
 			}
 		}
 		bm, ok := combine(list)
@@ -199,8 +221,12 @@ func (fs *filterSet) pick(n uint32, values func(f field) int, bitmap func(f fiel
 			return ordSet{}, false, nil
 		}
 		per[f] = bm
+		if all {
+			inl = vals
+		}
 	}
 	c, ok := intersect(&per, n)
+	c.inl = inl
 	return c, ok, nil
 }
 

@@ -179,24 +179,25 @@ func TestModel(t *testing.T) {
 	// Renumbering often keeps late lists short; never renumbering lets them
 	// grow so that queries merge long ones.
 	// Checkpoints of open segments now and then, or at every seal pass.
-	for _, c := range []struct{ lateMin, cache, checkpoint int }{{16, 4 << 10, 1}, {1 << 30, 200 << 10, 1 << 16}} {
+	// Sealed segments keep the IDs of sparse values inline, or never.
+	for _, c := range []struct{ lateMin, cache, checkpoint, inline int }{{16, 4 << 10, 1, 0}, {1 << 30, 200 << 10, 1 << 16, -1}} {
 		lm := c.lateMin
-		t.Run(fmt.Sprintf("lateMin=%d,cache=%d,checkpoint=%d", lm, c.cache, c.checkpoint), func(t *testing.T) {
+		t.Run(fmt.Sprintf("lateMin=%d,cache=%d,checkpoint=%d,inline=%d", lm, c.cache, c.checkpoint, c.inline), func(t *testing.T) {
 			ops := *modelOps / 2
 			if testing.Short() {
 				ops /= 5
 			}
-			runModel(t, ops, lm, c.cache, c.checkpoint)
+			runModel(t, ops, lm, c.cache, c.checkpoint, c.inline)
 		})
 	}
 }
 
-func runModel(t *testing.T, ops, lateMin, cache, checkpoint int) {
+func runModel(t *testing.T, ops, lateMin, cache, checkpoint, inline int) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(*modelSeed, 7))
 	// A small cache, so that pieces of sealed segments, archived blocks and
 	// indexes are evicted and read again.
-	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute, ColdAfter: 30 * time.Minute, CacheBytes: int64(cache), lateMin: lateMin, checkpoint: checkpoint, blockBytes: 1500}
+	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute, ColdAfter: 30 * time.Minute, CacheBytes: int64(cache), lateMin: lateMin, checkpoint: checkpoint, inline: inline, blockBytes: 1500}
 	s, dir, clock := openTest(t, opts)
 	opts.Now = clock.Now
 	opts.SealEvery = time.Hour

@@ -89,6 +89,7 @@ type Options struct {
 	blockBytes int               // record bytes at which an archive block is closed; default 256 KiB
 	hook       func(step string) // called at each step of moving a segment into an archive
 	checkpoint int               // logged activities after which an open segment is written; default 65536
+	inline     int               // most activities of a value whose IDs a sealed segment keeps beside its bitmap; default 64, -1 none
 }
 
 func (o *Options) withDefaults() (Options, error) {
@@ -153,6 +154,10 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.checkpoint == 0 {
 		c.checkpoint = 1 << 16
 	}
+	if c.inline == 0 {
+		c.inline = inlineIDs
+	}
+	c.inline = max(c.inline, 0)
 	if c.Logger == nil {
 		c.Logger = quietLogger{}
 	}

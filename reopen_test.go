@@ -304,3 +304,97 @@ func reopenTest(t *testing.T, dir string, o *Options) *Store {
 	t.Cleanup(func() { s.Close() })
 	return s
 }
+
+// TestSparseValuesKeepIDs checks that a sealed segment keeps the IDs of a
+// sparse value beside its bitmap: a query for a light user reads one key
+// per window and no chunk of the ID column, a store sealed without them
+// answers the same from its chunks, and Verify catches inline IDs that
+// disagree with the column.
+func TestSparseValuesKeepIDs(t *testing.T) {
+	ctx := context.Background()
+	fill := func(inline int) (string, []ID) {
+		s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour, inline: inline})
+		clock.Set(testBase.Add(24 * time.Hour))
+		var acts []Activity
+		for h := range 3 {
+			for i := range 300 {
+				user := "heavy"
+				if i%100 == 7 {
+					user = "light"
+				}
+				acts = append(acts, act("user.login", user, testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
+			}
+		}
+		ids := mustAppend(t, s, acts...)
+		require.NoError(t, s.Close())
+		var light []ID
+		for i, a := range acts {
+			if a.UserID == "light" {
+				light = append(light, ids[i])
+			}
+		}
+		slices.Reverse(light)
+		return dir, light
+	}
+	query := func(s *Store, user string, limit int) ([]ID, int64) {
+		before, err := s.Stats(ctx)
+		require.NoError(t, err)
+		page, err := s.Query().Users(user).Limit(limit).All(ctx)
+		require.NoError(t, err)
+		after, err := s.Stats(ctx)
+		require.NoError(t, err)
+		var got []ID
+		for _, a := range page.Activities {
+			got = append(got, a.ID)
+		}
+		return got, after.SegmentLoads - before.SegmentLoads
+	}
+
+	dir, light := fill(0)
+	require.Len(t, light, 9)
+	s := reopenTest(t, dir, &Options{})
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, int64(9*16), st.IDColumnBytes-3*300*16, "the column, and the light user's IDs beside its bitmaps")
+	got, loads := query(s, "light", 50)
+	assert.Equal(t, light, got)
+	assert.Equal(t, int64(3), loads, "one value per window, no ID chunk")
+	got, loads = query(s, "light", 50)
+	assert.Equal(t, light, got)
+	assert.Zero(t, loads, "cached")
+	heavy, loads := query(s, "heavy", 5)
+	assert.Len(t, heavy, 5)
+	assert.Equal(t, int64(2), loads, "a dense value reads its bitmap and a chunk")
+	require.NoError(t, s.Verify(ctx))
+	require.NoError(t, s.Close())
+
+	dir2, light2 := fill(-1)
+	s2 := reopenTest(t, dir2, &Options{})
+	got, loads = query(s2, "light", 50)
+	assert.Equal(t, light2, got)
+	assert.Equal(t, int64(6), loads, "without inline IDs: a value and a chunk per window")
+	require.NoError(t, s2.Close())
+
+	// Inline IDs that disagree with the ID column, under a good checksum.
+	db, err := pebble.Open(dir+"/db", &pebble.Options{})
+	require.NoError(t, err)
+	w := testBase.UnixNano() / int64(time.Hour)
+	v, c, err := db.Get(windowKey(prefixDescriptor, w))
+	require.NoError(t, err)
+	sl, err := decodeDescriptor(w, int64(time.Hour), v)
+	require.NoError(t, err)
+	c.Close()
+	k := bitmapKey(nil, w, sl.gen, fieldUser, "light")
+	v, c, err = db.Get(k)
+	require.NoError(t, err)
+	body := slices.Clone(v[:len(v)-4])
+	c.Close()
+	ids := body[len(body)-3*16:]
+	ids[len(ids)-1]-- // the last ID, one sequence number lower: still in order
+	require.NoError(t, db.Set(k, appendCRC(body), pebble.Sync))
+	require.NoError(t, db.Close())
+	s = reopenTest(t, dir, &Options{})
+	err = s.Verify(ctx)
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "disagree with the ID column")
+}

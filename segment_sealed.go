@@ -23,14 +23,23 @@ import (
 // Persisted form (see keys.go for the keys):
 //
 //	descriptor: version byte, generation, activity count n, IDs per chunk,
+//	            the inline limit and the bytes of inline IDs (version 3),
 //	            serialized bitmap bytes per field, then the first ID of
 //	            every chunk and the last ID (16 bytes each), CRC-32C
-//	bitmap:     roaring portable serialization of the ordinals, CRC-32C
+//	value:      roaring portable serialization of the ordinals; when they
+//	            are at most the inline limit, their IDs (16 bytes each,
+//	            ascending); CRC-32C
 //	ID chunk:   up to chunk IDs of 16 bytes, ascending, CRC-32C
 //
 // Ordinals of a sealed segment are in ID order, so ordinal o is the o-th ID
-// of the column and no ordinal is late.
-const sealedVersion = 2
+// of the column and no ordinal is late. A sparse value (a light user, a
+// rare resource) keeps its IDs beside its bitmap, so a query for it reads
+// one key per segment and no ID chunk.
+const sealedVersion = 3
+
+// inlineIDs is the default inline limit: a value with at most this many
+// activities in a sealed segment keeps their IDs (at most 1 KiB) in its key.
+const inlineIDs = 64
 
 // chunkIDs is how many IDs one chunk of a sealed ID column holds (16 KiB)
 // in the segments this version seals; a descriptor says what its segment
@@ -43,6 +52,8 @@ type sealedSeg struct {
 	gen    uint64 // in the keys of its bitmaps and chunks
 	n      int
 	chunk  int               // IDs per chunk of the ID column
+	inline int               // values with at most this many ordinals keep their IDs in their key
+	idsIn  uint64            // bytes of IDs kept in value keys
 	firsts []ID              // first ID of each chunk
 	last   ID                // the newest ID
 	bytes  [numFields]uint64 // serialized bitmap bytes per field
@@ -71,6 +82,8 @@ func (sl *sealedSeg) encode() []byte {
 	b = binary.AppendUvarint(b, sl.gen)
 	b = binary.AppendUvarint(b, uint64(sl.n))
 	b = binary.AppendUvarint(b, uint64(sl.chunk))
+	b = binary.AppendUvarint(b, uint64(sl.inline))
+	b = binary.AppendUvarint(b, sl.idsIn)
 	for _, x := range sl.bytes {
 		b = binary.AppendUvarint(b, x)
 	}
@@ -92,13 +105,17 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 	ver := d.Byte()
 	sl.gen = d.Uvarint()
 	n, per := d.Uvarint(), d.Uvarint()
+	var inline uint64
+	if ver >= 3 {
+		inline, sl.idsIn = d.Uvarint(), d.Uvarint()
+	}
 	for f := range sl.bytes {
 		sl.bytes[f] = d.Uvarint()
 	}
-	if d.Err != nil || ver != sealedVersion || per < 64 || per > 1<<16 || n == 0 || n >= 1<<32 {
+	if d.Err != nil || ver < 2 || ver > sealedVersion || per < 64 || per > 1<<16 || n == 0 || n >= 1<<32 || inline > 1<<16 || sl.idsIn > 16*n*uint64(numFields) {
 		return nil, corruptf(sl.where(), "descriptor: malformed")
 	}
-	sl.n, sl.chunk = int(n), int(per)
+	sl.n, sl.chunk, sl.inline = int(n), int(per), int(inline)
 	nc := (sl.n + sl.chunk - 1) / sl.chunk
 	if len(d.B) != 16*(nc+1) {
 		return nil, corruptf(sl.where(), "descriptor: %d bytes of IDs for %d chunks", len(d.B), nc)
@@ -127,14 +144,14 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 // persist returns the descriptor and the keys and values of a sorted
 // segment's sealed form. The caller holds seg.mu; RunOptimize changes the
 // bitmaps, so for writing.
-func (seg *segment) persist(gen uint64, dicts *[numFields]dict, set func(k, v []byte) error) (*sealedSeg, error) {
+func (seg *segment) persist(gen uint64, inline int, dicts *[numFields]dict, set func(k, v []byte) error) (*sealedSeg, error) {
 	if seg.late != nil {
 		return nil, fmt.Errorf("activitystore: segment %d is not sorted", seg.window)
 	}
 	if len(seg.ids) == 0 {
 		return nil, fmt.Errorf("activitystore: segment %d is empty", seg.window)
 	}
-	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), chunk: chunkIDs, last: seg.ids[len(seg.ids)-1]}
+	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), chunk: chunkIDs, inline: inline, last: seg.ids[len(seg.ids)-1]}
 	var k, v []byte
 	for c := 0; c*sl.chunk < len(seg.ids); c++ {
 		ids := seg.ids[c*sl.chunk : min((c+1)*sl.chunk, len(seg.ids))]
@@ -156,6 +173,13 @@ func (seg *segment) persist(gen uint64, dicts *[numFields]dict, set func(k, v []
 				return nil, err
 			}
 			sl.bytes[f] += uint64(len(data))
+			if c := bm.GetCardinality(); c <= uint64(inline) {
+				for it := bm.Iterator(); it.HasNext(); {
+					id := seg.ids[it.Next()]
+					data = append(data, id[:]...)
+				}
+				sl.idsIn += 16 * c
+			}
 			k = bitmapKey(k[:0], seg.window, gen, f, dicts[f].value(vn))
 			if err := set(k, appendCRC(data)); err != nil {
 				return nil, err
@@ -257,20 +281,31 @@ func (s *Store) sealedBound(sl *sealedSeg, x ID) (uint32, error) {
 	return uint32(c*sl.chunk + sort.Search(len(ids), func(i int) bool { return ids[i].Compare(x) >= 0 })), nil
 }
 
-// sealedBitmap returns the bitmap of value v of field f in sl, nil when no
-// activity of sl has it. The result is shared: never change it.
-func (s *Store) sealedBitmap(sl *sealedSeg, f field, v string) (*roaring.Bitmap, error) {
-	bm, err := s.sealedBitmapRaw(sl, f, v)
-	return bm, s.fault(sl, err)
+// sealedValue is what a sealed segment holds for one label value: its
+// ordinals and, for a sparse value, their IDs in the same order.
+type sealedValue struct {
+	bm  *roaring.Bitmap
+	ids []ID
 }
 
-func (s *Store) sealedBitmapRaw(sl *sealedSeg, f field, v string) (*roaring.Bitmap, error) {
+// sealedBitmap returns the bitmap of value v of field f in sl, nil when no
+// activity of sl has it, with the value's IDs when sl keeps them inline.
+// The results are shared: never change them.
+func (s *Store) sealedBitmap(sl *sealedSeg, f field, v string) (*roaring.Bitmap, []ID, error) {
+	sv, err := s.sealedValueRaw(sl, f, v)
+	if err != nil || sv == nil {
+		return nil, nil, s.fault(sl, err)
+	}
+	return sv.bm, sv.ids, nil
+}
+
+func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, error) {
 	key := cacheKey{sl: sl, i: -1, f: f, v: v}
 	if x, ok := s.cache.Get(key); ok {
-		return x.(*roaring.Bitmap), nil
+		return x.(*sealedValue), nil
 	}
 	raw, c, err := s.db.Get(bitmapKey(nil, sl.window, sl.gen, f, v))
-	var bm *roaring.Bitmap
+	var sv *sealedValue
 	switch {
 	case errors.Is(err, pebble.ErrNotFound):
 		if !s.current(sl) {
@@ -280,36 +315,59 @@ func (s *Store) sealedBitmapRaw(sl *sealedSeg, f field, v string) (*roaring.Bitm
 		return nil, fmt.Errorf("activitystore: cannot read %s: %w", sl.where(), err)
 	default:
 		s.loads.Add(1)
-		bm, err = decodeSealedBitmap(raw, sl, f, v)
+		var x sealedValue
+		x.bm, x.ids, err = decodeSealedValue(raw, sl, f, v)
 		c.Close()
 		if err != nil {
 			return nil, err
 		}
+		sv = &x
 	}
 	size := int64(len(v)) + 96
-	if bm != nil {
-		size += int64(bm.GetSizeInBytes())
+	if sv != nil {
+		size += int64(sv.bm.GetSizeInBytes()) + 16*int64(len(sv.ids))
 	}
-	s.cache.Add(key, bm, size)
-	return bm, nil
+	s.cache.Add(key, sv, size)
+	return sv, nil
 }
 
-func decodeSealedBitmap(raw []byte, sl *sealedSeg, f field, v string) (*roaring.Bitmap, error) {
+// decodeSealedValue parses the value of v in field f of sl as read from
+// pebble: its bitmap and, when sl keeps them inline, its IDs.
+func decodeSealedValue(raw []byte, sl *sealedSeg, f field, v string) (*roaring.Bitmap, []ID, error) {
 	body, ok := checkCRC(raw)
 	if !ok {
-		return nil, corruptf(sl.where(), "field %s: bitmap of %q: checksum mismatch", f, v)
+		return nil, nil, corruptf(sl.where(), "field %s: bitmap of %q: checksum mismatch", f, v)
 	}
-	bm, err := decodeBitmap(body, sl.n)
+	bm, used, err := decodeBitmapPrefix(body, sl.n)
 	if err != nil {
-		return nil, corruptf(sl.where(), "field %s: bitmap of %q: %v", f, v, err)
+		return nil, nil, corruptf(sl.where(), "field %s: bitmap of %q: %v", f, v, err)
 	}
-	return bm, nil
+	rest := body[used:]
+	card := bm.GetCardinality()
+	if card > uint64(sl.inline) {
+		if len(rest) != 0 {
+			return nil, nil, corruptf(sl.where(), "field %s: bitmap of %q: %d bytes after it", f, v, len(rest))
+		}
+		return bm, nil, nil
+	}
+	if uint64(len(rest)) != 16*card {
+		return nil, nil, corruptf(sl.where(), "field %s: value %q: %d bytes of IDs for %d activities", f, v, len(rest), card)
+	}
+	ids := make([]ID, card)
+	for i := range ids {
+		copy(ids[i][:], rest[16*i:])
+		if !ids[i].valid() || (i > 0 && ids[i].Compare(ids[i-1]) <= 0) || ids[i].Compare(sl.firsts[0]) < 0 || ids[i].Compare(sl.last) > 0 {
+			return nil, nil, corruptf(sl.where(), "field %s: value %q: ID %d out of order or outside the segment", f, v, i)
+		}
+	}
+	return bm, ids, nil
 }
 
 // valueBitmap is one value of a field with its ordinals.
 type valueBitmap struct {
-	v  string
-	bm *roaring.Bitmap
+	v   string
+	bm  *roaring.Bitmap
+	ids []ID // inline IDs, for a sparse value
 }
 
 // sealedField returns every value of field f in sl with its bitmap.
@@ -324,7 +382,7 @@ func (s *Store) sealedField(sl *sealedSeg, f field) ([]valueBitmap, error) {
 	}
 	size := int64(64)
 	for _, vb := range out {
-		size += int64(len(vb.v)) + 64 + int64(vb.bm.GetSizeInBytes())
+		size += int64(len(vb.v)) + 64 + int64(vb.bm.GetSizeInBytes()) + 16*int64(len(vb.ids))
 	}
 	s.loads.Add(1)
 	s.cache.Add(key, out, size)
@@ -374,6 +432,14 @@ func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict) (*segment, err
 		var total uint64
 		all := roaring.New()
 		for _, vb := range vals {
+			if vb.ids != nil {
+				i := 0
+				for it := vb.bm.Iterator(); it.HasNext(); i++ {
+					if seg.ids[it.Next()] != vb.ids[i] {
+						return nil, corruptf(sl.where(), "field %s: value %q: its IDs disagree with the ID column", field(f), vb.v)
+					}
+				}
+			}
 			total += vb.bm.GetCardinality()
 			all.Or(vb.bm)
 			seg.bms[f][dicts[f].intern(vb.v)] = vb.bm
@@ -400,11 +466,11 @@ func (s *Store) sealedFieldUncached(sl *sealedSeg, f field) ([]valueBitmap, erro
 		if err != nil {
 			return nil, err
 		}
-		bm, err := decodeSealedBitmap(raw, sl, f, v)
+		bm, ids, err := decodeSealedValue(raw, sl, f, v)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, valueBitmap{v, bm})
+		out = append(out, valueBitmap{v, bm, ids})
 	}
 	return out, it.Error()
 }

@@ -20,7 +20,8 @@ type Stats struct {
 	IndexBytes        int64
 	IndexBytesByField map[string]int64
 	// IDColumnBytes is the size of the ordinal-to-ID columns of the segments
-	// in pebble.
+	// in pebble, with the IDs sealed segments keep beside the bitmaps of
+	// sparse values.
 	IDColumnBytes int64
 	// Values counts the distinct values the store holds in memory per field:
 	// those of open segments and of the archives loaded.
@@ -45,6 +46,11 @@ type Stats struct {
 	// reads, at most CacheLimit (Options.CacheBytes).
 	CacheBytes int64
 	CacheLimit int64
+	// CompactionDebt is pebble's estimate of the bytes it must still
+	// compact to settle its levels, and CompactionsRunning its compactions
+	// in progress: both high after a bulk load, when reads cross more files.
+	CompactionDebt     int64
+	CompactionsRunning int
 }
 
 // Stats returns counts and sizes of the store. It reads no index from disk.
@@ -87,6 +93,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		case sp.sl != nil:
 			n = sp.sl.n
 			st.SealedSegments++
+			st.IDColumnBytes += int64(sp.sl.idsIn)
 			for f, b := range sp.sl.bytes {
 				st.IndexBytesByField[fieldNames[f]] += int64(b)
 				st.IndexBytes += int64(b)
@@ -106,7 +113,10 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st.Activities += st.ArchivedActivities
 	st.CacheBytes, _ = s.cache.Size()
 	st.CacheLimit = s.opts.CacheBytes
-	st.DiskBytes = int64(s.db.Metrics().DiskSpaceUsage())
+	m := s.db.Metrics()
+	st.DiskBytes = int64(m.DiskSpaceUsage())
+	st.CompactionDebt = int64(m.Compact.EstimatedDebt)
+	st.CompactionsRunning = int(m.Compact.NumInProgress)
 	st.RepairedSegments = int(s.repaired.Load())
 	st.RebuiltSegments = int(s.rebuilt.Load())
 	st.RebuiltActivities = int(s.rebuiltActs.Load())

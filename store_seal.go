@@ -91,7 +91,7 @@ func (s *Store) write(w int64, drop bool) error {
 			// lock.
 			seg.mu.Lock()
 		}
-		sl, err = out.persist(gen, &s.dicts, func(k, v []byte) error { return b.Set(k, v, nil) })
+		sl, err = out.persist(gen, s.opts.inline, &s.dicts, func(k, v []byte) error { return b.Set(k, v, nil) })
 		if out == seg {
 			seg.mu.Unlock()
 		}

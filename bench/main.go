@@ -18,6 +18,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -42,6 +44,9 @@ type config struct {
 	runs       int
 	budget     time.Duration
 	progress   bool
+	systems    []string      // the systems to load and query, in systemNames order
+	cpuProfile string        // CPU profile of the query phases, if set
+	settle     time.Duration // longest wait for the store to settle after the load; default 5 minutes
 }
 
 func main() {
@@ -57,6 +62,8 @@ func main() {
 	flag.IntVar(&c.runs, "runs", 1000, "runs per query and system")
 	flag.DurationVar(&c.budget, "budget", 3*time.Second, "time a comparator may spend on one query before it stops short of -runs")
 	flag.BoolVar(&c.progress, "progress", true, "show progress bars on standard error")
+	systems := flag.String("systems", "pebble,sqlite", "comparators to load and query beside activitystore, comma separated: pebble, sqlite, or none")
+	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the hot query phase to this file")
 	flag.Parse()
 	if runChild() {
 		return
@@ -68,6 +75,18 @@ func main() {
 				log.Fatalf("bench: -only: unknown phase %q (phases: %s)", p, strings.Join(phases, ", "))
 			}
 			c.only[p] = true
+		}
+	}
+	c.systems = []string{sysOurs}
+	for _, name := range strings.Split(*systems, ",") {
+		switch name {
+		case "pebble":
+			c.systems = append(c.systems, sysPebble)
+		case "sqlite":
+			c.systems = append(c.systems, sysSQLite)
+		case "none", "":
+		default:
+			log.Fatalf("bench: -systems: unknown comparator %q (pebble, sqlite or none)", name)
 		}
 	}
 	if c.n < 1000 || c.ingestN < 1000 || c.runs < 1 {
@@ -236,18 +255,19 @@ func measure(ctx context.Context, c *config, d *dataset, sys system, q *query, l
 
 // results is everything one bench run measured.
 type results struct {
-	N           int                           `json:"n"`
-	Seed        uint64                        `json:"seed"`
-	JSONBytes   int64                         `json:"json_bytes"`
-	Ingest      []ingestResult                `json:"ingest"`
-	Queries     map[string]map[string]latency `json:"queries"`          // query ID -> system -> figures
-	Archived    map[string]latency            `json:"archived_queries"` // query ID -> activitystore on archives
-	Disk        map[string]float64            `json:"disk_bytes_per_activity"`
-	Index       map[string]float64            `json:"index_bytes_per_activity"` // field -> bytes
-	OpenSeconds float64                       `json:"open_seconds"`
-	Reopen      []reopenResult                `json:"reopen,omitempty"`
-	Compaction  *compaction                   `json:"compaction,omitempty"`
-	PeakRSSMB   float64                       `json:"peak_rss_mb"`
+	N             int                           `json:"n"`
+	Seed          uint64                        `json:"seed"`
+	JSONBytes     int64                         `json:"json_bytes"`
+	Ingest        []ingestResult                `json:"ingest"`
+	Queries       map[string]map[string]latency `json:"queries"`          // query ID -> system -> figures
+	Archived      map[string]latency            `json:"archived_queries"` // query ID -> activitystore on archives
+	Disk          map[string]float64            `json:"disk_bytes_per_activity"`
+	Index         map[string]float64            `json:"index_bytes_per_activity"` // field -> bytes
+	SettleSeconds float64                       `json:"settle_seconds"`           // after the load, until sealed and compacted
+	OpenSeconds   float64                       `json:"open_seconds"`
+	Reopen        []reopenResult                `json:"reopen,omitempty"`
+	Compaction    *compaction                   `json:"compaction,omitempty"`
+	PeakRSSMB     float64                       `json:"peak_rss_mb"`
 }
 
 type compaction struct {
@@ -259,6 +279,12 @@ type compaction struct {
 }
 
 func run(ctx context.Context, c *config) (*results, error) {
+	if c.systems == nil {
+		c.systems = systemNames
+	}
+	if c.settle == 0 {
+		c.settle = 5 * time.Minute
+	}
 	if c.dir == "" {
 		d, err := os.MkdirTemp("", "activitystore-bench")
 		if err != nil {
@@ -284,7 +310,7 @@ func run(ctx context.Context, c *config) (*results, error) {
 			s.close()
 		}
 	}()
-	for _, name := range systemNames {
+	for _, name := range c.systems {
 		dir := filepath.Join(c.dir, "load", name)
 		sys, err := openSystem(name, dir, false, d.now)
 		if err != nil {
@@ -305,6 +331,18 @@ func run(ctx context.Context, c *config) (*results, error) {
 		res.Ingest = append(res.Ingest, r)
 	}
 
+	// Before anything is measured, wait until the store has sealed every
+	// window and pebble has stopped compacting the load, as in a store that
+	// has run for a while: otherwise the first queries measure the
+	// background work of the load, and how long the comparators took to load
+	// decides how much of it is left.
+	o := systems[sysOurs].(*ours)
+	t0 := time.Now()
+	if err := settle(ctx, o.s, c.settle); err != nil {
+		return nil, err
+	}
+	res.SettleSeconds = time.Since(t0).Seconds()
+
 	if c.want("ingest") {
 		sub := d.batches[:min(len(d.batches), c.ingestN/1000)]
 		for _, mode := range []string{"NoSync", "Sync"} {
@@ -312,7 +350,7 @@ func run(ctx context.Context, c *config) (*results, error) {
 				if mode == "NoSync" && writers == 1 {
 					continue // measured by the load
 				}
-				for _, name := range systemNames {
+				for _, name := range c.systems {
 					dir := filepath.Join(c.dir, fmt.Sprintf("ingest-%s-%d", mode, writers), name)
 					sys, err := openSystem(name, dir, mode == "Sync", d.now)
 					if err != nil {
@@ -334,11 +372,26 @@ func run(ctx context.Context, c *config) (*results, error) {
 	}
 
 	if c.want("query") {
+		if c.cpuProfile != "" {
+			f, err := os.Create(c.cpuProfile)
+			if err != nil {
+				return nil, err
+			}
+			defer f.Close()
+			if err := pprof.StartCPUProfile(f); err != nil {
+				return nil, err
+			}
+		}
 		for _, q := range queries {
 			res.Queries[q.id] = map[string]latency{}
-			for _, name := range systemNames {
+			for _, name := range c.systems {
 				bar := c.bar(1, fmt.Sprintf("%s %s", q.id, name))
-				l, err := measure(ctx, c, d, systems[name], q, name != sysOurs)
+				var l latency
+				var err error
+				// Labeled, so a profile can be cut by query: -tagfocus query=Q1.
+				pprof.Do(ctx, pprof.Labels("query", q.id, "system", name), func(ctx context.Context) {
+					l, err = measure(ctx, c, d, systems[name], q, name != sysOurs)
+				})
 				bar.Finish()
 				if err != nil {
 					return nil, fmt.Errorf("%s on %s: %w", q.id, name, err)
@@ -346,15 +399,17 @@ func run(ctx context.Context, c *config) (*results, error) {
 				res.Queries[q.id][name] = l
 			}
 		}
+		if c.cpuProfile != "" {
+			pprof.StopCPUProfile()
+		}
 	}
 
 	// Sizes, then the open time of the populated store.
-	o := systems[sysOurs].(*ours)
 	st, err := o.s.Stats(ctx)
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range systemNames {
+	for _, name := range c.systems {
 		res.Disk[name] = float64(dirBytes(filepath.Join(c.dir, "load", name))) / float64(d.n)
 	}
 	for f, b := range st.IndexBytesByField {
@@ -423,6 +478,28 @@ func run(ctx context.Context, c *config) (*results, error) {
 	}
 	res.PeakRSSMB = peakRSS()
 	return res, nil
+}
+
+// settle waits until s has no open segment and pebble has run no
+// compaction for two seconds, or until limit passes, then collects the
+// garbage of the load: the data set is gigabytes of heap, and a collection
+// running through the first queries would slow them, not the store.
+func settle(ctx context.Context, s *activitystore.Store, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	quiet := 0
+	for quiet < 10 && time.Now().Before(deadline) {
+		st, err := s.Stats(ctx)
+		if err != nil {
+			return err
+		}
+		quiet++
+		if st.OpenSegments > 0 || st.CompactionsRunning > 0 {
+			quiet = 0
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	runtime.GC()
+	return nil
 }
 
 // dirBytes returns the size of the files below dir.

@@ -25,7 +25,7 @@ func TestMain(m *testing.M) {
 // TestSuiteSmoke runs every phase on a tiny data set and checks that the
 // three systems agree on every query's answer sizes.
 func TestSuiteSmoke(t *testing.T) {
-	c := &config{n: 3000, ingestN: 1000, seed: 1, dir: t.TempDir(), runs: 20, budget: time.Second}
+	c := &config{n: 3000, ingestN: 1000, seed: 1, dir: t.TempDir(), runs: 20, budget: time.Second, settle: time.Second}
 	res, err := run(context.Background(), c)
 	require.NoError(t, err)
 	require.Len(t, res.Ingest, 12) // 4 modes x 3 systems
@@ -76,5 +76,21 @@ func TestSuiteOnly(t *testing.T) {
 	require.NoError(t, json.Unmarshal(b, &back))
 	for _, k := range []string{"ingest", "queries", "disk_bytes_per_activity", "index_bytes_per_activity", "peak_rss_mb"} {
 		require.Contains(t, back, k)
+	}
+}
+
+// TestSuiteAlone runs the store without comparators: only its own targets
+// are judged.
+func TestSuiteAlone(t *testing.T) {
+	c := &config{n: 2000, ingestN: 1000, seed: 1, dir: t.TempDir(), runs: 5, budget: time.Second,
+		systems: []string{sysOurs}, only: map[string]bool{"query": true}, settle: time.Second}
+	res, err := run(context.Background(), c)
+	require.NoError(t, err)
+	require.Len(t, res.Ingest, 1)
+	require.Len(t, res.Queries["Q1"], 1)
+	require.Positive(t, res.SettleSeconds)
+	for _, tg := range res.targets() {
+		require.NotContains(t, tg.What, "SQLite")
+		require.NotContains(t, tg.What, "pebble")
 	}
 }
