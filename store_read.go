@@ -172,6 +172,11 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 		if o < int64(oLo) {
 			break
 		}
+		top = o - 1
+		if id, ok := c.inlineID(uint32(o)); ok {
+			dst = append(dst, hit{id, nil})
+			continue
+		}
 		if k := int(o) / sl.chunk; k != ci {
 			if chunk, err = s.idChunk(sl, k); err != nil {
 				return nil, err
@@ -179,7 +184,6 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 			ci = k
 		}
 		dst = append(dst, hit{chunk[int(o)%sl.chunk], nil})
-		top = o - 1
 	}
 	return dst, nil
 }
