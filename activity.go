@@ -245,7 +245,7 @@ func decodeRecord(id ID, v []byte, a *Activity) error {
 // object.
 func isJSONObject(d []byte) bool {
 	d = bytes.TrimSpace(d)
-	return len(d) >= 2 && d[0] == '{' && json.Valid(d)
+	return len(d) >= 2 && d[0] == '{' && validJSON(d)
 }
 
 // str returns a string sharing b's memory; b must never change afterwards.
