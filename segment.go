@@ -136,9 +136,20 @@ func (s *segment) count(c ordSet, lo, hi ID) uint64 {
 	n := c.countRange(oLo, oHi) - countRangeBM(lc, oLo, oHi)
 	if lc != nil && !lc.IsEmpty() {
 		i, j := s.lateRange(lo, hi)
-		for _, o := range s.lateByID[i:j] {
-			if lc.Contains(o) {
-				n++
+		switch {
+		case i == 0 && j == len(s.lateByID): // every late ID is in range
+			n += lc.GetCardinality()
+		case lc.GetCardinality() < uint64(j-i):
+			for it := lc.Iterator(); it.HasNext(); {
+				if id := s.ids[it.Next()]; id.Compare(lo) >= 0 && id.Compare(hi) < 0 {
+					n++
+				}
+			}
+		default:
+			for _, o := range s.lateByID[i:j] {
+				if lc.Contains(o) {
+					n++
+				}
 			}
 		}
 	}

@@ -213,7 +213,7 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 
 // lateLimit is how many late ordinals a segment of n activities keeps before
 // it is renumbered.
-func (s *Store) lateLimit(n int) int { return max(s.opts.lateMin, n/32) }
+func (s *Store) lateLimit(n int) int { return max(s.opts.lateMin, n/8) }
 
 // renumber replaces the segment of window w by its sorted form if it has
 // too many late ordinals.
