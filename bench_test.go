@@ -169,6 +169,64 @@ func BenchmarkAppend(b *testing.B) {
 	}
 }
 
+// BenchmarkAppendDense loads the first 200,000 activities (fewer when
+// -bench.n is smaller) of a 10M data set (about half a day: all in one
+// window of the default width) into a fresh store with 1 and 4 writers taking
+// batches of 1000 in turn, as the bench's extra ingest rows do at 10M.
+// Overlapping batches of concurrent writers make activities late in one
+// large window. One op is the whole load.
+func BenchmarkAppendDense(b *testing.B) {
+	g := gen.New(gen.Config{N: 10_000_000, Seed: 1, End: benchEnd})
+	var batches [][]activitystore.Activity
+	var a activitystore.Activity
+	cur := make([]activitystore.Activity, 0, 1000)
+	for len(batches) < min(200, *benchN/1000) && g.Next(&a) {
+		a.Details = slices.Clone(a.Details)
+		if cur = append(cur, a); len(cur) == cap(cur) {
+			batches = append(batches, cur)
+			cur = make([]activitystore.Activity, 0, 1000)
+		}
+	}
+	for _, writers := range []int{1, 4} {
+		b.Run(fmt.Sprintf("writers=%d", writers), func(b *testing.B) {
+			b.ReportAllocs()
+			var total time.Duration
+			for range b.N {
+				b.StopTimer()
+				s, err := activitystore.Open(b.TempDir(), &activitystore.Options{NoSync: true, Now: func() time.Time { return benchEnd.Add(time.Hour) }})
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				start := time.Now()
+				var wg sync.WaitGroup
+				work := make(chan []activitystore.Activity, writers)
+				for range writers {
+					wg.Add(1)
+					go func() {
+						defer wg.Done()
+						for batch := range work {
+							if _, err := s.Append(context.Background(), batch...); err != nil {
+								b.Error(err)
+							}
+						}
+					}()
+				}
+				for _, batch := range batches {
+					work <- batch
+				}
+				close(work)
+				wg.Wait()
+				total += time.Since(start)
+				b.StopTimer()
+				s.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(b.N*1000*len(batches))/total.Seconds(), "activities/s")
+		})
+	}
+}
+
 // BenchmarkQuery runs the common queries on the loaded store and reports
 // their latency percentiles.
 func BenchmarkQuery(b *testing.B) { runQueries(b, loadedStore(b)) }

@@ -147,9 +147,20 @@ func (r *results) print(w io.Writer) {
 	}
 	for _, k := range order {
 		m := rows[k]
-		cell := func(i ingestResult) string { return fmt.Sprintf("%s  %.0f", comma(i.PerSecond), i.MBPerSec) }
-		fmt.Fprintf(w, "  %-22s %-22s %-22s %-22s %9.2fx %9.1fx\n", k, cell(m[sysOurs]), cell(m[sysPebble]), cell(m[sysSQLite]),
-			m[sysOurs].PerSecond/m[sysPebble].PerSecond, m[sysOurs].PerSecond/m[sysSQLite].PerSecond)
+		cell := func(i ingestResult) string {
+			if i.PerSecond == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%s  %.0f", comma(i.PerSecond), i.MBPerSec)
+		}
+		ratio := func(of ingestResult, digits int) string {
+			if of.PerSecond == 0 {
+				return "-"
+			}
+			return fmt.Sprintf("%.*fx", digits, m[sysOurs].PerSecond/of.PerSecond)
+		}
+		fmt.Fprintf(w, "  %-22s %-22s %-22s %-22s %10s %10s\n", k, cell(m[sysOurs]), cell(m[sysPebble]), cell(m[sysSQLite]),
+			ratio(m[sysPebble], 2), ratio(m[sysSQLite], 1))
 	}
 
 	if r.SettleSeconds > 0 {
@@ -161,7 +172,11 @@ func (r *results) print(w io.Writer) {
 		for _, q := range queries {
 			m := r.Queries[q.id]
 			o, p, s := m[sysOurs], m[sysPebble], m[sysSQLite]
-			fmt.Fprintf(w, "  %-34s %-28s %-30s %-30s %.1fx, %.1fx\n", q.id+" "+q.name, lat(o), lat(p), lat(s), s.P50/o.P50, s.P99/o.P99)
+			vs := "-"
+			if s.Runs > 0 {
+				vs = fmt.Sprintf("%.1fx, %.1fx", s.P50/o.P50, s.P99/o.P99)
+			}
+			fmt.Fprintf(w, "  %-34s %-28s %-30s %-30s %s\n", q.id+" "+q.name, lat(o), lat(p), lat(s), vs)
 		}
 	}
 	if len(r.Disk) > 0 {
