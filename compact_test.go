@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -350,4 +352,39 @@ func TestCompactIterAcrossTiers(t *testing.T) {
 	}
 	slices.Reverse(got)
 	require.Equal(t, ids, got)
+}
+
+// TestCompactCompressibleWindow archives a window whose activities differ
+// only in their time, which compresses far beyond 64x, and reads it back:
+// the reader must accept every archive the writer makes.
+func TestCompactCompressibleWindow(t *testing.T) {
+	ctx := context.Background()
+	s, dir, clock := openTest(t, &Options{ColdAfter: time.Nanosecond})
+	at := testBase.Add(time.Hour)
+	clock.Set(at.Add(48 * time.Hour))
+	var ids []ID
+	batch := make([]Activity, 10)
+	for i := range 300 {
+		for j := range batch {
+			batch[j] = Activity{Type: "bench.reopen", Module: "bench", Action: "append",
+				Time:    at.Add(time.Duration(i*len(batch)+j) * time.Millisecond),
+				Details: json.RawMessage(`{"ip":"10.0.0.1"}`)}
+		}
+		ids = append(ids, mustAppend(t, s, batch...)...)
+	}
+	require.NoError(t, s.Compact(ctx))
+	st, err := s.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 3000, st.ArchivedActivities)
+	page, err := s.Query().Limit(50).All(ctx)
+	require.NoError(t, err)
+	require.Len(t, page.Activities, 50)
+	assert.Equal(t, ids[len(ids)-1], page.Activities[0].ID)
+	require.NoError(t, s.Verify(ctx))
+	require.NoError(t, s.Close())
+	s = reopenTest(t, dir, &Options{Now: clock.Now})
+	n, err := s.Query().Types("bench.reopen").Count(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, 3000, n)
+	require.NoError(t, s.Verify(ctx))
 }

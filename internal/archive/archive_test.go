@@ -155,7 +155,8 @@ func TestFormatBytes(t *testing.T) {
 
 // TestReadSectionAllocationBounded reads a section whose zstd frame claims a
 // content size far above the section's recorded raw length (which the footer
-// bounds by maxRatio times its compressed length). The reader fails on it,
+// bounds: a block's by maxBlockRaw, a large index's by maxRatio times its
+// compressed length). The reader fails on it,
 // as it should, but should not allocate for the claimed size first: the
 // point of the footer's limits is that a small file cannot make it allocate
 // much more than its size times maxRatio.

@@ -33,7 +33,13 @@ const (
 	maxBlockOut   = 64 << 20 // bytes of one block's records, reassembled
 	maxIndexRaw   = 1 << 31  // decompressed bytes of the index section
 	maxFooterSize = 64 << 20
-	maxRatio      = 64 // largest decompressed/compressed ratio a reader accepts
+	// maxRatio is the largest decompressed/compressed ratio a reader
+	// accepts for an index section of more than ratioFree bytes. Below that
+	// any ratio goes: activities that differ only in their time compress
+	// far beyond 64x, and ratioFree bounds the memory a small file can make
+	// a reader allocate. A block needs no ratio: maxBlockRaw bounds it.
+	maxRatio  = 64
+	ratioFree = 64 << 20
 )
 
 // CorruptError reports bytes that are not a well-formed archive: a bad
@@ -175,7 +181,7 @@ func ReadFooter(f io.ReaderAt, size int64) (*Footer, error) {
 		b := &ft.Blocks[i]
 		cnt := d.Uvarint()
 		readSection(b)
-		if d.Err != nil || cnt == 0 || cnt > n-uint64(first) || b.RLen > maxBlockRaw || b.CLen > uint64(size) || b.RLen > maxRatio*b.CLen+1024 {
+		if d.Err != nil || cnt == 0 || cnt > n-uint64(first) || b.RLen > maxBlockRaw || b.CLen > uint64(size) {
 			return nil, corruptf("block %d: malformed entry in the block index", i)
 		}
 		b.Off, b.First, b.Count = off, first, int(cnt)
@@ -186,7 +192,7 @@ func ReadFooter(f io.ReaderAt, size int64) (*Footer, error) {
 	if d.Err != nil || len(d.B) != 0 || first != ft.N {
 		return nil, corruptf("block index covers %d of %d activities", first, ft.N)
 	}
-	if ft.Index.RLen > maxIndexRaw || ft.Index.RLen > maxRatio*ft.Index.CLen+1024 || off+int64(ft.Index.CLen) != size-TrailerSize-flen {
+	if ft.Index.RLen > maxIndexRaw || (ft.Index.RLen > ratioFree && ft.Index.RLen > maxRatio*ft.Index.CLen+1024) || off+int64(ft.Index.CLen) != size-TrailerSize-flen {
 		return nil, corruptf("sections do not add up to the file size")
 	}
 	return ft, nil
