@@ -126,46 +126,100 @@ func (c *config) bar(total int, desc string) *progressbar.ProgressBar {
 	)
 }
 
+// holdMax is the largest data set held in memory; a larger one is
+// generated again from the seed for each load, so that it can outgrow the
+// machine's memory.
+const holdMax = 12_000_000
+
 // dataset is the generated activities, in batches of 1000, oldest first in
-// generation order.
+// generation order: all of them when there are at most holdMax, else only
+// the first (for the extra ingest runs), with the IDs the store gave them
+// (for the comparators to store under).
 type dataset struct {
-	batches   [][]activitystore.Activity
+	cfg       gen.Config
 	n, days   int
 	end       time.Time
 	jsonBytes int64
-	g         *gen.Generator
+	g         *gen.Generator // for user names
+	ids       []activitystore.ID
+	prefix    [][]activitystore.Activity // the first batches, or all of them
+	held      bool                       // prefix holds them all
 }
 
 func (d *dataset) userName(rank int) string { return d.g.UserName(rank) }
 
-func generate(c *config) (*dataset, error) {
-	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
-	d := &dataset{n: c.n, days: 30, end: end}
-	d.g = gen.New(gen.Config{N: c.n, Seed: c.seed, End: end, Days: d.days})
-	bar := c.bar(c.n, "generating")
+// batches returns how many batches of 1000 the data set makes.
+func (d *dataset) batches() int { return (d.n + 999) / 1000 }
+
+// each generates the data set again and calls fn with each batch, in order,
+// with the IDs the store gave (once it has loaded them). fn may keep the
+// batch.
+func (d *dataset) each(fn func([]activitystore.Activity) error) error {
+	if d.held {
+		for k, b := range d.prefix {
+			if k*1000 < len(d.ids) {
+				for i := range b {
+					b[i].ID = d.ids[k*1000+i]
+				}
+			}
+			if err := fn(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	g := gen.New(d.cfg)
 	var a activitystore.Activity
 	cur := make([]activitystore.Activity, 0, 1000)
-	for d.g.Next(&a) {
+	k := 0
+	for g.Next(&a) {
 		a.Details = slices.Clone(a.Details)
-		a.ID = activitystore.ID{1} // as long in JSON as the real ID to come
-		b, err := json.Marshal(a)
-		if err != nil {
-			return nil, err
+		if k < len(d.ids) {
+			a.ID = d.ids[k]
 		}
-		d.jsonBytes += int64(len(b)) + 1
-		a.ID = activitystore.ID{}
-		cur = append(cur, a)
-		if len(cur) == cap(cur) {
-			d.batches = append(d.batches, cur)
+		k++
+		if cur = append(cur, a); len(cur) == cap(cur) {
+			if err := fn(cur); err != nil {
+				return err
+			}
 			cur = make([]activitystore.Activity, 0, 1000)
-			bar.Add(1000)
 		}
 	}
 	if len(cur) > 0 {
-		d.batches = append(d.batches, cur)
+		return fn(cur)
 	}
-	bar.Finish()
-	return d, nil
+	return nil
+}
+
+// generate runs the generator once to measure the data set as JSON lines
+// and keep its first batches.
+func generate(c *config) (*dataset, error) {
+	end := time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
+	d := &dataset{n: c.n, days: 30, end: end}
+	d.cfg = gen.Config{N: c.n, Seed: c.seed, End: end, Days: d.days}
+	d.g = gen.New(d.cfg)
+	bar := c.bar(c.n, "generating")
+	defer bar.Finish()
+	keep := c.ingestN / 1000
+	if c.n <= holdMax {
+		keep = d.batches()
+	}
+	defer func() { d.held = c.n <= holdMax }()
+	var buf []byte
+	err := d.each(func(batch []activitystore.Activity) error {
+		for i := range batch {
+			a := batch[i]
+			a.ID = activitystore.ID{1} // as long in JSON as the real ID to come
+			buf = a.AppendJSON(buf[:0])
+			d.jsonBytes += int64(len(buf)) + 1
+		}
+		if len(d.prefix) < keep {
+			d.prefix = append(d.prefix, batch)
+		}
+		bar.Add(len(batch))
+		return nil
+	})
+	return d, err
 }
 
 func (d *dataset) now() time.Time { return d.end.Add(time.Hour) }
@@ -181,40 +235,64 @@ type ingestResult struct {
 	MBPerSec   float64 `json:"mb_per_second"` // of the activities as JSON lines
 }
 
-// ingest appends batches with writers goroutines and times it.
-func ingest(ctx context.Context, c *config, sys system, batches [][]activitystore.Activity, writers int, desc string, jsonPer float64) (ingestResult, error) {
-	bar := c.bar(len(batches), desc)
+// ingest appends the batches each yields with writers goroutines, n
+// batches in all, and times it. It takes the batches in chunks of 1000 and
+// times only their appends: a data set generated on the fly is generated
+// between chunks, not while the writers run. after, if set, sees each batch
+// once it is appended.
+func ingest(ctx context.Context, c *config, sys system, each func(func([]activitystore.Activity) error) error, n, writers int, desc string, jsonPer float64, after func([]activitystore.Activity)) (ingestResult, error) {
+	bar := c.bar(n, desc)
 	defer bar.Finish()
-	work := make(chan []activitystore.Activity, writers)
-	var wg sync.WaitGroup
 	var mu sync.Mutex
 	var first error
-	start := time.Now()
-	for range writers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for b := range work {
-				if err := sys.append(ctx, b); err != nil {
-					mu.Lock()
-					if first == nil {
-						first = err
+	var el time.Duration
+	count := 0
+	run := func(chunk [][]activitystore.Activity) {
+		work := make(chan []activitystore.Activity, writers)
+		var wg sync.WaitGroup
+		start := time.Now()
+		for range writers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for b := range work {
+					if err := sys.append(ctx, b); err != nil {
+						mu.Lock()
+						if first == nil {
+							first = err
+						}
+						mu.Unlock()
+					} else if after != nil {
+						after(b)
 					}
-					mu.Unlock()
+					bar.Add(1)
 				}
-				bar.Add(1)
-			}
-		}()
+			}()
+		}
+		for _, b := range chunk {
+			work <- b
+			count += len(b)
+		}
+		close(work)
+		wg.Wait()
+		el += time.Since(start)
 	}
-	n := 0
-	for _, b := range batches {
-		work <- b
-		n += len(b)
+	var chunk [][]activitystore.Activity
+	err := each(func(b []activitystore.Activity) error {
+		if chunk = append(chunk, b); len(chunk) == 1000 {
+			run(chunk)
+			chunk = chunk[:0]
+		}
+		return nil
+	})
+	if len(chunk) > 0 {
+		run(chunk)
 	}
-	close(work)
-	wg.Wait()
-	el := time.Since(start).Seconds()
-	return ingestResult{Writers: writers, Activities: n, Seconds: el, PerSecond: float64(n) / el, MBPerSec: float64(n) * jsonPer / el / 1e6}, first
+	if err == nil {
+		err = first
+	}
+	sec := el.Seconds()
+	return ingestResult{Writers: writers, Activities: count, Seconds: sec, PerSecond: float64(count) / sec, MBPerSec: float64(count) * jsonPer / sec / 1e6}, err
 }
 
 // latency is one query's figures on one system.
@@ -317,15 +395,27 @@ func run(ctx context.Context, c *config) (*results, error) {
 			return nil, err
 		}
 		systems[name] = sys
+		var after func([]activitystore.Activity)
 		if o, ok := sys.(*ours); ok {
 			o.setIDs = true
+			// One writer: batches are appended in order.
+			after = func(b []activitystore.Activity) {
+				for _, a := range b {
+					d.ids = append(d.ids, a.ID)
+				}
+			}
 		}
-		r, err := ingest(ctx, c, sys, d.batches, 1, "load "+name, jsonPer)
+		r, err := ingest(ctx, c, sys, d.each, d.batches(), 1, "load "+name, jsonPer, after)
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", name, err)
 		}
 		if o, ok := sys.(*ours); ok {
 			o.setIDs = false
+			for k, b := range d.prefix { // the comparators store under these IDs
+				for i := range b {
+					b[i].ID = d.ids[k*1000+i]
+				}
+			}
 		}
 		r.Mode, r.System = "NoSync", name
 		res.Ingest = append(res.Ingest, r)
@@ -344,7 +434,14 @@ func run(ctx context.Context, c *config) (*results, error) {
 	res.SettleSeconds = time.Since(t0).Seconds()
 
 	if c.want("ingest") {
-		sub := d.batches[:min(len(d.batches), c.ingestN/1000)]
+		sub := func(fn func([]activitystore.Activity) error) error {
+			for _, b := range d.prefix[:min(len(d.prefix), c.ingestN/1000)] {
+				if err := fn(b); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
 		for _, mode := range []string{"NoSync", "Sync"} {
 			for _, writers := range []int{1, 4} {
 				if mode == "NoSync" && writers == 1 {
@@ -356,7 +453,7 @@ func run(ctx context.Context, c *config) (*results, error) {
 					if err != nil {
 						return nil, err
 					}
-					r, err := ingest(ctx, c, sys, sub, writers, fmt.Sprintf("%s %dw %s", mode, writers, name), jsonPer)
+					r, err := ingest(ctx, c, sys, sub, min(len(d.prefix), c.ingestN/1000), writers, fmt.Sprintf("%s %dw %s", mode, writers, name), jsonPer, nil)
 					if cerr := sys.close(); err == nil {
 						err = cerr
 					}
