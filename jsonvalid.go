@@ -37,26 +37,21 @@ func (v *jsonValidator) run() bool {
 			return false
 		}
 		switch c := v.b[v.i]; {
-		case c == '{':
+		case c == '{' || c == '[':
+			end := byte('}')
+			if c == '[' {
+				end = ']'
+			}
 			v.i++
 			v.space()
-			if v.i < len(v.b) && v.b[v.i] == '}' {
+			if v.i < len(v.b) && v.b[v.i] == end {
 				v.i++
 				break
 			}
-			stack = append(stack, '{')
-			if !v.key() {
+			stack = append(stack, c)
+			if c == '{' && !v.key() {
 				return false
 			}
-			continue
-		case c == '[':
-			v.i++
-			v.space()
-			if v.i < len(v.b) && v.b[v.i] == ']' {
-				v.i++
-				break
-			}
-			stack = append(stack, '[')
 			continue
 		case c == '"':
 			if !v.str() {

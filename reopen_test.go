@@ -379,13 +379,9 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 	db, err := pebble.Open(dir+"/db", &pebble.Options{})
 	require.NoError(t, err)
 	w := testBase.UnixNano() / int64(time.Hour)
-	v, c, err := db.Get(windowKey(prefixDescriptor, w))
-	require.NoError(t, err)
-	sl, err := decodeDescriptor(w, int64(time.Hour), v)
-	require.NoError(t, err)
-	c.Close()
+	sl := readDescriptor(t, db, w, int64(time.Hour))
 	k := bitmapKey(nil, w, sl.gen, fieldUser, "light")
-	v, c, err = db.Get(k)
+	v, c, err := db.Get(k)
 	require.NoError(t, err)
 	body := slices.Clone(v[:len(v)-4])
 	c.Close()
@@ -397,4 +393,16 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 	err = s.Verify(ctx)
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "disagree with the ID column")
+}
+
+// readDescriptor reads the descriptor of window w's sealed segment from a
+// closed store's pebble database.
+func readDescriptor(t *testing.T, db *pebble.DB, w, width int64) *sealedSeg {
+	t.Helper()
+	v, c, err := db.Get(windowKey(prefixDescriptor, w))
+	require.NoError(t, err)
+	defer c.Close()
+	sl, err := decodeDescriptor(w, width, v)
+	require.NoError(t, err)
+	return sl
 }

@@ -378,11 +378,7 @@ func TestSealReopenAndRepair(t *testing.T) {
 	db, err := pebble.Open(dir+"/db", &pebble.Options{})
 	require.NoError(t, err)
 	w := testBase.UnixNano() / int64(time.Hour)
-	v, c, err := db.Get(windowKey(prefixDescriptor, w))
-	require.NoError(t, err)
-	sl, err := decodeDescriptor(w, int64(time.Hour), v)
-	require.NoError(t, err)
-	c.Close()
+	sl := readDescriptor(t, db, w, int64(time.Hour))
 	require.NoError(t, db.Set(bitmapKey(nil, w, sl.gen, fieldType, "user.login"), []byte("garbage"), pebble.Sync))
 	require.NoError(t, db.Close())
 
