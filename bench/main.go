@@ -97,14 +97,9 @@ func main() {
 		log.Fatal("bench: ", err)
 	}
 	res.print(os.Stdout)
-	if c.jsonPath != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err == nil {
-			err = os.WriteFile(c.jsonPath, b, 0o644)
-		}
-		if err != nil {
-			log.Fatal("bench: ", err)
-		}
+	res.Complete = true
+	if err := res.save(c.jsonPath); err != nil {
+		log.Fatal("bench: ", err)
 	}
 }
 
@@ -302,6 +297,7 @@ type latency struct {
 	P99     float64 `json:"p99_us"`
 	P999    float64 `json:"p999_us"`
 	Results float64 `json:"mean_results"`
+	First   float64 `json:"first_us"` // the first run, before any cache held what it reads
 }
 
 // measure runs q on sys: c.runs times, or fewer if a comparator exceeds the
@@ -324,11 +320,12 @@ func measure(ctx context.Context, c *config, d *dataset, sys system, q *query, l
 			break
 		}
 	}
+	first := float64(lat[0].Nanoseconds()) / 1e3
 	slices.Sort(lat)
 	at := func(q float64) float64 {
 		return float64(lat[min(len(lat)-1, int(q*float64(len(lat))))].Nanoseconds()) / 1e3
 	}
-	return latency{Runs: len(lat), P50: at(0.5), P99: at(0.99), P999: at(0.999), Results: float64(total) / float64(len(lat))}, nil
+	return latency{Runs: len(lat), P50: at(0.5), P99: at(0.99), P999: at(0.999), Results: float64(total) / float64(len(lat)), First: first}, nil
 }
 
 // results is everything one bench run measured.
@@ -346,6 +343,20 @@ type results struct {
 	Reopen        []reopenResult                `json:"reopen,omitempty"`
 	Compaction    *compaction                   `json:"compaction,omitempty"`
 	PeakRSSMB     float64                       `json:"peak_rss_mb"`
+	Complete      bool                          `json:"complete"` // false in the file written after each phase
+}
+
+// save writes r as JSON to path, if set.
+func (r *results) save(path string) error {
+	if path == "" {
+		return nil
+	}
+	r.PeakRSSMB = peakRSS()
+	b, err := json.MarshalIndent(r, "", "  ")
+	if err == nil {
+		err = os.WriteFile(path, b, 0o644)
+	}
+	return err
 }
 
 type compaction struct {
@@ -432,6 +443,11 @@ func run(ctx context.Context, c *config) (*results, error) {
 		return nil, err
 	}
 	res.SettleSeconds = time.Since(t0).Seconds()
+	// A long run saves what it has after each phase, so that a run cut
+	// short still leaves its figures.
+	if err := res.save(c.jsonPath); err != nil {
+		return nil, err
+	}
 
 	if c.want("ingest") {
 		sub := func(fn func([]activitystore.Activity) error) error {
@@ -468,6 +484,9 @@ func run(ctx context.Context, c *config) (*results, error) {
 		}
 	}
 
+	if err := res.save(c.jsonPath); err != nil {
+		return nil, err
+	}
 	if c.want("query") {
 		if c.cpuProfile != "" {
 			f, err := os.Create(c.cpuProfile)
@@ -525,6 +544,9 @@ func run(ctx context.Context, c *config) (*results, error) {
 		o.s = s
 	}
 
+	if err := res.save(c.jsonPath); err != nil {
+		return nil, err
+	}
 	if c.want("reopen") {
 		bar := c.bar(4, "reopen in fresh processes")
 		if err := o.s.Close(); err != nil {
@@ -548,6 +570,9 @@ func run(ctx context.Context, c *config) (*results, error) {
 		o.s = s
 	}
 
+	if err := res.save(c.jsonPath); err != nil {
+		return nil, err
+	}
 	if c.want("compact") {
 		bar := c.bar(1, "compaction")
 		t0 := time.Now()
@@ -571,6 +596,9 @@ func run(ctx context.Context, c *config) (*results, error) {
 				return nil, fmt.Errorf("%s on archives: %w", q.id, err)
 			}
 			res.Archived[q.id] = l
+			if err := res.save(c.jsonPath); err != nil {
+				return nil, err
+			}
 		}
 	}
 	res.PeakRSSMB = peakRSS()

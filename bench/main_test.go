@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"flag"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,8 +27,17 @@ func TestMain(m *testing.M) {
 // three systems agree on every query's answer sizes.
 func TestSuiteSmoke(t *testing.T) {
 	c := &config{n: 3000, ingestN: 1000, seed: 1, dir: t.TempDir(), runs: 20, budget: time.Second, settle: time.Second}
+	c.jsonPath = filepath.Join(t.TempDir(), "partial.json") // c.dir goes at the end
 	res, err := run(context.Background(), c)
 	require.NoError(t, err)
+	// The file saved after the last phase holds every phase's figures.
+	b, err := os.ReadFile(c.jsonPath)
+	require.NoError(t, err)
+	var saved results
+	require.NoError(t, json.Unmarshal(b, &saved))
+	require.False(t, saved.Complete)
+	require.Equal(t, res.Archived, saved.Archived)
+	require.Equal(t, res.Queries, saved.Queries)
 	require.Len(t, res.Ingest, 12) // 4 modes x 3 systems
 	for _, i := range res.Ingest {
 		require.Positive(t, i.PerSecond, "%+v", i)
@@ -41,6 +51,7 @@ func TestSuiteSmoke(t *testing.T) {
 			require.Equal(t, ours.Results, m[name].Results, "%s: %s answers differently", q.id, name)
 		}
 		require.Equal(t, ours.Results, res.Archived[q.id].Results, "%s on archives", q.id)
+		require.Positive(t, res.Archived[q.id].First, "%s: first archived run", q.id)
 	}
 	require.Equal(t, 50.0, res.Queries["Q1"][sysOurs].Results)
 	require.NotNil(t, res.Compaction)
@@ -56,7 +67,7 @@ func TestSuiteSmoke(t *testing.T) {
 	require.Positive(t, res.Reopen[2].RebuiltActs, "the kill leaves the newest window to rebuild")
 	var out bytes.Buffer
 	res.print(&out)
-	for _, want := range []string{"INGEST", "QUERIES", "REOPEN", "COMPACTION", "TARGETS"} {
+	for _, want := range []string{"INGEST", "QUERIES", "REOPEN", "COMPACTION", "first run (cold)", "on archives: p50", "TARGETS"} {
 		require.True(t, strings.Contains(out.String(), want), want)
 	}
 }
