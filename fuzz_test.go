@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"bytes"
+	"fmt"
 	"testing"
 	"time"
 )
@@ -49,7 +50,11 @@ func FuzzDecodeSealed(f *testing.F) {
 		seg.add(makeID(testBase.UnixNano()+int64(i)*int64(time.Second), uint64(i+1)), &vals)
 	}
 	var values [][]byte
-	sl, err := seg.persist(7, inlineIDs, &d, func(k, v []byte) error {
+	recs := map[ID][]byte{}
+	for i, id := range seg.ids {
+		recs[id] = fmt.Appendf(nil, "record %d", i)
+	}
+	sl, err := seg.persist(7, inlineIDs, inlineIDs, recs, &d, func(k, v []byte) error {
 		values = append(values, append([]byte(nil), v...))
 		return nil
 	})
@@ -76,12 +81,17 @@ func FuzzDecodeSealed(f *testing.F) {
 				}
 			}
 		}
-		if bm, ids, err := decodeSealedValue(b, sl, fieldType, "a"); err == nil {
-			if bm.IsEmpty() || bm.Maximum() >= 40 {
-				t.Fatal("bitmap past the segment")
-			}
-			if ids != nil && uint64(len(ids)) != bm.GetCardinality() {
-				t.Fatalf("%d inline IDs for %d ordinals", len(ids), bm.GetCardinality())
+		for _, f := range []field{fieldType, fieldUser} {
+			if sv, err := decodeSealedValue(b, sl, f, "a", true); err == nil {
+				if sv.bm.IsEmpty() || sv.bm.Maximum() >= 40 {
+					t.Fatal("bitmap past the segment")
+				}
+				if sv.ids != nil && uint64(len(sv.ids)) != sv.bm.GetCardinality() {
+					t.Fatalf("%d inline IDs for %d ordinals", len(sv.ids), sv.bm.GetCardinality())
+				}
+				if sv.recs != nil && (f != copyField || len(sv.recs) != len(sv.ids)) {
+					t.Fatalf("%d record copies for %d IDs in field %s", len(sv.recs), len(sv.ids), f)
+				}
 			}
 		}
 	})

@@ -77,14 +77,19 @@ type ordSet struct {
 	inl []sealedValue
 }
 
-// inlineID returns the ID of member o from c.inl, false when c has none.
-func (c ordSet) inlineID(o uint32) (ID, bool) {
+// inlineID returns the ID of member o from c.inl, with the copy of its
+// record if there is one; false when c has none.
+func (c ordSet) inlineID(o uint32) (ID, []byte, bool) {
 	for _, v := range c.inl {
 		if v.bm.Contains(o) {
-			return v.ids[v.bm.Rank(o)-1], true
+			i := v.bm.Rank(o) - 1
+			if v.recs != nil {
+				return v.ids[i], v.recs[i], true
+			}
+			return v.ids[i], nil, true
 		}
 	}
-	return ID{}, false
+	return ID{}, nil, false
 }
 
 // countRange returns how many members lie in [lo, hi).
@@ -172,7 +177,12 @@ func (fs *filterSet) resolve(dicts *[numFields]dict) {
 func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
 	c, ok, _ := fs.pick(uint32(len(seg.ids)),
 		func(f field) int { return len(fs.vals[f]) },
-		func(f field, i int) (*roaring.Bitmap, []ID, error) { return seg.bms[f][fs.vals[f][i]], nil, nil })
+		func(f field, i int) (*sealedValue, error) {
+			if bm := seg.bms[f][fs.vals[f][i]]; bm != nil {
+				return &sealedValue{bm: bm}, nil
+			}
+			return nil, nil
+		})
 	return c, ok
 }
 
@@ -181,15 +191,15 @@ func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
 func (fs *filterSet) sealedCandidates(s *Store, sl *sealedSeg) (ordSet, bool, error) {
 	return fs.pick(uint32(sl.n),
 		func(f field) int { return len(fs.strs[f]) },
-		func(f field, i int) (*roaring.Bitmap, []ID, error) { return s.sealedBitmap(sl, f, fs.strs[f][i]) })
+		func(f field, i int) (*sealedValue, error) { return s.sealedBitmap(sl, f, fs.strs[f][i]) })
 }
 
 // pick returns the ordinals below n that pass the filters: per filtered
 // field the union of the bitmaps of its values (values(f) of them, the i-th
 // from bitmap, nil when absent), intersected across fields. When every
 // value present of a filtered field comes with its IDs, the result carries
-// them.
-func (fs *filterSet) pick(n uint32, values func(f field) int, bitmap func(f field, i int) (*roaring.Bitmap, []ID, error)) (ordSet, bool, error) {
+// them, preferring a field whose values also carry copies of their records.
+func (fs *filterSet) pick(n uint32, values func(f field) int, value func(f field, i int) (*sealedValue, error)) (ordSet, bool, error) {
 	if !fs.any {
 		return ordSet{n: n}, n > 0, nil
 	}
@@ -202,17 +212,18 @@ func (fs *filterSet) pick(n uint32, values func(f field) int, bitmap func(f fiel
 		var buf [8]*roaring.Bitmap
 		list := buf[:0]
 		var vals []sealedValue
-		all := inl == nil
+		all, recs := true, true
 		for i := range values(f) {
-			bm, ids, err := bitmap(f, i)
+			sv, err := value(f, i)
 			if err != nil {
 				return ordSet{}, false, err
 			}
-			if bm != nil {
-				list = append(list, bm)
-				all = all && ids != nil
+			if sv != nil {
+				list = append(list, sv.bm)
+				all = all && sv.ids != nil
+				recs = recs && sv.recs != nil
 				if all {
-					vals = append(vals, sealedValue{bm, ids})
+					vals = append(vals, *sv)
 				}
 			}
 		}
@@ -221,7 +232,7 @@ func (fs *filterSet) pick(n uint32, values func(f field) int, bitmap func(f fiel
 			return ordSet{}, false, nil
 		}
 		per[f] = bm
-		if all {
+		if all && (inl == nil || (recs && inl[0].recs == nil)) {
 			inl = vals
 		}
 	}

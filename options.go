@@ -66,6 +66,14 @@ type Options struct {
 	// whatever the store's size. The default is 128 MiB.
 	CacheBytes int64
 
+	// UserCopies is how many activities a user may have in a window, at
+	// most, for the window's sealed segment to keep a copy of their records
+	// beside the user's bitmap. A query for a user with few activities (most
+	// users of most platforms) then reads one key per window instead of one
+	// record per activity, for about the records' size again on disk for
+	// those activities. The default is 64, the most allowed; -1 keeps none.
+	UserCopies int
+
 	// CompactEvery, when positive, runs Compact in the background at that
 	// interval until Close. Zero compacts only when Compact is called.
 	CompactEvery time.Duration
@@ -115,6 +123,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, fmt.Errorf("%w: CacheBytes %d is negative", ErrInvalidOptions, c.CacheBytes)
 	case c.CompactEvery < 0:
 		return c, fmt.Errorf("%w: CompactEvery %s is negative", ErrInvalidOptions, c.CompactEvery)
+	case c.UserCopies < -1 || c.UserCopies > inlineIDs:
+		return c, fmt.Errorf("%w: UserCopies %d is outside [-1, %d]", ErrInvalidOptions, c.UserCopies, inlineIDs)
 	case c.TailBacklog < 0 || c.TailBacklog > 1<<26:
 		return c, fmt.Errorf("%w: TailBacklog %d is outside [0, %d]", ErrInvalidOptions, c.TailBacklog, 1<<26)
 	}
@@ -158,6 +168,9 @@ func (o *Options) withDefaults() (Options, error) {
 		c.inline = inlineIDs
 	}
 	c.inline = max(c.inline, 0)
+	if c.UserCopies == 0 {
+		c.UserCopies = inlineIDs
+	}
 	if c.Logger == nil {
 		c.Logger = quietLogger{}
 	}

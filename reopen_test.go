@@ -306,14 +306,15 @@ func reopenTest(t *testing.T, dir string, o *Options) *Store {
 }
 
 // TestSparseValuesKeepIDs checks that a sealed segment keeps the IDs of a
-// sparse value beside its bitmap: a query for a light user reads one key
-// per window and no chunk of the ID column, a store sealed without them
-// answers the same from its chunks, and Verify catches inline IDs that
-// disagree with the column.
+// sparse value beside its bitmap, and for a sparse user copies of its
+// records: a query for a light user reads one key per window, no chunk of
+// the ID column and no record; a store sealed without them answers the same
+// from its chunks and records; Verify catches inline IDs that disagree with
+// the column and copies that differ from their records.
 func TestSparseValuesKeepIDs(t *testing.T) {
 	ctx := context.Background()
-	fill := func(inline int) (string, []ID) {
-		s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour, inline: inline})
+	fill := func(inline, copies int) (string, []ID) {
+		s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour, inline: inline, UserCopies: copies})
 		clock.Set(testBase.Add(24 * time.Hour))
 		var acts []Activity
 		for h := range 3 {
@@ -336,7 +337,9 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 		slices.Reverse(light)
 		return dir, light
 	}
-	query := func(s *Store, user string, limit int) ([]ID, int64) {
+	// query returns the IDs of user's newest limit activities, the pieces
+	// of sealed segments and the records read for them.
+	query := func(s *Store, user string, limit int) ([]ID, int64, int64) {
 		before, err := s.Stats(ctx)
 		require.NoError(t, err)
 		page, err := s.Query().Users(user).Limit(limit).All(ctx)
@@ -346,51 +349,76 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 		var got []ID
 		for _, a := range page.Activities {
 			got = append(got, a.ID)
+			assert.Equal(t, user, a.UserID)
+			assert.Equal(t, "user.login", a.Type)
 		}
-		return got, after.SegmentLoads - before.SegmentLoads
+		return got, after.SegmentLoads - before.SegmentLoads, after.RecordReads - before.RecordReads
 	}
 
-	dir, light := fill(0)
+	dir, light := fill(0, 0)
 	require.Len(t, light, 9)
 	s := reopenTest(t, dir, &Options{})
 	st, err := s.Stats(ctx)
 	require.NoError(t, err)
 	assert.Equal(t, int64(9*16), st.IDColumnBytes-3*300*16, "the column, and the light user's IDs beside its bitmaps")
-	got, loads := query(s, "light", 50)
+	got, loads, reads := query(s, "light", 50)
 	assert.Equal(t, light, got)
 	assert.Equal(t, int64(3), loads, "one value per window, no ID chunk")
-	got, loads = query(s, "light", 50)
+	assert.Zero(t, reads, "every record from the copies beside the bitmaps")
+	got, loads, _ = query(s, "light", 50)
 	assert.Equal(t, light, got)
 	assert.Zero(t, loads, "cached")
-	heavy, loads := query(s, "heavy", 5)
+	heavy, loads, reads := query(s, "heavy", 5)
 	assert.Len(t, heavy, 5)
 	assert.Equal(t, int64(2), loads, "a dense value reads its bitmap and a chunk")
+	assert.Equal(t, int64(5), reads, "a dense value keeps no copies")
 	require.NoError(t, s.Verify(ctx))
 	require.NoError(t, s.Close())
 
-	dir2, light2 := fill(-1)
+	dir2, light2 := fill(-1, -1)
 	s2 := reopenTest(t, dir2, &Options{})
-	got, loads = query(s2, "light", 50)
+	got, loads, reads = query(s2, "light", 50)
 	assert.Equal(t, light2, got)
 	assert.Equal(t, int64(6), loads, "without inline IDs: a value and a chunk per window")
+	assert.Equal(t, int64(9), reads)
 	require.NoError(t, s2.Close())
 
-	// Inline IDs that disagree with the ID column, under a good checksum.
-	db, err := pebble.Open(dir+"/db", &pebble.Options{})
-	require.NoError(t, err)
-	w := testBase.UnixNano() / int64(time.Hour)
-	sl := readDescriptor(t, db, w, int64(time.Hour))
-	k := bitmapKey(nil, w, sl.gen, fieldUser, "light")
-	v, c, err := db.Get(k)
-	require.NoError(t, err)
-	body := slices.Clone(v[:len(v)-4])
-	c.Close()
-	ids := body[len(body)-3*16:]
-	ids[len(ids)-1]-- // the last ID, one sequence number lower: still in order
-	require.NoError(t, db.Set(k, appendCRC(body), pebble.Sync))
-	require.NoError(t, db.Close())
-	s = reopenTest(t, dir, &Options{})
-	err = s.Verify(ctx)
+	dir3, light3 := fill(0, -1)
+	s3 := reopenTest(t, dir3, &Options{})
+	got, loads, reads = query(s3, "light", 50)
+	assert.Equal(t, light3, got)
+	assert.Equal(t, int64(3), loads, "inline IDs without copies: one value per window")
+	assert.Equal(t, int64(9), reads)
+	require.NoError(t, s3.Close())
+
+	// Inline IDs that disagree with the ID column, then a copy that differs
+	// from its record, each under a good checksum.
+	tamper := func(change func(ids, copies []byte)) error {
+		db, err := pebble.Open(dir+"/db", &pebble.Options{})
+		require.NoError(t, err)
+		w := testBase.UnixNano() / int64(time.Hour)
+		sl := readDescriptor(t, db, w, int64(time.Hour))
+		require.Equal(t, inlineIDs, sl.copies)
+		k := bitmapKey(nil, w, sl.gen, fieldUser, "light")
+		v, c, err := db.Get(k)
+		require.NoError(t, err)
+		body := slices.Clone(v[:len(v)-4])
+		c.Close()
+		_, used, err := decodeBitmapPrefix(body, sl.n)
+		require.NoError(t, err)
+		require.Equal(t, byte(1), body[used+3*16], "copies follow the IDs")
+		change(body[used:used+3*16], body[used+3*16+1:])
+		require.NoError(t, db.Set(k, appendCRC(body), pebble.Sync))
+		require.NoError(t, db.Close())
+		s := reopenTest(t, dir, &Options{})
+		err = s.Verify(ctx)
+		require.NoError(t, s.Close())
+		return err
+	}
+	err = tamper(func(_, copies []byte) { copies[len(copies)-1] ^= 1 })
+	require.ErrorIs(t, err, ErrCorrupt)
+	assert.Contains(t, err.Error(), "its copy beside the user_id bitmap")
+	err = tamper(func(ids, _ []byte) { ids[len(ids)-1]-- }) // the last ID, one sequence number lower: still in order
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "disagree with the ID column")
 }

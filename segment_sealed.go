@@ -24,18 +24,26 @@ import (
 //
 //	descriptor: version byte, generation, activity count n, IDs per chunk,
 //	            the inline limit and the bytes of inline IDs (version 3),
+//	            the copy limit and the bytes of record copies (version 4),
 //	            serialized bitmap bytes per field, then the first ID of
 //	            every chunk and the last ID (16 bytes each), CRC-32C
 //	value:      roaring portable serialization of the ordinals; when they
 //	            are at most the inline limit, their IDs (16 bytes each,
-//	            ascending); CRC-32C
+//	            ascending); for a user_id value with at most the copy limit
+//	            of them, a byte 1 and each record (uvarint length, bytes)
+//	            in the same order, or a byte 0 for none; CRC-32C
 //	ID chunk:   up to chunk IDs of 16 bytes, ascending, CRC-32C
 //
 // Ordinals of a sealed segment are in ID order, so ordinal o is the o-th ID
 // of the column and no ordinal is late. A sparse value (a light user, a
 // rare resource) keeps its IDs beside its bitmap, so a query for it reads
-// one key per segment and no ID chunk.
-const sealedVersion = 3
+// one key per segment and no ID chunk; a sparse user also keeps a copy of
+// its records there, so "this user's recent activity" reads no record key
+// at all.
+const sealedVersion = 4
+
+// copyField is the field whose sparse values keep copies of their records.
+const copyField = fieldUser
 
 // inlineIDs is the default inline limit: a value with at most this many
 // activities in a sealed segment keeps their IDs (at most 1 KiB) in its key.
@@ -54,6 +62,8 @@ type sealedSeg struct {
 	chunk  int               // IDs per chunk of the ID column
 	inline int               // values with at most this many ordinals keep their IDs in their key
 	idsIn  uint64            // bytes of IDs kept in value keys
+	copies int               // user values with at most this many ordinals may keep copies of their records; 0 none
+	recsIn uint64            // bytes of record copies kept in value keys
 	firsts []ID              // first ID of each chunk
 	last   ID                // the newest ID
 	bytes  [numFields]uint64 // serialized bitmap bytes per field
@@ -84,6 +94,8 @@ func (sl *sealedSeg) encode() []byte {
 	b = binary.AppendUvarint(b, uint64(sl.chunk))
 	b = binary.AppendUvarint(b, uint64(sl.inline))
 	b = binary.AppendUvarint(b, sl.idsIn)
+	b = binary.AppendUvarint(b, uint64(sl.copies))
+	b = binary.AppendUvarint(b, sl.recsIn)
 	for _, x := range sl.bytes {
 		b = binary.AppendUvarint(b, x)
 	}
@@ -105,17 +117,20 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 	ver := d.Byte()
 	sl.gen = d.Uvarint()
 	n, per := d.Uvarint(), d.Uvarint()
-	var inline uint64
+	var inline, copies uint64
 	if ver >= 3 {
 		inline, sl.idsIn = d.Uvarint(), d.Uvarint()
+	}
+	if ver >= 4 {
+		copies, sl.recsIn = d.Uvarint(), d.Uvarint()
 	}
 	for f := range sl.bytes {
 		sl.bytes[f] = d.Uvarint()
 	}
-	if d.Err != nil || ver < 2 || ver > sealedVersion || per < 64 || per > 1<<16 || n == 0 || n >= 1<<32 || inline > 1<<16 || sl.idsIn > 16*n*uint64(numFields) {
+	if d.Err != nil || ver < 2 || ver > sealedVersion || per < 64 || per > 1<<16 || n == 0 || n >= 1<<32 || inline > 1<<16 || copies > inline || sl.idsIn > 16*n*uint64(numFields) {
 		return nil, corruptf(sl.where(), "descriptor: malformed")
 	}
-	sl.n, sl.chunk, sl.inline = int(n), int(per), int(inline)
+	sl.n, sl.chunk, sl.inline, sl.copies = int(n), int(per), int(inline), int(copies)
 	nc := (sl.n + sl.chunk - 1) / sl.chunk
 	if len(d.B) != 16*(nc+1) {
 		return nil, corruptf(sl.where(), "descriptor: %d bytes of IDs for %d chunks", len(d.B), nc)
@@ -143,15 +158,21 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 
 // persist returns the descriptor and the keys and values of a sorted
 // segment's sealed form. The caller holds seg.mu; RunOptimize changes the
-// bitmaps, so for writing.
-func (seg *segment) persist(gen uint64, inline int, dicts *[numFields]dict, set func(k, v []byte) error) (*sealedSeg, error) {
+// bitmaps, so for writing. When recs is set, each user value with at most
+// copies activities keeps copies of their records, as recs gives them by
+// ID; a value with a record recs lacks keeps none.
+func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, dicts *[numFields]dict, set func(k, v []byte) error) (*sealedSeg, error) {
 	if seg.late != nil {
 		return nil, fmt.Errorf("activitystore: segment %d is not sorted", seg.window)
 	}
 	if len(seg.ids) == 0 {
 		return nil, fmt.Errorf("activitystore: segment %d is empty", seg.window)
 	}
-	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), chunk: chunkIDs, inline: inline, last: seg.ids[len(seg.ids)-1]}
+	if recs == nil {
+		copies = 0
+	}
+	copies = min(copies, inline)
+	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), chunk: chunkIDs, inline: inline, copies: copies, last: seg.ids[len(seg.ids)-1]}
 	var k, v []byte
 	for c := 0; c*sl.chunk < len(seg.ids); c++ {
 		ids := seg.ids[c*sl.chunk : min((c+1)*sl.chunk, len(seg.ids))]
@@ -179,6 +200,11 @@ func (seg *segment) persist(gen uint64, inline int, dicts *[numFields]dict, set 
 					data = append(data, id[:]...)
 				}
 				sl.idsIn += 16 * c
+				if field(f) == copyField && c <= uint64(copies) {
+					before := len(data)
+					data = appendCopies(data, bm, seg.ids, recs)
+					sl.recsIn += uint64(len(data) - before)
+				}
 			}
 			k = bitmapKey(k[:0], seg.window, gen, f, dicts[f].value(vn))
 			if err := set(k, appendCRC(data)); err != nil {
@@ -187,6 +213,24 @@ func (seg *segment) persist(gen uint64, inline int, dicts *[numFields]dict, set 
 		}
 	}
 	return sl, nil
+}
+
+// appendCopies appends to data the copies of the records of bm's members,
+// each ID's record as recs has it: a byte 1, then each record as a uvarint
+// length and its bytes, or the byte 0 when recs lacks one of them.
+func appendCopies(data []byte, bm *roaring.Bitmap, ids []ID, recs map[ID][]byte) []byte {
+	for it := bm.Iterator(); it.HasNext(); {
+		if recs[ids[it.Next()]] == nil {
+			return append(data, 0)
+		}
+	}
+	data = append(data, 1)
+	for it := bm.Iterator(); it.HasNext(); {
+		r := recs[ids[it.Next()]]
+		data = binary.AppendUvarint(data, uint64(len(r)))
+		data = append(data, r...)
+	}
+	return data
 }
 
 // cacheKey names one piece of loaded data in the store's cache: a block
@@ -282,21 +326,19 @@ func (s *Store) sealedBound(sl *sealedSeg, x ID) (uint32, error) {
 }
 
 // sealedValue is what a sealed segment holds for one label value: its
-// ordinals and, for a sparse value, their IDs in the same order.
+// ordinals and, for a sparse value, their IDs in the same order, and for a
+// sparse user the copies of their records.
 type sealedValue struct {
-	bm  *roaring.Bitmap
-	ids []ID
+	bm   *roaring.Bitmap
+	ids  []ID
+	recs [][]byte
 }
 
-// sealedBitmap returns the bitmap of value v of field f in sl, nil when no
-// activity of sl has it, with the value's IDs when sl keeps them inline.
-// The results are shared: never change them.
-func (s *Store) sealedBitmap(sl *sealedSeg, f field, v string) (*roaring.Bitmap, []ID, error) {
+// sealedBitmap returns the value v of field f in sl, nil when no activity
+// of sl has it. It is shared: never change it.
+func (s *Store) sealedBitmap(sl *sealedSeg, f field, v string) (*sealedValue, error) {
 	sv, err := s.sealedValueRaw(sl, f, v)
-	if err != nil || sv == nil {
-		return nil, nil, s.fault(sl, err)
-	}
-	return sv.bm, sv.ids, nil
+	return sv, s.fault(sl, err)
 }
 
 func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, error) {
@@ -315,8 +357,7 @@ func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, 
 		return nil, fmt.Errorf("activitystore: cannot read %s: %w", sl.where(), err)
 	default:
 		s.loads.Add(1)
-		var x sealedValue
-		x.bm, x.ids, err = decodeSealedValue(raw, sl, f, v)
+		x, err := decodeSealedValue(raw, sl, f, v, true)
 		c.Close()
 		if err != nil {
 			return nil, err
@@ -325,49 +366,91 @@ func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, 
 	}
 	size := int64(len(v)) + 96
 	if sv != nil {
-		size += int64(sv.bm.GetSizeInBytes()) + 16*int64(len(sv.ids))
+		size += int64(sv.bm.GetSizeInBytes()) + 16*int64(len(sv.ids)) + 24*int64(len(sv.recs))
+		for _, r := range sv.recs {
+			size += int64(len(r))
+		}
 	}
 	s.cache.Add(key, sv, size)
 	return sv, nil
 }
 
 // decodeSealedValue parses the value of v in field f of sl as read from
-// pebble: its bitmap and, when sl keeps them inline, its IDs.
-func decodeSealedValue(raw []byte, sl *sealedSeg, f field, v string) (*roaring.Bitmap, []ID, error) {
+// pebble: its bitmap and, when sl keeps them inline, its IDs and, if
+// copies, the copies of its records (which share raw's bytes with none).
+func decodeSealedValue(raw []byte, sl *sealedSeg, f field, v string, copies bool) (sealedValue, error) {
 	body, ok := checkCRC(raw)
 	if !ok {
-		return nil, nil, corruptf(sl.where(), "field %s: bitmap of %q: checksum mismatch", f, v)
+		return sealedValue{}, corruptf(sl.where(), "field %s: bitmap of %q: checksum mismatch", f, v)
 	}
 	bm, used, err := decodeBitmapPrefix(body, sl.n)
 	if err != nil {
-		return nil, nil, corruptf(sl.where(), "field %s: bitmap of %q: %v", f, v, err)
+		return sealedValue{}, corruptf(sl.where(), "field %s: bitmap of %q: %v", f, v, err)
 	}
 	rest := body[used:]
 	card := bm.GetCardinality()
 	if card > uint64(sl.inline) {
 		if len(rest) != 0 {
-			return nil, nil, corruptf(sl.where(), "field %s: bitmap of %q: %d bytes after it", f, v, len(rest))
+			return sealedValue{}, corruptf(sl.where(), "field %s: bitmap of %q: %d bytes after it", f, v, len(rest))
 		}
-		return bm, nil, nil
+		return sealedValue{bm: bm}, nil
+	}
+	var tail []byte
+	if f == copyField && card <= uint64(sl.copies) {
+		if uint64(len(rest)) < 16*card+1 {
+			return sealedValue{}, corruptf(sl.where(), "field %s: value %q: %d bytes of IDs and copies for %d activities", f, v, len(rest), card)
+		}
+		rest, tail = rest[:16*card], rest[16*card:]
 	}
 	if uint64(len(rest)) != 16*card {
-		return nil, nil, corruptf(sl.where(), "field %s: value %q: %d bytes of IDs for %d activities", f, v, len(rest), card)
+		return sealedValue{}, corruptf(sl.where(), "field %s: value %q: %d bytes of IDs for %d activities", f, v, len(rest), card)
 	}
 	ids := make([]ID, card)
 	for i := range ids {
 		copy(ids[i][:], rest[16*i:])
 		if !ids[i].valid() || (i > 0 && ids[i].Compare(ids[i-1]) <= 0) || ids[i].Compare(sl.firsts[0]) < 0 || ids[i].Compare(sl.last) > 0 {
-			return nil, nil, corruptf(sl.where(), "field %s: value %q: ID %d out of order or outside the segment", f, v, i)
+			return sealedValue{}, corruptf(sl.where(), "field %s: value %q: ID %d out of order or outside the segment", f, v, i)
 		}
 	}
-	return bm, ids, nil
+	sv := sealedValue{bm: bm, ids: ids}
+	if tail == nil || (tail[0] == 0 && len(tail) == 1) {
+		return sv, nil
+	}
+	bad := func() (sealedValue, error) {
+		return sealedValue{}, corruptf(sl.where(), "field %s: value %q: malformed record copies", f, v)
+	}
+	if tail[0] != 1 {
+		return bad()
+	}
+	d := codec.Decoder{B: tail[1:]}
+	var buf []byte
+	if copies {
+		buf = make([]byte, 0, len(d.B))
+		sv.recs = make([][]byte, card)
+	}
+	for i := range ids {
+		n := d.Uvarint()
+		if d.Err != nil || n == 0 || n > uint64(len(d.B)) {
+			return bad()
+		}
+		if copies {
+			buf = append(buf, d.B[:n]...)
+			sv.recs[i] = buf[len(buf)-int(n) : len(buf) : len(buf)]
+		}
+		d.B = d.B[n:]
+	}
+	if len(d.B) != 0 {
+		return bad()
+	}
+	return sv, nil
 }
 
 // valueBitmap is one value of a field with its ordinals.
 type valueBitmap struct {
-	v   string
-	bm  *roaring.Bitmap
-	ids []ID // inline IDs, for a sparse value
+	v    string
+	bm   *roaring.Bitmap
+	ids  []ID     // inline IDs, for a sparse value
+	recs [][]byte // copies of its records, for a sparse user, when asked for
 }
 
 // sealedField returns every value of field f in sl with its bitmap.
@@ -376,7 +459,7 @@ func (s *Store) sealedField(sl *sealedSeg, f field) ([]valueBitmap, error) {
 	if x, ok := s.cache.Get(key); ok {
 		return x.([]valueBitmap), nil
 	}
-	out, err := s.sealedFieldUncached(sl, f)
+	out, err := s.sealedFieldUncached(sl, f, false)
 	if err != nil {
 		return nil, s.fault(sl, err)
 	}
@@ -391,8 +474,9 @@ func (s *Store) sealedField(sl *sealedSeg, f field) ([]valueBitmap, error) {
 
 // loadSealed reads the whole sealed segment of sl into a new in-memory
 // segment, numbering its values in dicts, and checks that every ordinal has
-// exactly one value per field. It bypasses the cache.
-func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict) (*segment, error) {
+// exactly one value per field. It bypasses the cache. If copies is not nil,
+// it receives the record copies sl keeps, by ID.
+func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict, copies map[ID][]byte) (*segment, error) {
 	seg := newSegment(sl.window)
 	seg.ids = make([]ID, 0, sl.n)
 	lo := chunkKey(nil, sl.window, sl.gen, 0)
@@ -425,7 +509,7 @@ func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict) (*segment, err
 		return nil, corruptf(sl.where(), "ID column holds %d of %d chunks", c, len(sl.firsts))
 	}
 	for f := range numFields {
-		vals, err := s.sealedFieldUncached(sl, f)
+		vals, err := s.sealedFieldUncached(sl, f, copies != nil && field(f) == copyField)
 		if err != nil {
 			return nil, err
 		}
@@ -440,6 +524,9 @@ func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict) (*segment, err
 					}
 				}
 			}
+			for i, r := range vb.recs {
+				copies[vb.ids[i]] = r
+			}
 			total += vb.bm.GetCardinality()
 			all.Or(vb.bm)
 			seg.bms[f][dicts[f].intern(vb.v)] = vb.bm
@@ -452,7 +539,9 @@ func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict) (*segment, err
 	return seg, nil
 }
 
-func (s *Store) sealedFieldUncached(sl *sealedSeg, f field) ([]valueBitmap, error) {
+// sealedFieldUncached reads every value of field f in sl from pebble, with
+// the copies of their records if copies.
+func (s *Store) sealedFieldUncached(sl *sealedSeg, f field, copies bool) ([]valueBitmap, error) {
 	p := fieldPrefix(sl.window, sl.gen, f)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
@@ -466,11 +555,11 @@ func (s *Store) sealedFieldUncached(sl *sealedSeg, f field) ([]valueBitmap, erro
 		if err != nil {
 			return nil, err
 		}
-		bm, ids, err := decodeSealedValue(raw, sl, f, v)
+		sv, err := decodeSealedValue(raw, sl, f, v, copies)
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, valueBitmap{v, bm, ids})
+		out = append(out, valueBitmap{v, sv.bm, sv.ids, sv.recs})
 	}
 	return out, it.Error()
 }

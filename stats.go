@@ -37,6 +37,10 @@ type Stats struct {
 	// SegmentLoads counts the pieces of sealed segments (bitmaps, ID chunks,
 	// whole fields) read from pebble since Open.
 	SegmentLoads int64
+	// RecordReads counts the records queries read from pebble since Open:
+	// not those read from archives, nor those decoded from the copies a
+	// sealed segment keeps for its sparse users (Options.UserCopies).
+	RecordReads int64
 	// Archives counts the archive files, ArchivedActivities the activities
 	// in them (also counted in Activities) and ArchiveBytes their size.
 	Archives           int
@@ -121,5 +125,6 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st.RebuiltSegments = int(s.rebuilt.Load())
 	st.RebuiltActivities = int(s.rebuiltActs.Load())
 	st.SegmentLoads = s.loads.Load()
+	st.RecordReads = s.recordReads.Load()
 	return st, nil
 }

@@ -93,6 +93,7 @@ type Store struct {
 	rebuilt     atomic.Int64 // segments rebuilt from their records
 	rebuiltActs atomic.Int64 // records read to rebuild them
 	loads       atomic.Int64 // pieces of sealed segments read from pebble
+	recordReads atomic.Int64 // records queries read from pebble
 }
 
 // Open opens the store in dir, creating it if needed. A nil opts gives the
@@ -340,7 +341,7 @@ func (s *Store) windowIDs(w int64) (ID, ID) {
 // its records.
 func (s *Store) recover(w int64, sl *sealedSeg) (*segment, error) {
 	if sl != nil {
-		seg, err := s.loadSealed(sl, &s.dicts)
+		seg, err := s.loadSealed(sl, &s.dicts, nil)
 		var n int
 		if err == nil {
 			n, err = s.applyLog(seg)

@@ -51,7 +51,7 @@ func (s *Store) openSegment(w int64) (*segment, error) {
 			return seg, nil
 		}
 		var err error
-		if loaded, err = s.loadSealed(sl, &s.dicts); err != nil {
+		if loaded, err = s.loadSealed(sl, &s.dicts, nil); err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				return nil, err
 			}

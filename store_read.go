@@ -26,11 +26,13 @@ type part struct {
 	arc *archive
 }
 
-// hit is one matching activity: its ID and the archive holding its record,
-// nil for pebble.
+// hit is one matching activity: its ID and where its record is: the
+// archive holding it, or pebble when arc is nil; rec is the copy a sealed
+// segment keeps, when it has one (shared: never change it).
 type hit struct {
 	id  ID
 	arc *archive
+	rec []byte
 }
 
 func (pt part) window() int64 {
@@ -131,7 +133,7 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 		var buf [64]ID
 		ids := pt.mem.collect(c, lo, hi, skip, want, buf[:0])
 		for _, id := range ids {
-			dst = append(dst, hit{id, pt.arc})
+			dst = append(dst, hit{id: id, arc: pt.arc})
 		}
 		return dst, nil
 	}
@@ -173,8 +175,8 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 			break
 		}
 		top = o - 1
-		if id, ok := c.inlineID(uint32(o)); ok {
-			dst = append(dst, hit{id, nil})
+		if id, rec, ok := c.inlineID(uint32(o)); ok {
+			dst = append(dst, hit{id: id, rec: rec})
 			continue
 		}
 		if k := int(o) / sl.chunk; k != ci {
@@ -183,7 +185,7 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 			}
 			ci = k
 		}
-		dst = append(dst, hit{chunk[int(o)%sl.chunk], nil})
+		dst = append(dst, hit{id: chunk[int(o)%sl.chunk]})
 	}
 	return dst, nil
 }
@@ -419,7 +421,7 @@ func (s *Store) getMany(ctx context.Context, ids []ID) ([]Activity, []bool, erro
 				}
 				if ok {
 					at = append(at, i)
-					hs = append(hs, hit{id, pt.arc})
+					hs = append(hs, hit{id: id, arc: pt.arc})
 					break
 				}
 			}
@@ -463,12 +465,25 @@ func (s *Store) spanOf(w int64) (span, bool) {
 }
 
 // fetch reads the activities of hs, which are newest first. The records in
-// pebble are read with one iterator. The caller holds s.swapMu for reading.
+// pebble are read with one iterator; those with copies are decoded from
+// them. The caller holds s.swapMu for reading.
 func (s *Store) fetch(hs []hit) ([]Activity, error) {
 	out := make([]Activity, len(hs))
 	var hot []ID
 	var hotAt []int
+	var copied []byte // the copies the activities decode from, in one buffer
 	for i := 0; i < len(hs); {
+		if r := hs[i].rec; r != nil {
+			if copied == nil {
+				copied = make([]byte, 0, (len(r)+32)*(len(hs)-i)*5/4)
+			}
+			copied = append(copied, r...)
+			if err := decodeRecord(hs[i].id, copied[len(copied)-len(r):len(copied):len(copied)], &out[i]); err != nil {
+				return nil, &CorruptionError{Where: "record " + hs[i].id.String(), Err: err}
+			}
+			i++
+			continue
+		}
 		if hs[i].arc == nil {
 			hot = append(hot, hs[i].id)
 			hotAt = append(hotAt, i)
@@ -507,6 +522,7 @@ func (s *Store) fetch(hs []hit) ([]Activity, error) {
 // fetchPebble reads the records of ids, which are in descending order, with
 // one iterator, into out. The activities share one buffer.
 func (s *Store) fetchPebble(ids []ID, out []Activity) error {
+	s.recordReads.Add(int64(len(ids)))
 	lower := recordKey(nil, ids[0])
 	upper := append(recordKey(nil, ids[len(ids)-1]), 0)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})

@@ -77,10 +77,19 @@ func (s *Store) write(w int64, drop bool) error {
 		b.Delete(windowKey(prefixDirty, w), nil)
 	}
 	var sl *sealedSeg
+	var recs map[ID][]byte
 	seg.mu.RLock()
 	n := seg.len()
 	out := seg.sorted()
+	if drop && s.opts.UserCopies > 0 && s.opts.inline > 0 {
+		recs = sparseIDs(out, min(s.opts.UserCopies, s.opts.inline))
+	}
 	seg.mu.RUnlock()
+	if len(recs) > 0 {
+		if err := s.readRecords(w, recs); err != nil {
+			return err
+		}
+	}
 	if n > 0 {
 		gen, err := s.allocSeq(1)
 		if err != nil {
@@ -91,7 +100,7 @@ func (s *Store) write(w int64, drop bool) error {
 			// lock.
 			seg.mu.Lock()
 		}
-		sl, err = out.persist(gen, s.opts.inline, &s.dicts, func(k, v []byte) error { return b.Set(k, v, nil) })
+		sl, err = out.persist(gen, s.opts.inline, s.opts.UserCopies, recs, &s.dicts, func(k, v []byte) error { return b.Set(k, v, nil) })
 		if out == seg {
 			seg.mu.Unlock()
 		}
@@ -127,4 +136,57 @@ func (s *Store) write(w int64, drop bool) error {
 	}
 	s.reorder()
 	return nil
+}
+
+// sparseIDs returns the IDs of the activities of seg whose user has at most
+// limit of them, as the keys of a map for their records. The caller holds
+// seg.mu.
+func sparseIDs(seg *segment, limit int) map[ID][]byte {
+	n := 0
+	for _, bm := range seg.bms[copyField] {
+		if c := bm.GetCardinality(); c <= uint64(limit) {
+			n += int(c)
+		}
+	}
+	recs := make(map[ID][]byte, n)
+	for _, bm := range seg.bms[copyField] {
+		if bm.GetCardinality() <= uint64(limit) {
+			for it := bm.Iterator(); it.HasNext(); {
+				recs[seg.ids[it.Next()]] = nil
+			}
+		}
+	}
+	return recs
+}
+
+// readRecords fills recs, keyed by ID, with the records of window w in
+// pebble, in one forward scan of the window. An ID without a record keeps
+// nil.
+func (s *Store) readRecords(w int64, recs map[ID][]byte) error {
+	lo, hi := s.windowIDs(w)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: recordKey(nil, hi), UpperBound: recordKey(nil, lo)})
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	for it.First(); it.Valid(); it.Next() {
+		id, ok := keyID(it.Key())
+		if !ok {
+			continue
+		}
+		if _, want := recs[id]; !want {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		if len(buf)+len(v) > cap(buf) {
+			buf = make([]byte, 0, max(1<<20, len(v)))
+		}
+		buf = append(buf, v...)
+		recs[id] = buf[len(buf)-len(v) : len(buf) : len(buf)]
+	}
+	return it.Close()
 }

@@ -1,6 +1,7 @@
 package activitystore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"os"
@@ -105,10 +106,12 @@ func (s *Store) verifyNoRecords(lo, hi ID, report func(string, ...any)) error {
 func (s *Store) verifyWindow(sp span, report func(string, ...any)) error {
 	w := sp.window
 	seg, dicts := sp.hot, &s.dicts
+	var copies map[ID][]byte // the record copies of a sealed segment
 	if seg == nil {
 		var scratch [numFields]dict
 		var err error
-		if seg, err = s.loadSealed(sp.sl, &scratch); err != nil {
+		copies = map[ID][]byte{}
+		if seg, err = s.loadSealed(sp.sl, &scratch, copies); err != nil {
 			report("%v", err)
 			return nil
 		}
@@ -149,6 +152,9 @@ func (s *Store) verifyWindow(sp span, report func(string, ...any)) error {
 		}
 		if seen[o] {
 			report("record %s: indexed twice in segment %d", id, w)
+		}
+		if c, ok := copies[id]; ok && !bytes.Equal(c, v) {
+			report("record %s: its copy beside the %s bitmap of segment %d differs", id, copyField, w)
 		}
 		seen[o] = true
 		for f, l := range a.labels() {
