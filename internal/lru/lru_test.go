@@ -39,3 +39,39 @@ func TestCacheEvictsLeastRecentlyUsed(t *testing.T) {
 	require.Equal(t, int64(4), size)
 	require.Equal(t, 1, n)
 }
+
+type benchKey struct {
+	p *int
+	i int
+	s string
+}
+
+// BenchmarkGet looks up values that are in the cache, the common case of a
+// query reading sealed pieces: one goroutine, and one per CPU.
+func BenchmarkGet(b *testing.B) {
+	c := New[benchKey, any](1 << 30)
+	p := new(int)
+	keys := make([]benchKey, 4096)
+	for i := range keys {
+		keys[i] = benchKey{p, -1, "user-" + string(rune('a'+i%26)) + string(rune('a'+i/26%26)) + string(rune('a'+i/676))}
+		c.Add(keys[i], i, 100)
+	}
+	b.Run("serial", func(b *testing.B) {
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			c.Get(keys[i&4095])
+			i += 7
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			i := 0
+			for pb.Next() {
+				c.Get(keys[i&4095])
+				i += 7
+			}
+		})
+	})
+}
