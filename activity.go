@@ -20,6 +20,10 @@ const (
 	MaxAPICallBytes = 1024
 	// MaxDetailsBytes bounds Details.
 	MaxDetailsBytes = 64 << 10
+	// MaxDetailsDepth bounds how deep objects and arrays nest in Details,
+	// the outer object counting as 1: deeper JSON breaks common decoders
+	// (Python's json module among them) of the pages that carry it.
+	MaxDetailsDepth = 64
 	// MaxBatch is the most activities one Append call takes.
 	MaxBatch = 100_000
 	// MaxBatchBytes bounds the encoded size of one Append call's activities.
@@ -198,6 +202,9 @@ func (a *Activity) validate(i int, now time.Time) error {
 	if d := bytes.TrimLeft(a.Details, " \t\r\n"); len(d) > 0 {
 		if !isJSONObject(d) {
 			return bad("details", "is not a JSON object")
+		}
+		if jsonDepth(d) > MaxDetailsDepth {
+			return bad("details", "nests objects and arrays deeper than %d levels", MaxDetailsDepth)
 		}
 		if !utf8.Valid(d) {
 			return bad("details", "is not valid UTF-8")

@@ -18,7 +18,7 @@ import (
 // encoding/json does it. The event time may be named time, timestamp or
 // created_at; when more than one is given they must agree (the JSON form
 // has both timestamp and created_at); absent, Time stays zero, which Append
-// takes as now. A null field is taken as absent; of a
+// takes as now; a time before 1970, year 1 included, is refused. A null field is taken as absent; of a
 // field given twice, the last wins.
 //
 // It decodes without reflection, in one pass over b but for Details (and
@@ -157,6 +157,11 @@ func (a *Activity) UnmarshalJSON(b []byte) error {
 		at, err := time.Parse(time.RFC3339Nano, times[k])
 		if err != nil {
 			return jsonErr(name, "%q is not an RFC 3339 time, e.g. 2026-01-02T15:04:05Z", times[k])
+		}
+		if at.Before(time.Unix(0, 0)) {
+			// Here, not in Append: a zero Time means "no time given", and
+			// a time given as year 1 must not become the time of the call.
+			return jsonErr(name, "%s is before 1970", times[k])
 		}
 		if first != "" && !at.Equal(out.Time) {
 			return jsonErr(name, "%s disagrees with %s %s", times[k], first, out.Time.Format(time.RFC3339Nano))

@@ -168,6 +168,9 @@ func (a *Activity) unmarshalJSONReference(b []byte) error {
 		if err != nil {
 			return bad(t.name, "%q is not an RFC 3339 time, e.g. 2026-01-02T15:04:05Z", *t.v)
 		}
+		if at.Before(time.Unix(0, 0)) {
+			return bad(t.name, "%s is before 1970", *t.v)
+		}
 		if first != "" && !at.Equal(a.Time) {
 			return bad(t.name, "disagrees with %s", first)
 		}

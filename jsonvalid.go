@@ -9,6 +9,28 @@ func validJSON(b []byte) bool {
 	return v.run()
 }
 
+// jsonDepth returns how deep objects and arrays nest in b, a valid JSON
+// text: 0 for a scalar, 1 for an object of scalars.
+func jsonDepth(b []byte) int {
+	depth, most := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			depth++
+			most = max(most, depth)
+		case '}', ']':
+			depth--
+		}
+	}
+	return most
+}
+
 // jsonValidator walks a JSON text.
 type jsonValidator struct {
 	b []byte

@@ -76,6 +76,9 @@ func TestValidation(t *testing.T) {
 			a.Details = json.RawMessage(`{"a":"` + strings.Repeat("x", MaxDetailsBytes) + `"}`)
 		}, "details"},
 		{"before 1970", func(a *Activity) { a.Time = time.Date(1969, 12, 31, 23, 0, 0, 0, time.UTC) }, "time"},
+		{"details too deep", func(a *Activity) {
+			a.Details = json.RawMessage(`{"a":` + strings.Repeat("[", MaxDetailsDepth) + strings.Repeat("]", MaxDetailsDepth) + `}`)
+		}, "details"},
 		{"far future", func(a *Activity) { a.Time = now.Add(MaxFutureSkew + time.Second) }, "time"},
 	}
 	for _, tc := range cases {
@@ -100,9 +103,28 @@ func TestValidation(t *testing.T) {
 	ok.Details = json.RawMessage(` {"a": [1, {"b": null}]} `)
 	ok.Time = now.Add(MaxFutureSkew)
 	mustAppend(t, s, ok)
+	ok.Details = json.RawMessage(`{"a":"[[[{","b":` + strings.Repeat("[", MaxDetailsDepth-1) + strings.Repeat("]", MaxDetailsDepth-1) + `}`)
+	mustAppend(t, s, ok) // brackets inside strings do not count
 
 	_, err := s.Append(context.Background(), make([]Activity, MaxBatch+1)...)
 	require.ErrorIs(t, err, ErrInvalidActivity)
+}
+
+// TestYearOneIsNotNow checks that a time given as the zero time in JSON is
+// refused as before 1970, not taken as "no time given".
+func TestYearOneIsNotNow(t *testing.T) {
+	for _, name := range []string{"time", "timestamp", "created_at"} {
+		var a Activity
+		err := a.UnmarshalJSON([]byte(`{"type":"user.login","` + name + `":"0001-01-01T00:00:00Z"}`))
+		require.ErrorIs(t, err, ErrInvalidActivity, name)
+		var ve *ValidationError
+		require.ErrorAs(t, err, &ve)
+		assert.Equal(t, name, ve.Field)
+		assert.Contains(t, err.Error(), "before 1970")
+	}
+	var a Activity
+	require.NoError(t, a.UnmarshalJSON([]byte(`{"type":"user.login","time":"1970-01-01T00:00:00Z"}`)))
+	assert.False(t, a.Time.IsZero())
 }
 
 func TestZeroTimeIsNow(t *testing.T) {

@@ -115,6 +115,8 @@ func TestPostRefused(t *testing.T) {
 		{"array: bad time", `[{"type":"a","created_at":"yesterday"}]`, json, 400, "created_at", idx(0), nil},
 		{"array: far future", `[{"type":"a","time":"2999-01-01T00:00:00Z"}]`, json, 400, "time", idx(0), nil},
 		{"array: bad id", `[{"type":"a","id":"x"}]`, json, 400, "id", idx(0), nil},
+		{"array: year 1", `[{"type":"a"},{"type":"a","time":"0001-01-01T00:00:00Z"}]`, json, 400, "time", idx(1), nil},
+		{"array: details 2000 deep", `[{"type":"a","details":{"a":` + strings.Repeat("[", 2000) + strings.Repeat("]", 2000) + `}}]`, json, 400, "details", idx(0), nil},
 		{"array: label too long", `[{"type":"a","module":"` + strings.Repeat("m", 300) + `"}]`, json, 400, "module", idx(0), nil},
 		{"array: not closed", `[{"type":"a"}`, json, 400, "", nil, nil},
 		{"array: trailing data", `[{"type":"a"}] x`, json, 400, "", nil, nil},
