@@ -28,6 +28,10 @@ var (
 	// ErrNotFound is returned by Get when no activity has the ID.
 	ErrNotFound = errors.New("activitystore: activity not found")
 
+	// ErrNoStore is returned by Open with Options.MustExist for a directory
+	// that holds no store.
+	ErrNoStore = errors.New("activitystore: no store in the directory")
+
 	// ErrInvalidOptions is returned by Open for options that cannot work.
 	ErrInvalidOptions = errors.New("activitystore: invalid options")
 

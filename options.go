@@ -84,6 +84,10 @@ type Options struct {
 	// 65536.
 	TailBacklog int
 
+	// MustExist makes Open fail with ErrNoStore, creating nothing, when the
+	// directory holds no store, for tools that only read or maintain one.
+	MustExist bool
+
 	// Logger receives pebble's log lines. The default discards info lines and
 	// prints errors to standard error.
 	Logger pebble.Logger

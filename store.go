@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/activitystore/activitystore/internal/lru"
 )
@@ -106,6 +108,15 @@ func Open(dir string, opts *Options) (*Store, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
+	}
+	if o.MustExist {
+		d, err := pebble.Peek(filepath.Join(dir, "db"), vfs.Default)
+		if errors.Is(err, fs.ErrNotExist) || (err == nil && !d.Exists) {
+			return nil, fmt.Errorf("%w: %s", ErrNoStore, dir)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("activitystore: cannot read %s: %w", dir, err)
+		}
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("activitystore: cannot create %s: %w", dir, err)

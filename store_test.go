@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -490,4 +492,26 @@ func TestEdgeInputs(t *testing.T) {
 	var ve *ValidationError
 	require.ErrorAs(t, err, &ve)
 	assert.Equal(t, "time", ve.Field)
+}
+
+// TestMustExist checks that Open with MustExist refuses a folder that holds
+// no store and leaves it as it was, and opens one that does.
+func TestMustExist(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(dir, &Options{MustExist: true})
+	require.ErrorIs(t, err, ErrNoStore)
+	assert.Contains(t, err.Error(), dir)
+	ents, err := os.ReadDir(dir)
+	require.NoError(t, err)
+	assert.Empty(t, ents, "nothing created")
+	_, err = Open(filepath.Join(dir, "missing"), &Options{MustExist: true})
+	require.ErrorIs(t, err, ErrNoStore)
+	assert.NoDirExists(t, filepath.Join(dir, "missing"))
+
+	s, err := Open(dir, nil)
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+	s, err = Open(dir, &Options{MustExist: true})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
 }

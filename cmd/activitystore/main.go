@@ -139,7 +139,8 @@ func (a *app) withStore(create bool, opts *activitystore.Options, fn func(*activ
 	return fn(s)
 }
 
-// open opens the store in a.dir; see withStore.
+// open opens the store in a.dir; see withStore. Without create, a
+// directory that holds no store is an error and is left as it is.
 func (a *app) open(create bool, opts *activitystore.Options) (*activitystore.Store, error) {
 	if !create {
 		fi, err := os.Stat(a.dir)
@@ -151,8 +152,17 @@ func (a *app) open(create bool, opts *activitystore.Options) (*activitystore.Sto
 		case !fi.IsDir():
 			return nil, fmt.Errorf("%s is not a directory", a.dir)
 		}
+		o := activitystore.Options{}
+		if opts != nil {
+			o = *opts
+		}
+		o.MustExist = true
+		opts = &o
 	}
 	s, err := activitystore.Open(a.dir, opts)
+	if errors.Is(err, activitystore.ErrNoStore) {
+		return nil, fmt.Errorf("no store in %s (set --dir; import or serve create a store)", a.dir)
+	}
 	if errors.Is(err, activitystore.ErrLocked) {
 		return nil, fmt.Errorf("open %s: the directory is locked by another process (a running serve? use its HTTP API)", a.dir)
 	}

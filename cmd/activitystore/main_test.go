@@ -508,6 +508,18 @@ func TestBadInputFailsWithOneLine(t *testing.T) {
 		assert.Contains(t, r.stderr, "no store in "+missing)
 		assert.NoDirExists(t, missing)
 	}
+	// Nor is one made in a folder that exists but holds something else.
+	other := filepath.Join(tmp, "not-a-store")
+	require.NoError(t, os.MkdirAll(other, 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(other, "notes.txt"), []byte("x"), 0o644))
+	for _, cmd := range []string{"query", "count", "timeline", "export", "stats", "compact", "verify"} {
+		r := runCmd(t, "", cmd, "--dir", other)
+		requireOneLineError(t, r, cmd)
+		assert.Contains(t, r.stderr, "no store in "+other, cmd)
+		ents, err := os.ReadDir(other)
+		require.NoError(t, err)
+		require.Len(t, ents, 1, "%s left the folder as it was", cmd)
+	}
 
 	// A directory another process has open is locked.
 	s, err := activitystore.Open(dir, nil)
