@@ -71,8 +71,9 @@ func (q *Query) aggregate(ctx context.Context, fn func(pt part, c ordSet, lo, hi
 // multiples of bucket since the Unix epoch, so hours and days start on UTC
 // hours and days. The first and last buckets are cut to Since and Until;
 // without Since the timeline starts at the bucket of the oldest match, without
-// Until it ends with the bucket of the newest, and with neither and no match
-// it is empty. It reads only indexes; Limit, Skip and the cursor do not apply.
+// Until it ends with the bucket of the newest, and without one of them and no
+// match it is empty. Only the query's matches set that range, and its limit
+// of MaxBuckets applies to the windows (Options.SegmentWidth) that hold them. It reads only indexes; Limit, Skip and the cursor do not apply.
 // A bucket under a nanosecond, or a range of more than MaxBuckets buckets, is
 // a *QueryError for "bucket".
 func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, error) {
@@ -80,18 +81,39 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 		return nil, &QueryError{Field: "bucket", Reason: fmt.Sprintf("%s is not positive", bucket)}
 	}
 	s := q.s
-	// The range of buckets: from Since, or the oldest window with data, to
-	// Until, or the end of the newest window.
+	// The range of buckets: from Since, or the oldest window with a match,
+	// to Until, or the end of the newest window with a match. Only the
+	// query's own matches set it, so what other users stored never shapes
+	// it.
 	lo, hi := int64(0), int64(0)
-	s.mu.RLock()
-	if n := len(s.spans); n > 0 {
-		lo = s.spans[n-1].window * s.width
-		hi = maxIDMillis * 1e6
-		if end := (s.spans[0].window + 1) * s.width; end > 0 && end/s.width == s.spans[0].window+1 {
-			hi = min(end, hi)
+	if !q.hasSince || !q.hasUntil {
+		oldest, newest, found := int64(0), int64(0), false
+		err := q.aggregate(ctx, func(pt part, c ordSet, qlo, qhi ID) error {
+			n, err := s.count(pt, c, qlo, qhi)
+			if err != nil || n == 0 {
+				return err
+			}
+			w := pt.window()
+			if !found || w < oldest {
+				oldest = w
+			}
+			if !found || w > newest {
+				newest = w
+			}
+			found = true
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			lo = oldest * s.width
+			hi = maxIDMillis * 1e6
+			if end := (newest + 1) * s.width; end > 0 && end/s.width == newest+1 {
+				hi = min(end, hi)
+			}
 		}
 	}
-	s.mu.RUnlock()
 	if q.hasSince {
 		lo = clampNS(q.since)
 	}

@@ -268,6 +268,31 @@ func TestTimeline(t *testing.T) {
 	c.errorOf("/v1/timeline?bucket=1ns&since=2025-01-01T00:00:00Z&until=2025-01-03T00:00:00Z", http.StatusBadRequest, "bucket")
 }
 
+// TestTimelineRangeIsTheCallers checks that another user's activity dated
+// 1970 neither breaks nor shows in a user's default timeline.
+func TestTimelineRangeIsTheCallers(t *testing.T) {
+	s, c := setup(t)
+	seed(t, s, act("a", "alice", 0), act("a", "alice", 61))
+	old := act("a", "mallory", 0)
+	old.Time = time.Unix(3600, 0)
+	seed(t, s, old)
+	var got struct {
+		Buckets []activitystore.Bucket `json:"buckets"`
+	}
+	c.as(aliceToken).get("/v1/timeline?bucket=1m", http.StatusOK, &got)
+	require.Len(t, got.Buckets, 62, "alice's own range, 3:00 to 4:01")
+	require.Equal(t, base, got.Buckets[0].Start)
+	total := 0
+	for _, b := range got.Buckets {
+		total += b.Count
+	}
+	require.Equal(t, 2, total)
+	// The admin's store-wide timeline at that bucket is too long, and says
+	// so without an echo of anything stored.
+	e := c.errorOf("/v1/timeline?bucket=1m", http.StatusBadRequest, "bucket")
+	require.Less(t, len(e.Error), 300)
+}
+
 func TestHealthz(t *testing.T) {
 	s, c := setup(t)
 	status, body := c.as("").do(http.MethodGet, "/healthz", "")
