@@ -145,7 +145,7 @@ func (a *Activity) UnmarshalJSON(b []byte) error {
 	if id != "" {
 		x, err := ParseID(id)
 		if err != nil {
-			return jsonErr("id", "%q is not an activity ID", id)
+			return jsonErr("id", "%s is not an activity ID", clipped(id))
 		}
 		out.ID = x
 	}
@@ -156,12 +156,12 @@ func (a *Activity) UnmarshalJSON(b []byte) error {
 		}
 		at, err := time.Parse(time.RFC3339Nano, times[k])
 		if err != nil {
-			return jsonErr(name, "%q is not an RFC 3339 time, e.g. 2026-01-02T15:04:05Z", times[k])
+			return jsonErr(name, "%s is not an RFC 3339 time, e.g. 2026-01-02T15:04:05Z", clipped(times[k]))
 		}
 		if at.Before(time.Unix(0, 0)) {
 			// Here, not in Append: a zero Time means "no time given", and
 			// a time given as year 1 must not become the time of the call.
-			return jsonErr(name, "%s is before 1970", times[k])
+			return jsonErr(name, "%s is before 1970", clipped(times[k]))
 		}
 		if first != "" && !at.Equal(out.Time) {
 			return jsonErr(name, "%s disagrees with %s %s", times[k], first, out.Time.Format(time.RFC3339Nano))

@@ -200,7 +200,7 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, error) {
 	f, ok := parseField(fieldName)
 	if !ok {
-		return nil, &QueryError{Field: "field", Reason: fmt.Sprintf("%q is not one of %v", fieldName, Fields)}
+		return nil, &QueryError{Field: "field", Reason: fmt.Sprintf("%s is not one of %v", clipped(fieldName), Fields)}
 	}
 	s := q.s
 	counts := map[string]uint64{}

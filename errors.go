@@ -3,6 +3,7 @@ package activitystore
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 )
 
@@ -112,3 +113,12 @@ func (e *VerifyError) Error() string {
 
 // Unwrap returns ErrCorrupt.
 func (e *VerifyError) Unwrap() error { return ErrCorrupt }
+
+// clipped returns s quoted, cut to its first 64 bytes when longer, so that
+// an error never echoes a huge input whole.
+func clipped(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:64], len(s))
+}

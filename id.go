@@ -136,7 +136,7 @@ func (id *ID) UnmarshalText(b []byte) error {
 func ParseID(s string) (ID, error) {
 	var id ID
 	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
-		return id, fmt.Errorf("%w: %q is not a UUID", ErrInvalidID, s)
+		return id, fmt.Errorf("%w: %s is not a UUID", ErrInvalidID, clipped(s))
 	}
 	var buf [32]byte
 	copy(buf[0:8], s[0:8])
@@ -145,10 +145,10 @@ func ParseID(s string) (ID, error) {
 	copy(buf[16:20], s[19:23])
 	copy(buf[20:32], s[24:36])
 	if _, err := hex.Decode(id[:], buf[:]); err != nil {
-		return NilID, fmt.Errorf("%w: %q is not a UUID", ErrInvalidID, s)
+		return NilID, fmt.Errorf("%w: %s is not a UUID", ErrInvalidID, clipped(s))
 	}
 	if !id.valid() {
-		return NilID, fmt.Errorf("%w: %q is not an activity ID", ErrInvalidID, s)
+		return NilID, fmt.Errorf("%w: %s is not an activity ID", ErrInvalidID, clipped(s))
 	}
 	return id, nil
 }

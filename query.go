@@ -114,11 +114,11 @@ func decodeCursor(c string) (ID, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	var id ID
 	if err != nil || len(b) != 17 || b[0] != cursorVersion {
-		return id, &QueryError{Field: "cursor", Reason: fmt.Sprintf("%q is not a cursor", c)}
+		return id, &QueryError{Field: "cursor", Reason: clipped(c) + " is not a cursor"}
 	}
 	copy(id[:], b[1:])
 	if !id.valid() {
-		return id, &QueryError{Field: "cursor", Reason: fmt.Sprintf("%q is not a cursor", c)}
+		return id, &QueryError{Field: "cursor", Reason: clipped(c) + " is not a cursor"}
 	}
 	return id, nil
 }

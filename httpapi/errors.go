@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"strings"
 
 	"github.com/activitystore/activitystore"
 )
@@ -73,9 +75,33 @@ func toAPIError(err error) *apiError {
 	return &apiError{status: http.StatusInternalServerError, msg: "internal error: " + err.Error(), err: err}
 }
 
-// body returns the JSON form of e.
+// maxErrorBytes bounds the text of an error answer.
+const maxErrorBytes = 1024
+
+// body returns the JSON form of e, its text cut to maxErrorBytes.
 func (e *apiError) body() errorBody {
-	return errorBody{Error: e.msg, Field: e.field, Index: e.index, Line: e.line}
+	msg := e.msg
+	if len(msg) > maxErrorBytes {
+		msg = strings.ToValidUTF8(msg[:maxErrorBytes-3], "") + "…"
+	}
+	return errorBody{Error: msg, Field: clip(e.field), Index: e.index, Line: e.line}
+}
+
+// clip cuts s to 64 bytes, for a name that came from a request.
+func clip(s string) string {
+	if len(s) <= 64 {
+		return s
+	}
+	return strings.ToValidUTF8(s[:64], "") + "…"
+}
+
+// clipped returns s quoted, cut to its first 64 bytes when longer, so that
+// an error never echoes a huge input whole.
+func clipped(s string) string {
+	if len(s) <= 64 {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", s[:64], len(s))
 }
 
 // fail answers err, unless the answer has begun: then it can only log it.

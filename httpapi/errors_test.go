@@ -3,7 +3,9 @@ package httpapi
 import (
 	"io"
 	"net/http"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -98,4 +100,38 @@ func TestErrorBodyIsJSON(t *testing.T) {
 	body, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	require.JSONEq(t, `{"error":"unknown parameter \"bad\": /v1/activities takes type, user, module, action, resource, since, until, limit, skip, cursor","field":"bad"}`, string(body))
+}
+
+// TestErrorsDoNotEchoHugeInput checks that an error answer quotes at most a
+// short head of what the request sent, whatever its size.
+func TestErrorsDoNotEchoHugeInput(t *testing.T) {
+	_, c := setup(t)
+	huge := strings.Repeat("x", 100_000)
+	for _, path := range []string{
+		"/v1/activities?cursor=" + huge,
+		"/v1/activities?limit=" + huge,
+		"/v1/activities?since=" + huge,
+		"/v1/activities?" + huge + "=1",
+		"/v1/count_by?field=" + huge,
+		"/v1/timeline?bucket=" + huge,
+		"/v1/activities/" + huge,
+	} {
+		status, body := c.do(http.MethodGet, path, "")
+		require.Equal(t, http.StatusBadRequest, status, "%.80s", path)
+		require.Less(t, len(body), 600, "%.80s: %.200s", path, body)
+	}
+	status, body := c.as(aliceToken).do(http.MethodGet, "/v1/activities?user="+huge, "")
+	require.Equal(t, http.StatusForbidden, status)
+	require.Less(t, len(body), 600, "%.200s", body)
+	status, body = c.post(`{"type":"a","time":"`+huge+`"}`, "application/json")
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Less(t, len(body), 600, "%.200s", body)
+}
+
+func TestErrorTextBound(t *testing.T) {
+	e := &apiError{msg: strings.Repeat("é", 5000), field: strings.Repeat("f", 500)}
+	b := e.body()
+	require.LessOrEqual(t, len(b.Error), maxErrorBytes)
+	require.True(t, utf8.ValidString(b.Error))
+	require.LessOrEqual(t, len(b.Field), 64+len("…"))
 }

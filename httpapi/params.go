@@ -58,10 +58,10 @@ func parseQuery(r *http.Request, strict bool, allowed []string) (params, error) 
 				delete(vals, name)
 				continue
 			}
-			return nil, badParam(name, "unknown parameter %q: %s takes %s", name, r.URL.Path, strings.Join(allowed, ", "))
+			return nil, badParam(clip(name), "unknown parameter %s: %s takes %s", clipped(name), clip(r.URL.Path), strings.Join(allowed, ", "))
 		}
 		if len(vals[name]) > 1 && !slices.Contains(repeatable, name) {
-			return nil, badParam(name, "parameter %q is given %d times; it takes one value", name, len(vals[name]))
+			return nil, badParam(name, "parameter %s is given %d times; it takes one value", clipped(name), len(vals[name]))
 		}
 	}
 	return params(vals), nil
@@ -86,9 +86,9 @@ func (p params) int(name string, def, lo, hi int) (int, error) {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < lo || n > hi {
 		if hi == math.MaxInt {
-			return 0, badParam(name, "%s must be an integer of at least %d, not %q", name, lo, s)
+			return 0, badParam(name, "%s must be an integer of at least %d, not %s", name, lo, clipped(s))
 		}
-		return 0, badParam(name, "%s must be an integer from %d to %d, not %q", name, lo, hi, s)
+		return 0, badParam(name, "%s must be an integer from %d to %d, not %s", name, lo, hi, clipped(s))
 	}
 	return n, nil
 }
@@ -105,7 +105,7 @@ func (p params) time(name string) (time.Time, bool, error) {
 		if strings.Contains(s, " ") {
 			hint = ` (a "+" in the query string must be sent as %2B)`
 		}
-		return time.Time{}, false, badParam(name, "%s must be an RFC 3339 time, e.g. 2025-01-02T15:04:05Z, not %q%s", name, s, hint)
+		return time.Time{}, false, badParam(name, "%s must be an RFC 3339 time, e.g. 2025-01-02T15:04:05Z, not %s%s", name, clipped(s), hint)
 	}
 	return t, true, nil
 }
@@ -159,7 +159,7 @@ func scopeUsers(asked []string, who Principal) ([]string, error) {
 	}
 	for _, u := range asked {
 		if u != who.UserID {
-			return nil, forbidden("user", "user %q is not yours: a principal that is not an admin sees only the activities of its own user %q", u, who.UserID)
+			return nil, forbidden("user", "user %s is not yours: a principal that is not an admin sees only the activities of its own user %q", clipped(u), who.UserID)
 		}
 	}
 	return []string{who.UserID}, nil
@@ -185,7 +185,7 @@ func ParseBucket(s string) (time.Duration, error) {
 	}
 	d, err := time.ParseDuration(s)
 	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%q is not a positive duration such as 90s, 15m, 1h or 7d", s)
+		return 0, fmt.Errorf("%s is not a positive duration such as 90s, 15m, 1h or 7d", clipped(s))
 	}
 	return d, nil
 }

@@ -177,7 +177,7 @@ func (h *handler) countBy(w http.ResponseWriter, r *http.Request, who Principal)
 	}
 	counts, err := q.CountBy(r.Context(), field)
 	if err != nil {
-		return fmt.Errorf("count by %s: %w", field, err)
+		return fmt.Errorf("count by %s: %w", clip(field), err)
 	}
 	if field == "user" {
 		field = "user_id"

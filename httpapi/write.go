@@ -179,7 +179,7 @@ func (b *batch) add(a activitystore.Activity) error {
 		case b.who.UserID:
 		default:
 			return b.refuse(http.StatusForbidden, i, "user_id",
-				"%q is not yours: a principal that is not an admin writes only activities of its own user %q", a.UserID, b.who.UserID)
+				"%s is not yours: a principal that is not an admin writes only activities of its own user %q", clipped(a.UserID), b.who.UserID)
 		}
 	}
 	b.acts = append(b.acts, a)
