@@ -83,6 +83,9 @@ A progress bar goes to standard error when it is a terminal, or with
 					imp.bar.Finish()
 				}
 				imp.summary(a.stdout)
+				if errors.Is(err, context.Canceled) {
+					return fmt.Errorf("import %s: interrupted (%d lines stored before it)", name, imp.stored)
+				}
 				if err != nil {
 					return fmt.Errorf("import %s: %w (%d lines stored before it)", name, err, imp.stored)
 				}
@@ -126,10 +129,11 @@ type importer struct {
 const utf8BOM = "\xef\xbb\xbf"
 
 // run reads in to the end and appends its lines. It returns an error only
-// for what stops the import: a read error or a failing store; rejected
-// lines are counted in imp.nRejected.
+// for what stops the import: a read error, a failing store or the end of
+// ctx, which stops it at once, even within a long line or a read that
+// waits; rejected lines are counted in imp.nRejected.
 func (imp *importer) run(ctx context.Context, in io.Reader) error {
-	r := bufio.NewReaderSize(in, 1<<16)
+	r := bufio.NewReaderSize(&ctxReader{ctx: ctx, r: in}, 1<<16)
 	bom, err := skipBOM(r)
 	if err != nil {
 		return err
@@ -316,4 +320,42 @@ func newBytesBar(w io.Writer, size int64, desc string) *progressbar.ProgressBar 
 		progressbar.OptionSpinnerType(14),
 		progressbar.OptionClearOnFinish(),
 	)
+}
+
+// ctxReader reads from r until ctx ends, then fails with ctx's error, even
+// while a read of r waits: that read is left to finish on its own.
+type ctxReader struct {
+	ctx  context.Context
+	r    io.Reader
+	buf  []byte
+	done chan readResult
+}
+
+type readResult struct {
+	n   int
+	err error
+}
+
+func (c *ctxReader) Read(p []byte) (int, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, err
+	}
+	if c.done == nil {
+		c.done = make(chan readResult, 1)
+	}
+	if cap(c.buf) < len(p) {
+		c.buf = make([]byte, len(p))
+	}
+	buf := c.buf[:len(p)]
+	go func() {
+		n, err := c.r.Read(buf)
+		c.done <- readResult{n, err}
+	}()
+	select {
+	case <-c.ctx.Done():
+		c.buf = nil // the pending read still owns it
+		return 0, c.ctx.Err()
+	case res := <-c.done:
+		return copy(p, buf[:res.n]), res.err
+	}
 }

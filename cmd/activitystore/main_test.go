@@ -833,6 +833,52 @@ func TestImportLongLines(t *testing.T) {
 	assert.Equal(t, "2\n", mustRun(t, "count", "--dir", dir).stdout)
 }
 
+// zeros is an endless line of zero bytes, as /dev/zero gives, that calls
+// stop once it has given after bytes; past limit it ends, so that an
+// importer that does not stop still returns.
+type zeros struct {
+	given, after, limit int
+	stop                func()
+}
+
+func (z *zeros) Read(p []byte) (int, error) {
+	if z.given >= z.limit {
+		return 0, io.EOF
+	}
+	if z.given >= z.after && z.stop != nil {
+		z.stop()
+		z.stop = nil
+	}
+	clear(p)
+	z.given += len(p)
+	return len(p), nil
+}
+
+// TestImportStopsOnSignal checks that an import stops when its context ends
+// (the first SIGINT or SIGTERM), within an over-long line and within a read
+// that waits for input.
+func TestImportStopsOnSignal(t *testing.T) {
+	s, err := activitystore.Open(t.TempDir(), nil)
+	require.NoError(t, err)
+	defer s.Close()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	z := &zeros{after: 4 << 20, limit: 1 << 30, stop: cancel}
+	imp := &importer{s: s, batchSize: 1000}
+	err = imp.run(ctx, z)
+	require.ErrorIs(t, err, context.Canceled)
+	assert.Less(t, z.given, 8<<20, "stopped within the line, soon after the signal")
+
+	ctx, cancel = context.WithCancel(context.Background())
+	pr, pw := io.Pipe() // a reader that waits: nothing is ever written
+	defer pw.Close()
+	done := make(chan error, 1)
+	imp = &importer{s: s, batchSize: 1000}
+	go func() { done <- imp.run(ctx, pr) }()
+	cancel()
+	require.ErrorIs(t, <-done, context.Canceled)
+}
+
 // TestImportKeepsOnlyTheListedRejections: however many lines are rejected,
 // and in whatever order Append finds them, the importer keeps a count and
 // the listRejected lowest line numbers, and the summary is as before.
