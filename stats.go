@@ -128,3 +128,57 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st.RecordReads = s.recordReads.Load()
 	return st, nil
 }
+
+// Counts are the figures of Stats a monitor reads often. Counts computes
+// them without walking any index, so their cost grows with the number of
+// windows, not with the activities or the distinct values.
+type Counts struct {
+	Activities         int   // activities stored, archived ones included
+	ArchivedActivities int   // activities in archive files
+	Segments           int   // segments in pebble
+	SealedSegments     int   // segments in pebble whose index is on disk and current
+	OpenSegments       int   // segments held in memory
+	Archives           int   // archive files
+	DiskBytes          int64 // bytes of the pebble database on disk
+	ArchiveBytes       int64 // bytes of the archive files
+	CacheBytes         int64 // memory of the sealed and archived data loaded for reads
+}
+
+// Counts returns the store's counts; see Counts. It reads nothing from disk.
+func (s *Store) Counts(ctx context.Context) (Counts, error) {
+	if err := s.enter(); err != nil {
+		return Counts{}, err
+	}
+	defer s.leave()
+	var c Counts
+	for _, sp := range s.allSpans() {
+		if err := ctx.Err(); err != nil {
+			return Counts{}, err
+		}
+		if a := sp.arc; a != nil {
+			c.Archives++
+			c.ArchivedActivities += a.n
+			c.ArchiveBytes += a.size
+		}
+		switch {
+		case sp.hot != nil:
+			sp.hot.mu.RLock()
+			n, sealed := sp.hot.len(), sp.hot.sealed
+			sp.hot.mu.RUnlock()
+			c.OpenSegments++
+			if sealed {
+				c.SealedSegments++
+			}
+			c.Segments++
+			c.Activities += n
+		case sp.sl != nil:
+			c.SealedSegments++
+			c.Segments++
+			c.Activities += sp.sl.n
+		}
+	}
+	c.Activities += c.ArchivedActivities
+	c.CacheBytes, _ = s.cache.Size()
+	c.DiskBytes = int64(s.db.Metrics().DiskSpaceUsage())
+	return c, nil
+}

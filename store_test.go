@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -514,4 +515,39 @@ func TestMustExist(t *testing.T) {
 	s, err = Open(dir, &Options{MustExist: true})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
+}
+
+// TestCountsAgreeWithStats checks Counts against Stats with windows in every
+// tier: open, sealed, archived, and archived with late arrivals in pebble.
+func TestCountsAgreeWithStats(t *testing.T) {
+	ctx := context.Background()
+	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour, ColdAfter: 2 * time.Hour})
+	check := func(step string) {
+		t.Helper()
+		st, err := s.Stats(ctx)
+		require.NoError(t, err)
+		c, err := s.Counts(ctx)
+		require.NoError(t, err)
+		want := Counts{Activities: st.Activities, ArchivedActivities: st.ArchivedActivities, Segments: st.Segments,
+			SealedSegments: st.SealedSegments, OpenSegments: st.OpenSegments, Archives: st.Archives,
+			DiskBytes: c.DiskBytes, ArchiveBytes: st.ArchiveBytes, CacheBytes: st.CacheBytes}
+		require.Equal(t, want, c, step)
+		require.Positive(t, c.DiskBytes, step)
+	}
+	for h := range 6 {
+		for i := range 10 {
+			mustAppend(t, s, act("t", fmt.Sprintf("u%d", i%3), testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Minute)))
+		}
+	}
+	check("open")
+	clock.Set(testBase.Add(4 * time.Hour))
+	require.NoError(t, SealDue(s, ctx))
+	check("sealed and open")
+	require.NoError(t, s.Compact(ctx))
+	check("archived, sealed and open")
+	mustAppend(t, s, act("t", "late", testBase.Add(30*time.Minute)))
+	check("a late arrival in an archived window")
+	require.NoError(t, s.Close())
+	_, err := s.Counts(ctx)
+	require.ErrorIs(t, err, ErrClosed)
 }
