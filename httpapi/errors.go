@@ -20,6 +20,8 @@ type apiError struct {
 	index  *int   // the activity of a POST batch, from 0
 	line   *int   // the line of an NDJSON body, from 1
 	err    error  // the cause, if any
+	// retryAfter, when positive, is sent as Retry-After, in seconds.
+	retryAfter int
 }
 
 func (e *apiError) Error() string { return e.msg }
@@ -113,6 +115,9 @@ func (h *handler) fail(w *recorder, r *http.Request, err error) {
 	if w.wrote {
 		h.log.Warn("activitystore http: error after the answer began", "method", r.Method, "path", r.URL.Path, "err", err)
 		return
+	}
+	if ae.retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(ae.retryAfter))
 	}
 	writeJSON(w, ae.status, ae.body())
 }

@@ -42,9 +42,17 @@ type Options struct {
 	// write batch), so ingestion takes up to about MaxConcurrentPosts × 3 ×
 	// MaxBodyBytes of memory. A POST waits for a free slot before its body
 	// is read; one whose context ends while it waits is a 503. A POST keeps
-	// its slot while its body arrives: bound slow senders with the server's
-	// ReadTimeout. Zero or less means the default. The default is 4.
+	// its slot while its body arrives, and must keep a pace: 64 KiB, and
+	// the first byte, within 10 seconds of the previous ones, or it ends
+	// with a 408. Zero or less means the default. The default is 4.
 	MaxConcurrentPosts int
+
+	// MaxConcurrentPostsPerPrincipal bounds the POSTs one principal has in
+	// flight (with Authenticate set; without it every request is one
+	// principal): one more is a 429 with Retry-After, so that no principal
+	// holds every slot. Zero or less means the default, half of
+	// MaxConcurrentPosts (at least 1).
+	MaxConcurrentPostsPerPrincipal int
 
 	// Logger receives the errors that are the server's fault (answers with
 	// status 500) and those that end a stream after it began. The default is
@@ -92,6 +100,9 @@ type handler struct {
 	auth         func(*http.Request) (Principal, error)
 	maxBody      int64
 	posts        chan struct{} // a slot per POST allowed at once
+	postsPer     *limiter      // POSTs in flight per principal
+	bodyTimeout  time.Duration // bodyChunkTimeout; tests shorten it
+	onPostSlot   func()        // called when a POST has its slot; tests set it
 	heartbeat    time.Duration // heartbeatInterval; tests shorten it
 	writeTimeout time.Duration // of each write of a stream: streamWriteTimeout; tests shorten it
 	log          *slog.Logger
@@ -131,6 +142,12 @@ func newHandler(s *activitystore.Store, o Options) *handler {
 		posts = defaultMaxConcurrentPosts
 	}
 	h.posts = make(chan struct{}, posts)
+	per := o.MaxConcurrentPostsPerPrincipal
+	if per <= 0 {
+		per = max(1, posts/2)
+	}
+	h.postsPer = newLimiter("POSTs", min(per, posts))
+	h.bodyTimeout = bodyChunkTimeout
 	if h.log == nil {
 		h.log = slog.Default()
 	}

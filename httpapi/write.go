@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -30,7 +31,13 @@ func (h *handler) postActivities(w http.ResponseWriter, r *http.Request, who Pri
 		return err
 	}
 	// A batch is held whole in memory until it is stored: bound how many
-	// are, before reading the body.
+	// are, before reading the body, and how many of them one principal
+	// holds.
+	release, err := h.postsPer.acquire(h.principalKey(who))
+	if err != nil {
+		return err
+	}
+	defer release()
 	select {
 	case h.posts <- struct{}{}:
 		defer func() { <-h.posts }()
@@ -39,12 +46,15 @@ func (h *handler) postActivities(w http.ResponseWriter, r *http.Request, who Pri
 		return &apiError{status: http.StatusServiceUnavailable, err: err,
 			msg: fmt.Sprintf("the request ended while it waited for one of the %d POSTs served at once: %v", cap(h.posts), err)}
 	}
+	if h.onPostSlot != nil {
+		h.onPostSlot()
+	}
 	b := &batch{who: who, maxBody: h.maxBody}
-	body := bufio.NewReaderSize(r.Body, 64<<10)
+	paced := &pacedBody{r: r.Body, rc: http.NewResponseController(w), timeout: h.bodyTimeout, chunk: bodyChunk}
+	body := bufio.NewReaderSize(paced, 64<<10)
 	if err := skipBOM(body); err != nil {
 		return err
 	}
-	var err error
 	if isNDJSON(r.Header.Get("Content-Type")) {
 		err = b.readNDJSON(body)
 	} else {
@@ -363,6 +373,10 @@ func readError(err error) error {
 	if errors.As(err, &mbe) {
 		return &apiError{status: http.StatusRequestEntityTooLarge, err: err,
 			msg: fmt.Sprintf("the body is over the limit of %d bytes%s", mbe.Limit, splitHint(mbe.Limit))}
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return &apiError{status: http.StatusRequestTimeout, err: err,
+			msg: fmt.Sprintf("the body came too slowly: each %d KiB of it, and its first byte, must arrive within %s of the previous ones", bodyChunk>>10, bodyChunkTimeout)}
 	}
 	return &apiError{status: http.StatusBadRequest, err: err, msg: "cannot read the body: " + err.Error()}
 }

@@ -288,3 +288,69 @@ func TestPostConcurrencyBounded(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
+
+// TestPostLimitsPerPrincipal checks that one principal's stalled uploads
+// neither take every POST slot nor keep theirs: a third is a 429 with
+// Retry-After, another principal posts meanwhile, and a body that stops
+// arriving ends with a 408 that frees its slot.
+func TestPostLimitsPerPrincipal(t *testing.T) {
+	s := openStore(t, nil)
+	h := newHandler(s, Options{Authenticate: TokenAuth(testTokens), MaxConcurrentPosts: 4})
+	h.bodyTimeout = 2 * time.Second
+	slots := make(chan struct{}, 8)
+	h.onPostSlot = func() { slots <- struct{}{} }
+	c := serveHandler(t, h)
+	line := `{"type":"a","user_id":"alice"}` + "\n"
+
+	// stalled starts a POST by alice whose body stops after one line.
+	stalled := func() chan int {
+		pr, pw := io.Pipe()
+		t.Cleanup(func() { pw.Close() })
+		req, err := http.NewRequest(http.MethodPost, c.url+"/v1/activities", pr)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+aliceToken)
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		status := make(chan int, 1)
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				status <- 0
+				return
+			}
+			resp.Body.Close()
+			status <- resp.StatusCode
+		}()
+		_, err = pw.Write([]byte(line))
+		require.NoError(t, err)
+		return status
+	}
+	s1, s2 := stalled(), stalled()
+	<-slots
+	<-slots
+	client := &http.Client{Timeout: 30 * time.Second} // a third that waits for a slot fails the test
+
+	req, err := http.NewRequest(http.MethodPost, c.url+"/v1/activities", strings.NewReader(line))
+	require.NoError(t, err)
+	req.Header.Set("Authorization", "Bearer "+aliceToken)
+	resp, err := client.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	alice := c.as(aliceToken)
+	require.Equal(t, http.StatusTooManyRequests, resp.StatusCode)
+	require.Equal(t, "1", resp.Header.Get("Retry-After"))
+
+	status, body := c.as(adminToken).post(`{"type":"b","user_id":"bob"}`, "application/json")
+	require.Equal(t, http.StatusCreated, status, "%s", body)
+
+	for _, ch := range []chan int{s1, s2} {
+		select {
+		case code := <-ch:
+			require.Equal(t, http.StatusRequestTimeout, code)
+		case <-time.After(30 * time.Second):
+			t.Fatal("a stalled upload still holds its slot after 30s")
+		}
+	}
+	status, body = alice.post(line, "application/x-ndjson")
+	require.Equal(t, http.StatusCreated, status, "%s", body)
+	require.Equal(t, 2, count(t, s), "nothing of the stalled uploads is stored")
+}
