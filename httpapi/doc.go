@@ -18,7 +18,9 @@
 // platform's existing activity endpoint: a JSON array of the newest
 // activities, newest first. It takes limit (default 50, at most 10000) and
 // skip (default 0). So as not to break the clients it has always served, it
-// ignores any other query parameter, unlike the other endpoints.
+// ignores any other query parameter, unlike the other endpoints. It streams
+// the array, 128 activities read at a time; an error after the first of them
+// cuts it short (the array is then not closed).
 //
 //	curl 'http://localhost:8080/activity/activities/?limit=50&skip=0'
 //
@@ -31,6 +33,9 @@
 // user selects system events, which have no user), and since and until (RFC
 // 3339; since is inclusive, until exclusive; a "+" in an offset must be sent
 // as %2B). It also takes limit (default 50, at most 10000), skip and cursor.
+// A page also stops once it holds about 8 MiB of JSON (a whole chunk of 128
+// activities past that at most), with fewer than limit activities and the
+// cursor of the rest, so that no page's memory grows with its limit.
 //
 //	curl 'http://localhost:8080/v1/activities?type=model.deploy&type=model.undeploy&user=u-42&since=2025-01-01T00:00:00Z&limit=100'
 //	curl 'http://localhost:8080/v1/activities?type=model.deploy&cursor=AQGZ...'

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -23,14 +24,77 @@ func (h *handler) legacyActivities(w http.ResponseWriter, r *http.Request, who P
 	if err != nil {
 		return err
 	}
-	if err := pageParams(p, q, false); err != nil {
+	limit, err := pageParams(p, q, false)
+	if err != nil {
 		return err
 	}
-	page, err := q.All(r.Context())
+	// A bare array has no room for a cursor: the page is streamed whole,
+	// pageChunk activities at a time. Once it has begun, an error can only
+	// cut it short, and is logged.
+	var buf []byte
+	started := false
+	_, err = readPage(r.Context(), q, limit, func(acts []activitystore.Activity) (bool, error) {
+		if !started {
+			w.Header().Set("Content-Type", "application/json")
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.WriteHeader(http.StatusOK)
+			buf = append(buf, '[')
+		}
+		for i := range acts {
+			if started || i > 0 {
+				buf = append(buf, ',')
+			}
+			buf = acts[i].AppendJSON(buf)
+			if len(buf) >= 32<<10 {
+				if _, err := w.Write(buf); err != nil {
+					return false, nil // the client went away
+				}
+				buf = buf[:0]
+			}
+		}
+		started = true
+		return true, nil
+	})
 	if err != nil {
-		return fmt.Errorf("recent activities: %w", err)
+		if !started {
+			return fmt.Errorf("recent activities: %w", err)
+		}
+		h.log.Warn("activitystore http: recent activities cut short", "err", err)
+		return nil
 	}
-	return writeActivities(w, nil, page.Activities, []byte("\n"))
+	if !started {
+		return writeActivities(w, nil, nil, []byte("\n"))
+	}
+	w.Write(append(buf, "]\n"...))
+	return nil
+}
+
+// pageChunk is how many activities a page reads from the store at a time,
+// and pageBudget about the most bytes of JSON a page of /v1/activities
+// holds: past it the page ends, with the cursor of the rest. Together they
+// bound the memory of a page, whatever its limit.
+const (
+	pageChunk  = 128
+	pageBudget = 8 << 20
+)
+
+// readPage reads limit matches of q (after its skip and cursor), pageChunk
+// at a time, and calls fn with each chunk until fn says stop. It returns
+// the cursor that follows the last chunk read, empty when no match is left.
+func readPage(ctx context.Context, q *activitystore.Query, limit int, fn func([]activitystore.Activity) (bool, error)) (string, error) {
+	left := limit
+	for {
+		page, err := q.Limit(min(left, pageChunk)).All(ctx)
+		if err != nil {
+			return "", err
+		}
+		left -= len(page.Activities)
+		more, err := fn(page.Activities)
+		if err != nil || page.Next == "" || left <= 0 || !more {
+			return page.Next, err
+		}
+		q.Skip(0).After(page.Next)
+	}
 }
 
 // listActivities serves GET /v1/activities: one page of matches and the
@@ -44,39 +108,56 @@ func (h *handler) listActivities(w http.ResponseWriter, r *http.Request, who Pri
 	if err != nil {
 		return err
 	}
-	if err := pageParams(p, q, true); err != nil {
+	limit, err := pageParams(p, q, true)
+	if err != nil {
 		return err
 	}
-	page, err := q.All(r.Context())
+	buf := []byte(`{"activities":[`)
+	n := 0
+	cursor, err := readPage(r.Context(), q, limit, func(acts []activitystore.Activity) (bool, error) {
+		for i := range acts {
+			if n > 0 {
+				buf = append(buf, ',')
+			}
+			buf = acts[i].AppendJSON(buf)
+			n++
+		}
+		return len(buf) < pageBudget, nil
+	})
 	if err != nil {
 		return fmt.Errorf("query activities: %w", err)
 	}
-	next, err := json.Marshal(page.Next)
+	next, err := json.Marshal(cursor)
 	if err != nil {
 		return fmt.Errorf("encode the cursor: %w", err)
 	}
-	suffix := append(append([]byte(`,"next_cursor":`), next...), "}\n"...)
-	return writeActivities(w, []byte(`{"activities":`), page.Activities, suffix)
+	buf = append(append(append(buf, `],"next_cursor":`...), next...), "}\n"...)
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
+	w.Write(buf)
+	return nil
 }
 
-// pageParams applies limit, skip and, withCursor, cursor to q.
-func pageParams(p params, q *activitystore.Query, withCursor bool) error {
+// pageParams applies limit, skip and, withCursor, cursor to q, and returns
+// the limit.
+func pageParams(p params, q *activitystore.Query, withCursor bool) (int, error) {
 	limit, err := p.int("limit", activitystore.DefaultLimit, 1, activitystore.MaxLimit)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	skip, err := p.int("skip", 0, 0, maxInt)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	q.Limit(limit).Skip(skip)
 	if c, ok := p.one("cursor"); ok && withCursor {
 		if c == "" {
-			return badParam("cursor", "cursor is empty; leave it out for the first page")
+			return 0, badParam("cursor", "cursor is empty; leave it out for the first page")
 		}
 		q.After(c)
 	}
-	return nil
+	return limit, nil
 }
 
 // maxInt is the largest int.

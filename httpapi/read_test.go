@@ -4,6 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"slices"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -367,4 +370,60 @@ func TestCountByLimit(t *testing.T) {
 	for _, limit := range []string{"0", "-1", "100001", "x", "1&limit=2"} {
 		c.errorOf("/v1/count_by?field=type&limit="+limit, http.StatusBadRequest, "limit")
 	}
+}
+
+// TestPageByteBudget checks that a page of large activities stops near
+// pageBudget bytes with the cursor of the rest, so that a page's memory is
+// bounded whatever its limit, and that the pages together hold every match
+// once; the legacy endpoint streams the whole page.
+func TestPageByteBudget(t *testing.T) {
+	s, c := setup(t)
+	const n = 300
+	details := json.RawMessage(`{"pad":"` + strings.Repeat("p", 60<<10) + `"}`)
+	var want []string
+	for k := 0; k < n; k += 50 {
+		acts := make([]activitystore.Activity, 50)
+		for i := range acts {
+			acts[i] = act("a", "u-1", k+i)
+			acts[i].Details = details
+		}
+		want = append(want, seed(t, s, acts...)...)
+	}
+	slices.Reverse(want)
+
+	var got []string
+	cursor, pages := "", 0
+	for {
+		path := "/v1/activities?limit=" + strconv.Itoa(n)
+		if cursor != "" {
+			path += "&cursor=" + cursor
+		}
+		status, body := c.do(http.MethodGet, path, "")
+		require.Equal(t, http.StatusOK, status)
+		require.Less(t, len(body), pageBudget+pageChunk*(62<<10), "a page stops near the budget")
+		var page struct {
+			Activities []activitystore.Activity `json:"activities"`
+			Next       string                   `json:"next_cursor"`
+		}
+		require.NoError(t, json.Unmarshal(body, &page))
+		require.NotEmpty(t, page.Activities)
+		for _, a := range page.Activities {
+			got = append(got, a.ID.String())
+		}
+		pages++
+		if page.Next == "" {
+			break
+		}
+		cursor = page.Next
+	}
+	require.Equal(t, want, got)
+	require.Greater(t, pages, 1, "18 MB of activities do not fit in one page")
+
+	status, body := c.do(http.MethodGet, "/activity/activities/?limit="+strconv.Itoa(n)+"&skip=10", "")
+	require.Equal(t, http.StatusOK, status)
+	var legacy []activitystore.Activity
+	require.NoError(t, json.Unmarshal(body, &legacy))
+	require.Len(t, legacy, n-10)
+	require.Equal(t, want[10], legacy[0].ID.String())
+	require.Equal(t, want[n-1], legacy[n-11].ID.String())
 }
