@@ -248,6 +248,11 @@ func decodeRecord(id ID, v []byte, a *Activity) error {
 	return nil
 }
 
+// size is about the bytes a decoded activity holds.
+func (a *Activity) size() int {
+	return 96 + len(a.Type) + len(a.UserID) + len(a.Module) + len(a.Action) + len(a.APICall) + len(a.Resource) + len(a.Details)
+}
+
 // isJSONObject reports whether d, less surrounding white space, is a JSON
 // object.
 func isJSONObject(d []byte) bool {

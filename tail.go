@@ -146,8 +146,15 @@ func (t *tailLog) parseCursor(c string) (uint64, bool, error) {
 	return pos, true, nil
 }
 
-// tailChunk is how many backlog entries a tail reads at a time.
-const tailChunk = 256
+// tailChunk is how many backlog entries a tail reads at a time, and
+// tailBytes about the most record bytes it holds at a time: it reads the
+// activities of its matches in batches sized from the records it has read,
+// so that a consumer that stops reading holds little, however large the
+// activities.
+const (
+	tailChunk = 256
+	tailBytes = 256 << 10
+)
 
 // Tail streams the activities appended from now on that match q, in the order
 // they became visible to queries (so never one a crash could take back). q's
@@ -207,6 +214,7 @@ func (s *Store) Tail(ctx context.Context, q *Query, from string) (iter.Seq2[Tail
 			pos = next
 		}
 		left := p.limit
+		avg := MaxDetailsBytes // the record size assumed until one is read: the largest
 		buf := make([]tailEntry, 0, tailChunk)
 		var ids []ID
 		var at []uint64
@@ -240,29 +248,36 @@ func (s *Store) Tail(ctx context.Context, q *Query, from string) (iter.Seq2[Tail
 				}
 			}
 			pos = next
-			if len(ids) == 0 {
-				continue
-			}
-			acts, found, err := s.getMany(ctx, ids)
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				yield(TailEvent{}, err)
-				return
-			}
-			for i := range acts {
-				if !found[i] {
-					continue
-				}
-				if !yield(TailEvent{Activity: acts[i], Cursor: s.tail.cursor(at[i])}, nil) {
-					return
-				}
-				if p.limit > 0 {
-					if left--; left == 0 {
+			for k := 0; k < len(ids); {
+				n := min(len(ids)-k, max(1, tailBytes/avg))
+				acts, found, err := s.getMany(ctx, ids[k:k+n])
+				if err != nil {
+					if ctx.Err() != nil {
 						return
 					}
+					yield(TailEvent{}, err)
+					return
 				}
+				size := 0
+				for i := range acts {
+					size += acts[i].size()
+				}
+				avg = max(64, size/n)
+				for i := range acts {
+					if !found[i] {
+						continue
+					}
+					if !yield(TailEvent{Activity: acts[i], Cursor: s.tail.cursor(at[k+i])}, nil) {
+						return
+					}
+					acts[i] = Activity{} // let it go while the batch is consumed
+					if p.limit > 0 {
+						if left--; left == 0 {
+							return
+						}
+					}
+				}
+				k += n
 			}
 		}
 	}, nil

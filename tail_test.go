@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"iter"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -329,4 +331,49 @@ func TestTailAcrossCompaction(t *testing.T) {
 	}
 	require.NotContains(t, got, old[0])
 	require.Equal(t, []ID{mid[0], newer[0]}, got)
+}
+
+// TestTailHoldsLittle checks that a tail whose consumer stops holds about
+// tailBytes of activities, not a whole backlog chunk of them, however large
+// they are; and that it still delivers every match in order.
+func TestTailHoldsLittle(t *testing.T) {
+	s, _, _ := openTest(t, nil)
+	const tails, n = 20, 200
+	var stops []func()
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+	var pulls []func() (TailEvent, error, bool)
+	for range tails {
+		pull, stop := iter.Pull2(mustTail(t, s, nil, ""))
+		pulls, stops = append(pulls, pull), append(stops, stop)
+	}
+	big := act("t", "u", testBase)
+	big.Details = []byte(`{"pad":"` + strings.Repeat("p", 60<<10) + `"}`)
+	batch := make([]Activity, n)
+	for i := range batch {
+		batch[i] = big
+	}
+	ids := mustAppend(t, s, batch...)
+	runtime.GC()
+	var before runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for _, pull := range pulls { // each reads its first batch and stops
+		ev, err := next(t, pull)
+		require.NoError(t, err)
+		require.Equal(t, ids[0], ev.Activity.ID)
+	}
+	runtime.GC()
+	var after runtime.MemStats
+	runtime.ReadMemStats(&after)
+	held := int64(after.HeapAlloc) - int64(before.HeapAlloc)
+	// A batch of 256 such activities would be 15 MB per tail.
+	require.Less(t, held, int64(tails*4*tailBytes), "%d bytes held by %d stopped tails", held, tails)
+	for _, id := range ids[1:] {
+		ev, err := next(t, pulls[0])
+		require.NoError(t, err)
+		require.Equal(t, id, ev.Activity.ID)
+	}
 }

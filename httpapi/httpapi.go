@@ -54,6 +54,15 @@ type Options struct {
 	// MaxConcurrentPosts (at least 1).
 	MaxConcurrentPostsPerPrincipal int
 
+	// MaxTailsPerPrincipal bounds the tails (GET /v1/tail) one principal
+	// has open, and MaxReadsPerPrincipal its reads in flight of the other
+	// routes that read activities or walk indexes (pages, export, count,
+	// count_by, timeline); one more is a 429 with Retry-After. Like the
+	// POST limit they apply with Authenticate set. Zero or less means the
+	// defaults, 16 and 8.
+	MaxTailsPerPrincipal int
+	MaxReadsPerPrincipal int
+
 	// Logger receives the errors that are the server's fault (answers with
 	// status 500) and those that end a stream after it began. The default is
 	// slog.Default().
@@ -62,8 +71,10 @@ type Options struct {
 
 // Defaults of Options.
 const (
-	defaultMaxBodyBytes       = 64 << 20
-	defaultMaxConcurrentPosts = 4
+	defaultMaxBodyBytes         = 64 << 20
+	defaultMaxConcurrentPosts   = 4
+	defaultMaxTailsPerPrincipal = 16
+	defaultMaxReadsPerPrincipal = 8
 )
 
 // heartbeatInterval is how long a tail stays silent before it sends a
@@ -101,6 +112,8 @@ type handler struct {
 	maxBody      int64
 	posts        chan struct{} // a slot per POST allowed at once
 	postsPer     *limiter      // POSTs in flight per principal
+	tailsPer     *limiter      // tails open per principal
+	readsPer     *limiter      // reads in flight per principal
 	bodyTimeout  time.Duration // bodyChunkTimeout; tests shorten it
 	onPostSlot   func()        // called when a POST has its slot; tests set it
 	heartbeat    time.Duration // heartbeatInterval; tests shorten it
@@ -148,6 +161,14 @@ func newHandler(s *activitystore.Store, o Options) *handler {
 	}
 	h.postsPer = newLimiter("POSTs", min(per, posts))
 	h.bodyTimeout = bodyChunkTimeout
+	tails, reads := o.MaxTailsPerPrincipal, o.MaxReadsPerPrincipal
+	if tails <= 0 {
+		tails = defaultMaxTailsPerPrincipal
+	}
+	if reads <= 0 {
+		reads = defaultMaxReadsPerPrincipal
+	}
+	h.tailsPer, h.readsPer = newLimiter("tails", tails), newLimiter("reads", reads)
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -210,6 +231,13 @@ func (h *handler) route(pattern string, fn apiFunc, public bool) {
 			}
 			who = p
 		}
+		if lim := h.limiterOf(pattern); lim != nil {
+			release, err := lim.acquire(h.principalKey(who))
+			if err != nil {
+				return err
+			}
+			defer release()
+		}
 		return fn(w, r, who)
 	}))
 	if _, ok := h.methods[path]; !ok {
@@ -219,4 +247,17 @@ func (h *handler) route(pattern string, fn apiFunc, public bool) {
 	if method == http.MethodGet {
 		h.methods[path] = append(h.methods[path], http.MethodHead)
 	}
+}
+
+// limiterOf returns the per-principal limit of the route pattern, if it
+// has one (POSTs take theirs in postActivities).
+func (h *handler) limiterOf(pattern string) *limiter {
+	switch pattern {
+	case "GET /v1/tail":
+		return h.tailsPer
+	case "GET /activity/activities/{$}", "GET /activity/activities", "GET /v1/activities",
+		"GET /v1/count", "GET /v1/count_by", "GET /v1/timeline", "GET /v1/export":
+		return h.readsPer
+	}
+	return nil
 }

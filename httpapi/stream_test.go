@@ -3,6 +3,7 @@ package httpapi
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -373,4 +374,43 @@ func TestExportCutShort(t *testing.T) {
 	var e apiErr
 	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &e))
 	assert.Contains(t, e.Error, "closed")
+}
+
+// TestTailsPerPrincipal checks that a principal may keep only so many tails
+// open: one more is a 429 with Retry-After, other principals are not
+// affected, and a closed tail gives its place back.
+func TestTailsPerPrincipal(t *testing.T) {
+	s := openStore(t, nil)
+	h := newHandler(s, Options{Authenticate: TokenAuth(testTokens), MaxTailsPerPrincipal: 2})
+	ended := make(chan struct{}, 8)
+	h.onStreamEnd = func() { ended <- struct{}{} }
+	c := serveHandler(t, h)
+	alice := c.as(aliceToken)
+	open := func(c *client) (*http.Response, context.CancelFunc) {
+		ctx, cancel := context.WithCancel(t.Context())
+		resp := c.send(ctx, http.MethodGet, "/v1/tail", "")
+		return resp, cancel
+	}
+	r1, cancel1 := open(alice)
+	defer cancel1()
+	require.Equal(t, http.StatusOK, r1.StatusCode)
+	r2, cancel2 := open(alice)
+	defer cancel2()
+	require.Equal(t, http.StatusOK, r2.StatusCode)
+	r3, cancel3 := open(alice)
+	defer cancel3()
+	require.Equal(t, http.StatusTooManyRequests, r3.StatusCode)
+	require.Equal(t, "1", r3.Header.Get("Retry-After"))
+	r3.Body.Close()
+
+	r4, cancel4 := open(c.as(adminToken))
+	defer cancel4()
+	require.Equal(t, http.StatusOK, r4.StatusCode, "another principal tails as before")
+
+	cancel1()
+	r1.Body.Close()
+	<-ended
+	r5, cancel5 := open(alice)
+	defer cancel5()
+	require.Equal(t, http.StatusOK, r5.StatusCode, "a closed tail gives its place back")
 }
