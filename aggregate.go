@@ -223,9 +223,37 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 	return out, nil
 }
 
+// fewMatches is the most matches in a part for CountBy to count their
+// values from their records rather than from every value's bitmap.
+const fewMatches = 64
+
 // countValues adds to counts, per value of field f, how many members of c
 // with IDs in [lo, hi) have it.
 func (s *Store) countValues(pt part, f field, c ordSet, lo, hi ID, counts map[string]uint64) error {
+	if c.bm != nil && pt.arc == nil {
+		// Few matches among what may be many values (one user's resources):
+		// read the matches' labels from their records (or copies) rather
+		// than every value's bitmap.
+		n, err := s.count(pt, c, lo, hi)
+		if err != nil {
+			return err
+		}
+		if n <= fewMatches {
+			var zero uint64
+			hs, err := s.collect(pt, c, lo, hi, &zero, int(n), nil)
+			if err != nil || len(hs) == 0 {
+				return err
+			}
+			acts, err := s.fetch(hs)
+			if err != nil {
+				return err
+			}
+			for i := range acts {
+				counts[acts[i].labels()[f]]++
+			}
+			return nil
+		}
+	}
 	wlo, whi := s.windowIDs(pt.window())
 	whole := lo.Compare(wlo) <= 0 && hi.Compare(whi) >= 0
 	if pt.sl == nil {

@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -101,4 +102,47 @@ func TestCountBy(t *testing.T) {
 	_, err = s.Query().CountBy(ctx, "details")
 	require.ErrorAs(t, err, &qe)
 	require.Equal(t, "field", qe.Field)
+}
+
+// TestCountByFewMatches checks that CountBy for a filter with few matches in
+// each window counts their values from their records, not from the bitmaps
+// of every value of the field: counting one user's resources loads nothing
+// of the other users' thousands of resources, and answers the same.
+func TestCountByFewMatches(t *testing.T) {
+	ctx := context.Background()
+	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour})
+	want := map[string]int{}
+	for h := range 3 {
+		var acts []Activity
+		for i := range 3000 {
+			a := act("t", fmt.Sprintf("u%d", i%50), testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second))
+			a.Resource = fmt.Sprintf("r-%d-%d", h, i)
+			if i%500 == 7 {
+				a.UserID, a.Resource = "light", fmt.Sprintf("mine-%d", i%3)
+				want[a.Resource]++
+			}
+			acts = append(acts, a)
+		}
+		mustAppend(t, s, acts...)
+	}
+	clock.Set(testBase.Add(24 * time.Hour))
+	require.NoError(t, SealDue(s, ctx))
+	for _, tier := range []string{"sealed", "sealed, reopened"} {
+		if tier == "sealed, reopened" {
+			require.NoError(t, s.Close())
+			s = reopenTest(t, s.dir, &Options{})
+		}
+		before, err := s.Stats(ctx)
+		require.NoError(t, err)
+		got, err := s.Query().Users("light").CountBy(ctx, "resource")
+		require.NoError(t, err)
+		after, err := s.Stats(ctx)
+		require.NoError(t, err)
+		m := map[string]int{}
+		for _, vc := range got {
+			m[vc.Value] = vc.Count
+		}
+		require.Equal(t, want, m, tier)
+		require.Less(t, after.CacheBytes-before.CacheBytes, int64(64<<10), "%s: no field of 3000 resources per window loaded", tier)
+	}
 }
