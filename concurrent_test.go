@@ -3,6 +3,7 @@ package activitystore
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -188,6 +189,9 @@ func TestCrashChild(t *testing.T) {
 	}
 }
 
+// crashRounds makes TestCrash a soak: go test -run '^TestCrash$' -crash.rounds 200.
+var crashRounds = flag.Int("crash.rounds", 0, "kills of TestCrash (default 5, 2 with -short)")
+
 // TestCrash kills a child process that appends with Sync at random moments
 // and checks after each kill that every acknowledged activity is there
 // exactly once and that Verify is clean.
@@ -202,6 +206,9 @@ func TestCrash(t *testing.T) {
 	rounds := 5
 	if testing.Short() {
 		rounds = 2
+	}
+	if *crashRounds > 0 {
+		rounds = *crashRounds
 	}
 	for round := range rounds {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
