@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 	"unicode/utf8"
@@ -836,21 +837,24 @@ func TestImportLongLines(t *testing.T) {
 // zeros is an endless line of zero bytes, as /dev/zero gives, that calls
 // stop once it has given after bytes; past limit it ends, so that an
 // importer that does not stop still returns.
+// A read left running by a stopped import may still be in Read when the
+// test looks at given.
 type zeros struct {
-	given, after, limit int
-	stop                func()
+	given        atomic.Int64
+	after, limit int64
+	stop         func()
 }
 
 func (z *zeros) Read(p []byte) (int, error) {
-	if z.given >= z.limit {
+	given := z.given.Load()
+	if given >= z.limit {
 		return 0, io.EOF
 	}
-	if z.given >= z.after && z.stop != nil {
+	if given >= z.after {
 		z.stop()
-		z.stop = nil
 	}
 	clear(p)
-	z.given += len(p)
+	z.given.Add(int64(len(p)))
 	return len(p), nil
 }
 
@@ -867,7 +871,7 @@ func TestImportStopsOnSignal(t *testing.T) {
 	imp := &importer{s: s, batchSize: 1000}
 	err = imp.run(ctx, z)
 	require.ErrorIs(t, err, context.Canceled)
-	assert.Less(t, z.given, 8<<20, "stopped within the line, soon after the signal")
+	assert.Less(t, z.given.Load(), int64(8<<20), "stopped within the line, soon after the signal")
 
 	ctx, cancel = context.WithCancel(context.Background())
 	pr, pw := io.Pipe() // a reader that waits: nothing is ever written
