@@ -434,3 +434,36 @@ func readDescriptor(t *testing.T, db *pebble.DB, w, width int64) *sealedSeg {
 	require.NoError(t, err)
 	return sl
 }
+
+// TestResealKeepsCopies checks that a window sealed again after a late
+// arrival takes the record copies of its previous sealed form and reads
+// only the new records, and that the copies stay right.
+func TestResealKeepsCopies(t *testing.T) {
+	ctx := context.Background()
+	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour})
+	clock.Set(testBase.Add(24 * time.Hour))
+	var acts []Activity
+	for i := range 300 {
+		user := fmt.Sprintf("u%d", i%30) // 10 each: every user has copies
+		acts = append(acts, act("t", user, testBase.Add(time.Duration(i)*time.Second)))
+	}
+	mustAppend(t, s, acts...)
+	require.NoError(t, SealDue(s, ctx))
+	require.Equal(t, int64(300), s.copyReads.Load(), "the first seal reads every record")
+
+	late := mustAppend(t, s, act("t", "u3", testBase.Add(20*time.Minute)), act("t", "new", testBase.Add(21*time.Minute)))
+	require.NoError(t, SealDue(s, ctx))
+	require.Equal(t, int64(302), s.copyReads.Load(), "sealing again reads the 2 new records only")
+	require.NoError(t, s.Verify(ctx))
+
+	before := s.recordReads.Load()
+	page, err := s.Query().Users("u3").All(ctx)
+	require.NoError(t, err)
+	require.Len(t, page.Activities, 11)
+	require.Contains(t, []ID{page.Activities[0].ID, page.Activities[1].ID}, late[0])
+	page, err = s.Query().Users("new").All(ctx)
+	require.NoError(t, err)
+	require.Len(t, page.Activities, 1)
+	require.Equal(t, late[1], page.Activities[0].ID)
+	require.Equal(t, before, s.recordReads.Load(), "both users read from copies")
+}

@@ -96,6 +96,7 @@ type Store struct {
 	rebuiltActs atomic.Int64 // records read to rebuild them
 	loads       atomic.Int64 // pieces of sealed segments read from pebble
 	recordReads atomic.Int64 // records queries read from pebble
+	copyReads   atomic.Int64 // records read from pebble to copy them beside a sealed segment's bitmaps
 }
 
 // Open opens the store in dir, creating it if needed. A nil opts gives the

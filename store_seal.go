@@ -1,9 +1,11 @@
 package activitystore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -86,7 +88,7 @@ func (s *Store) write(w int64, drop bool) error {
 	}
 	seg.mu.RUnlock()
 	if len(recs) > 0 {
-		if err := s.readRecords(w, recs); err != nil {
+		if err := s.gatherCopies(w, recs); err != nil {
 			return err
 		}
 	}
@@ -159,6 +161,66 @@ func sparseIDs(seg *segment, limit int) map[ID][]byte {
 	return recs
 }
 
+// gatherCopies fills recs, keyed by ID, with the records of window w: those
+// the window's previous sealed form kept copies of from there, the others
+// from pebble, by seeks when they are few (a window sealed again after late
+// arrivals), else in one scan of the window. An ID without a record keeps
+// nil.
+func (s *Store) gatherCopies(w int64, recs map[ID][]byte) error {
+	missing := len(recs)
+	if v, c, err := s.db.Get(windowKey(prefixDescriptor, w)); err == nil {
+		prev, derr := decodeDescriptor(w, s.width, v)
+		c.Close()
+		if derr == nil && prev.copies > 0 {
+			vals, err := s.sealedFieldUncached(prev, copyField, true)
+			if err == nil {
+				for _, vb := range vals {
+					for i, r := range vb.recs {
+						if old, want := recs[vb.ids[i]]; want && old == nil {
+							recs[vb.ids[i]] = r
+							missing--
+						}
+					}
+				}
+			}
+			// An error leaves the previous form unused: the records are
+			// the truth, and are read below.
+		}
+	}
+	if missing == 0 {
+		return nil
+	}
+	if missing > len(recs)/4 {
+		return s.readRecords(w, recs)
+	}
+	ids := make([]ID, 0, missing)
+	for id, r := range recs {
+		if r == nil {
+			ids = append(ids, id)
+		}
+	}
+	slices.SortFunc(ids, func(a, b ID) int { return b.Compare(a) }) // key order
+	it, err := s.db.NewIter(nil)
+	if err != nil {
+		return err
+	}
+	var k [17]byte
+	for _, id := range ids {
+		key := recordKey(k[:0], id)
+		if !it.SeekGE(key) || !bytes.Equal(it.Key(), key) {
+			continue
+		}
+		v, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		s.copyReads.Add(1)
+		recs[id] = slices.Clone(v)
+	}
+	return it.Close()
+}
+
 // readRecords fills recs, keyed by ID, with the records of window w in
 // pebble, in one forward scan of the window. An ID without a record keeps
 // nil.
@@ -174,9 +236,10 @@ func (s *Store) readRecords(w int64, recs map[ID][]byte) error {
 		if !ok {
 			continue
 		}
-		if _, want := recs[id]; !want {
+		if r, want := recs[id]; !want || r != nil {
 			continue
 		}
+		s.copyReads.Add(1)
 		v, err := it.ValueAndErr()
 		if err != nil {
 			it.Close()
