@@ -89,6 +89,20 @@
 // up to about MaxConcurrentPosts × 3 × MaxBodyBytes of memory (768 MiB with
 // the defaults). Other POSTs wait for their turn before their body is read;
 // one whose request ends (e.g. the client's timeout) while it waits is a 503.
+// A body must keep a pace: its first byte, and each 64 KiB after it, within
+// 10 seconds of the previous ones, or the POST ends with a 408 and frees its
+// turn.
+//
+// # Limits per principal
+//
+// With Options.Authenticate set, no principal may take every turn: each may
+// have half the POST turns (Options.MaxConcurrentPostsPerPrincipal), 16 tails
+// open (Options.MaxTailsPerPrincipal) and 8 reads in flight of pages, export,
+// count, count_by and timeline (Options.MaxReadsPerPrincipal). One more is a
+// 429 with Retry-After: 1, at once. A page of /v1/activities also stops at
+// about 8 MiB of JSON (see above), and a tail holds about 256 KiB of
+// activities while its client is slow to read, so that no request's memory
+// grows with its parameters.
 //
 //	curl -X POST http://localhost:8080/v1/activities -d '{"type":"model.deploy","user_id":"u-42","module":"models","action":"deploy","resource":"model/7","details":{"replicas":2}}'
 //	curl -X POST http://localhost:8080/v1/activities -H 'Content-Type: application/x-ndjson' --data-binary @activities.ndjson
@@ -199,7 +213,9 @@
 // a POST is named by "index" (its position in the array, from 0; 0 for a
 // single object) or, in NDJSON, "line" (from 1). The statuses are 400 for a
 // bad parameter or activity, 401, 403, 404 for an unknown ID (with "field":
-// "id") or path, 405, 413 for a body over the limits, 500 for a failure of the
-// store, and 503 when the store is closed or the request was canceled,
-// including while it waited for its turn to POST.
+// "id") or path, 405, 408 for a POST body that came too slowly, 413 for a body
+// over the limits, 429 past a limit per principal (with Retry-After), 500 for
+// a failure of the store, and 503 when the store is closed or the request was
+// canceled, including while it waited for its turn to POST. An error's text
+// quotes at most 64 bytes of any input and is at most 1 KiB.
 package httpapi
