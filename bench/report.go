@@ -185,7 +185,16 @@ func (r *results) print(w io.Writer) {
 		}
 	}
 	if len(r.Disk) > 0 {
-		fmt.Fprintf(w, "\nSIZE, bytes per activity on disk: %s %.0f, %s %.0f, %s %.0f\n", sysOurs, r.Disk[sysOurs], sysPebble, r.Disk[sysPebble], sysSQLite, r.Disk[sysSQLite])
+		fmt.Fprintf(w, "\nSIZE, bytes per activity on disk:")
+		for i, name := range systemNames {
+			if v, ok := r.Disk[name]; ok {
+				if i > 0 {
+					fmt.Fprintf(w, ",")
+				}
+				fmt.Fprintf(w, " %s %.0f", name, v)
+			}
+		}
+		fmt.Fprintln(w)
 		fmt.Fprintf(w, "index bytes per activity (bitmaps of the segments in pebble):")
 		all := 0.0
 		for _, f := range []string{"type", "user_id", "module", "action", "resource"} {
