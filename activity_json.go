@@ -18,8 +18,8 @@ import (
 // encoding/json does it. The event time may be named time, timestamp or
 // created_at; when more than one is given they must agree (the JSON form
 // has both timestamp and created_at); absent, Time stays zero, which Append
-// takes as now; a time before 1970, year 1 included, is refused. A null field is taken as absent; of a
-// field given twice, the last wins.
+// takes as now; a time before 1970, year 1 included, is refused. A null
+// field is taken as absent; of a field given twice, the last wins.
 //
 // It decodes without reflection, in one pass over b but for Details (and
 // unknown fields' values), which are checked with json.Valid.

@@ -73,7 +73,8 @@ func (q *Query) aggregate(ctx context.Context, fn func(pt part, c ordSet, lo, hi
 // without Since the timeline starts at the bucket of the oldest match, without
 // Until it ends with the bucket of the newest, and without one of them and no
 // match it is empty. Only the query's matches set that range, and its limit
-// of MaxBuckets applies to the windows (Options.SegmentWidth) that hold them. It reads only indexes; Limit, Skip and the cursor do not apply.
+// of MaxBuckets applies to the windows (Options.SegmentWidth) that hold them.
+// It reads only indexes; Limit, Skip and the cursor do not apply.
 // A bucket under a nanosecond, or a range of more than MaxBuckets buckets, is
 // a *QueryError for "bucket".
 func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, error) {

@@ -83,10 +83,11 @@ func (c ordSet) inlineID(o uint32) (ID, []byte, bool) {
 	for _, v := range c.inl {
 		if v.bm.Contains(o) {
 			i := v.bm.Rank(o) - 1
+			var rec []byte
 			if v.recs != nil {
-				return v.ids[i], v.recs[i], true
+				rec = v.recs[i]
 			}
-			return v.ids[i], nil, true
+			return v.ids[i], rec, true
 		}
 	}
 	return ID{}, nil, false
@@ -177,12 +178,7 @@ func (fs *filterSet) resolve(dicts *[numFields]dict) {
 func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
 	c, ok, _ := fs.pick(uint32(len(seg.ids)),
 		func(f field) int { return len(fs.vals[f]) },
-		func(f field, i int) (*sealedValue, error) {
-			if bm := seg.bms[f][fs.vals[f][i]]; bm != nil {
-				return &sealedValue{bm: bm}, nil
-			}
-			return nil, nil
-		})
+		func(f field, i int) (sealedValue, error) { return sealedValue{bm: seg.bms[f][fs.vals[f][i]]}, nil })
 	return c, ok
 }
 
@@ -191,15 +187,22 @@ func (fs *filterSet) candidates(seg *segment) (ordSet, bool) {
 func (fs *filterSet) sealedCandidates(s *Store, sl *sealedSeg) (ordSet, bool, error) {
 	return fs.pick(uint32(sl.n),
 		func(f field) int { return len(fs.strs[f]) },
-		func(f field, i int) (*sealedValue, error) { return s.sealedBitmap(sl, f, fs.strs[f][i]) })
+		func(f field, i int) (sealedValue, error) {
+			sv, err := s.sealedBitmap(sl, f, fs.strs[f][i])
+			if sv == nil {
+				return sealedValue{}, err
+			}
+			return *sv, err
+		})
 }
 
 // pick returns the ordinals below n that pass the filters: per filtered
 // field the union of the bitmaps of its values (values(f) of them, the i-th
-// from bitmap, nil when absent), intersected across fields. When every
-// value present of a filtered field comes with its IDs, the result carries
-// them, preferring a field whose values also carry copies of their records.
-func (fs *filterSet) pick(n uint32, values func(f field) int, value func(f field, i int) (*sealedValue, error)) (ordSet, bool, error) {
+// from value, with a nil bitmap when absent), intersected across fields.
+// When every value present of a filtered field comes with its IDs, the
+// result carries them, preferring a field whose values also carry copies
+// of their records.
+func (fs *filterSet) pick(n uint32, values func(f field) int, value func(f field, i int) (sealedValue, error)) (ordSet, bool, error) {
 	if !fs.any {
 		return ordSet{n: n}, n > 0, nil
 	}
@@ -218,12 +221,12 @@ func (fs *filterSet) pick(n uint32, values func(f field) int, value func(f field
 			if err != nil {
 				return ordSet{}, false, err
 			}
-			if sv != nil {
+			if sv.bm != nil {
 				list = append(list, sv.bm)
 				all = all && sv.ids != nil
 				recs = recs && sv.recs != nil
 				if all {
-					vals = append(vals, *sv)
+					vals = append(vals, sv)
 				}
 			}
 		}

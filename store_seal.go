@@ -190,8 +190,9 @@ func (s *Store) gatherCopies(w int64, recs map[ID][]byte) error {
 	if missing == 0 {
 		return nil
 	}
+	var keep recordArena
 	if missing > len(recs)/4 {
-		return s.readRecords(w, recs)
+		return s.readRecords(w, recs, &keep)
 	}
 	ids := make([]ID, 0, missing)
 	for id, r := range recs {
@@ -216,21 +217,20 @@ func (s *Store) gatherCopies(w int64, recs map[ID][]byte) error {
 			return err
 		}
 		s.copyReads.Add(1)
-		recs[id] = slices.Clone(v)
+		recs[id] = keep.add(v)
 	}
 	return it.Close()
 }
 
-// readRecords fills recs, keyed by ID, with the records of window w in
-// pebble, in one forward scan of the window. An ID without a record keeps
-// nil.
-func (s *Store) readRecords(w int64, recs map[ID][]byte) error {
+// readRecords fills the entries of recs that are nil with the records of
+// window w in pebble, kept in keep, in one forward scan of the window. An
+// ID without a record keeps nil.
+func (s *Store) readRecords(w int64, recs map[ID][]byte, keep *recordArena) error {
 	lo, hi := s.windowIDs(w)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: recordKey(nil, hi), UpperBound: recordKey(nil, lo)})
 	if err != nil {
 		return err
 	}
-	var buf []byte
 	for it.First(); it.Valid(); it.Next() {
 		id, ok := keyID(it.Key())
 		if !ok {
@@ -245,11 +245,20 @@ func (s *Store) readRecords(w int64, recs map[ID][]byte) error {
 			it.Close()
 			return err
 		}
-		if len(buf)+len(v) > cap(buf) {
-			buf = make([]byte, 0, max(1<<20, len(v)))
-		}
-		buf = append(buf, v...)
-		recs[id] = buf[len(buf)-len(v) : len(buf) : len(buf)]
+		recs[id] = keep.add(v)
 	}
 	return it.Close()
+}
+
+// recordArena keeps copies of records in shared buffers of 1 MiB, so that
+// copying many small records costs few allocations.
+type recordArena struct{ buf []byte }
+
+// add returns a copy of v.
+func (a *recordArena) add(v []byte) []byte {
+	if len(a.buf)+len(v) > cap(a.buf) {
+		a.buf = make([]byte, 0, max(1<<20, len(v)))
+	}
+	a.buf = append(a.buf, v...)
+	return a.buf[len(a.buf)-len(v) : len(a.buf) : len(a.buf)]
 }

@@ -93,17 +93,6 @@
 // 10 seconds of the previous ones, or the POST ends with a 408 and frees its
 // turn.
 //
-// # Limits per principal
-//
-// With Options.Authenticate set, no principal may take every turn: each may
-// have half the POST turns (Options.MaxConcurrentPostsPerPrincipal), 16 tails
-// open (Options.MaxTailsPerPrincipal) and 8 reads in flight of pages, export,
-// count, count_by and timeline (Options.MaxReadsPerPrincipal). One more is a
-// 429 with Retry-After: 1, at once. A page of /v1/activities also stops at
-// about 8 MiB of JSON (see above), and a tail holds about 256 KiB of
-// activities while its client is slow to read, so that no request's memory
-// grows with its parameters.
-//
 //	curl -X POST http://localhost:8080/v1/activities -d '{"type":"model.deploy","user_id":"u-42","module":"models","action":"deploy","resource":"model/7","details":{"replicas":2}}'
 //	curl -X POST http://localhost:8080/v1/activities -H 'Content-Type: application/x-ndjson' --data-binary @activities.ndjson
 //
@@ -176,6 +165,17 @@
 // Query parameters that an endpoint does not take, and parameters other than
 // the filters given twice, are a 400 that names them, so that typos do not
 // go unnoticed. Wrong methods on a known path are a 405.
+//
+// # Limits per principal
+//
+// With Options.Authenticate set, no principal may take every turn: each may
+// have half the POST turns (Options.MaxConcurrentPostsPerPrincipal), 16 tails
+// open (Options.MaxTailsPerPrincipal) and 8 reads in flight of pages, export,
+// count, count_by and timeline (Options.MaxReadsPerPrincipal). One more is a
+// 429 with Retry-After: 1, at once. A page of /v1/activities also stops at
+// about 8 MiB of JSON (see above), and a tail holds about 256 KiB of
+// activities while its client is slow to read, so that no request's memory
+// grows with its parameters.
 //
 // # Access
 //

@@ -29,44 +29,45 @@ func (h *handler) legacyActivities(w http.ResponseWriter, r *http.Request, who P
 		return err
 	}
 	// A bare array has no room for a cursor: the page is streamed whole,
-	// pageChunk activities at a time. Once it has begun, an error can only
-	// cut it short, and is logged.
+	// pageChunk activities at a time, the answer begun with the first
+	// chunk. After that, an error can only cut it short, and is logged.
 	var buf []byte
-	started := false
-	_, err = readPage(r.Context(), q, limit, func(acts []activitystore.Activity) (bool, error) {
-		if !started {
-			w.Header().Set("Content-Type", "application/json")
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.WriteHeader(http.StatusOK)
-			buf = append(buf, '[')
+	n := 0
+	_, err = readPage(r.Context(), q, limit, func(acts []activitystore.Activity) bool {
+		if buf == nil {
+			startJSON(w)
+			buf = append(make([]byte, 0, 64<<10), '[')
 		}
 		for i := range acts {
-			if started || i > 0 {
+			if n++; n > 1 {
 				buf = append(buf, ',')
 			}
 			buf = acts[i].AppendJSON(buf)
 			if len(buf) >= 32<<10 {
 				if _, err := w.Write(buf); err != nil {
-					return false, nil // the client went away
+					return false // the client went away
 				}
 				buf = buf[:0]
 			}
 		}
-		started = true
-		return true, nil
+		return true
 	})
 	if err != nil {
-		if !started {
+		if buf == nil {
 			return fmt.Errorf("recent activities: %w", err)
 		}
 		h.log.Warn("activitystore http: recent activities cut short", "err", err)
 		return nil
 	}
-	if !started {
-		return writeActivities(w, nil, nil, []byte("\n"))
-	}
 	w.Write(append(buf, "]\n"...))
 	return nil
+}
+
+// startJSON begins a 200 answer of JSON.
+func startJSON(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(http.StatusOK)
 }
 
 // pageChunk is how many activities a page reads from the store at a time,
@@ -79,9 +80,10 @@ const (
 )
 
 // readPage reads limit matches of q (after its skip and cursor), pageChunk
-// at a time, and calls fn with each chunk until fn says stop. It returns
-// the cursor that follows the last chunk read, empty when no match is left.
-func readPage(ctx context.Context, q *activitystore.Query, limit int, fn func([]activitystore.Activity) (bool, error)) (string, error) {
+// at a time, and calls more with each chunk, the first even when empty,
+// until it returns false. It returns the cursor that follows the last chunk
+// read, empty when no match is left.
+func readPage(ctx context.Context, q *activitystore.Query, limit int, more func([]activitystore.Activity) bool) (string, error) {
 	left := limit
 	for {
 		page, err := q.Limit(min(left, pageChunk)).All(ctx)
@@ -89,9 +91,8 @@ func readPage(ctx context.Context, q *activitystore.Query, limit int, fn func([]
 			return "", err
 		}
 		left -= len(page.Activities)
-		more, err := fn(page.Activities)
-		if err != nil || page.Next == "" || left <= 0 || !more {
-			return page.Next, err
+		if !more(page.Activities) || page.Next == "" || left <= 0 {
+			return page.Next, nil
 		}
 		q.Skip(0).After(page.Next)
 	}
@@ -114,15 +115,14 @@ func (h *handler) listActivities(w http.ResponseWriter, r *http.Request, who Pri
 	}
 	buf := []byte(`{"activities":[`)
 	n := 0
-	cursor, err := readPage(r.Context(), q, limit, func(acts []activitystore.Activity) (bool, error) {
+	cursor, err := readPage(r.Context(), q, limit, func(acts []activitystore.Activity) bool {
 		for i := range acts {
-			if n > 0 {
+			if n++; n > 1 {
 				buf = append(buf, ',')
 			}
 			buf = acts[i].AppendJSON(buf)
-			n++
 		}
-		return len(buf) < pageBudget, nil
+		return len(buf) < pageBudget
 	})
 	if err != nil {
 		return fmt.Errorf("query activities: %w", err)
@@ -132,9 +132,7 @@ func (h *handler) listActivities(w http.ResponseWriter, r *http.Request, who Pri
 		return fmt.Errorf("encode the cursor: %w", err)
 	}
 	buf = append(append(append(buf, `],"next_cursor":`...), next...), "}\n"...)
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
+	startJSON(w)
 	w.Write(buf)
 	return nil
 }
@@ -162,31 +160,6 @@ func pageParams(p params, q *activitystore.Query, withCursor bool) (int, error) 
 
 // maxInt is the largest int.
 const maxInt = int(^uint(0) >> 1)
-
-// writeActivities answers 200 with prefix, acts as a JSON array and suffix,
-// encoding one activity at a time.
-func writeActivities(w http.ResponseWriter, prefix []byte, acts []activitystore.Activity, suffix []byte) error {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(http.StatusOK)
-	buf := make([]byte, 0, min(64<<10, len(prefix)+len(suffix)+2+640*len(acts)))
-	buf = append(append(buf, prefix...), '[')
-	for i := range acts {
-		if i > 0 {
-			buf = append(buf, ',')
-		}
-		buf = acts[i].AppendJSON(buf)
-		if len(buf) >= 32<<10 {
-			if _, err := w.Write(buf); err != nil {
-				return nil // the client went away
-			}
-			buf = buf[:0]
-		}
-	}
-	buf = append(append(buf, ']'), suffix...)
-	w.Write(buf)
-	return nil
-}
 
 // getActivity serves GET /v1/activities/{id}.
 func (h *handler) getActivity(w http.ResponseWriter, r *http.Request, who Principal) error {
