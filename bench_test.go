@@ -271,6 +271,12 @@ func runQueries(b *testing.B, s *activitystore.Store) {
 			p, err := s.Query().Types("model.query").Users(heavy).All(ctx)
 			return len(p.Activities), err
 		}},
+		{"oneday/type=model.query/newest50", func() (int, error) {
+			d := day.Add(-time.Duration(1+lightN%20) * 24 * time.Hour)
+			lightN++
+			p, err := s.Query().Types("model.query").Since(d).Until(d.Add(24 * time.Hour)).All(ctx)
+			return len(p.Activities), err
+		}},
 		{"skip10000/newest50", func() (int, error) {
 			p, err := s.Query().Skip(10000).All(ctx)
 			return len(p.Activities), err

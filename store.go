@@ -411,8 +411,12 @@ func (s *Store) applyLog(seg *segment) (int, error) {
 	}
 	slices.SortFunc(ids, func(a, b ID) int { return b.Compare(a) })
 	ids = slices.Compact(ids)
+	hs := make([]hit, len(ids))
+	for i, id := range ids {
+		hs[i].id = id
+	}
 	acts := make([]Activity, len(ids))
-	if err := s.fetchPebble(ids, acts); err != nil {
+	if err := s.fetchPebble(hs, nil, acts); err != nil {
 		return 0, err
 	}
 	for i := len(acts) - 1; i >= 0; i-- { // oldest first

@@ -469,8 +469,19 @@ func (s *Store) spanOf(w int64) (span, bool) {
 // them. The caller holds s.swapMu for reading.
 func (s *Store) fetch(hs []hit) ([]Activity, error) {
 	out := make([]Activity, len(hs))
-	var hot []ID
-	var hotAt []int
+	inPebble := 0
+	for i := range hs {
+		if hs[i].rec == nil && hs[i].arc == nil {
+			inPebble++
+		}
+	}
+	if inPebble == len(hs) {
+		return out, s.fetchPebble(hs, nil, out)
+	}
+	var at []int // the positions of the hits read from pebble
+	if inPebble > 0 {
+		at = make([]int, 0, inPebble)
+	}
 	var copied []byte // the copies the activities decode from, in one buffer
 	for i := 0; i < len(hs); {
 		if r := hs[i].rec; r != nil {
@@ -485,8 +496,7 @@ func (s *Store) fetch(hs []hit) ([]Activity, error) {
 			continue
 		}
 		if hs[i].arc == nil {
-			hot = append(hot, hs[i].id)
-			hotAt = append(hotAt, i)
+			at = append(at, i)
 			i++
 			continue
 		}
@@ -503,47 +513,57 @@ func (s *Store) fetch(hs []hit) ([]Activity, error) {
 		}
 		i = j
 	}
-	if len(hot) == 0 {
+	if len(at) == 0 {
 		return out, nil
 	}
-	if len(hot) == len(hs) {
-		return out, s.fetchPebble(hot, out)
-	}
-	acts := make([]Activity, len(hot))
-	if err := s.fetchPebble(hot, acts); err != nil {
-		return nil, err
-	}
-	for k, i := range hotAt {
-		out[i] = acts[k]
-	}
-	return out, nil
+	return out, s.fetchPebble(hs, at, out)
 }
 
-// fetchPebble reads the records of ids, which are in descending order, with
-// one iterator, into out. The activities share one buffer.
-func (s *Store) fetchPebble(ids []ID, out []Activity) error {
-	s.recordReads.Add(int64(len(ids)))
-	lower := recordKey(nil, ids[0])
-	upper := append(recordKey(nil, ids[len(ids)-1]), 0)
+// fetchPebble reads the records of the hits hs[at[k]] (of every hit when at
+// is nil), whose IDs descend, with one iterator, into out at the same
+// positions. The activities share one buffer.
+func (s *Store) fetchPebble(hs []hit, at []int, out []Activity) error {
+	n := len(hs)
+	if at != nil {
+		n = len(at)
+	}
+	if n == 0 {
+		return nil
+	}
+	pos := func(k int) int {
+		if at == nil {
+			return k
+		}
+		return at[k]
+	}
+	s.recordReads.Add(int64(n))
+	bounds := make([]byte, 0, 2*17+1)
+	lower := recordKey(bounds, hs[pos(0)].id)
+	upper := append(recordKey(lower[len(lower):], hs[pos(n-1)].id), 0)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
+	var offBuf [129]int
+	offs := offBuf[:]
+	if n+1 > len(offBuf) {
+		offs = make([]int, n+1)
+	}
 	var arena []byte
-	offs := make([]int, len(ids)+1)
 	var key [17]byte
-	for i, id := range ids {
+	stepping := true
+	for i := range n {
+		id := hs[pos(i)].id
 		k := recordKey(key[:0], id)
-		// Matches are often adjacent keys: step with Next before seeking.
+		// While the records are adjacent keys (a page without filter),
+		// step with Next. After the first gap, only seek: ascending seeks
+		// let pebble step forward within each level before it searches,
+		// which a Next in between would prevent.
 		found := false
-		if i > 0 && it.Valid() {
-			for step := 0; step < 2 && it.Next(); step++ {
-				if c := bytes.Compare(it.Key(), k); c >= 0 {
-					found = c == 0
-					break
-				}
-			}
+		if stepping && i > 0 {
+			found = it.Next() && bytes.Equal(it.Key(), k)
+			stepping = found
 		}
 		if !found && (!it.SeekGE(k) || !bytes.Equal(it.Key(), k)) {
 			if err := it.Error(); err != nil {
@@ -556,13 +576,14 @@ func (s *Store) fetchPebble(ids []ID, out []Activity) error {
 			return err
 		}
 		if arena == nil {
-			arena = make([]byte, 0, (len(v)+32)*len(ids)*5/4)
+			arena = make([]byte, 0, (len(v)+32)*n*5/4)
 		}
 		arena = append(arena, v...)
 		offs[i+1] = len(arena)
 	}
-	for i, id := range ids {
-		if err := decodeRecord(id, arena[offs[i]:offs[i+1]:offs[i+1]], &out[i]); err != nil {
+	for i := range n {
+		id := hs[pos(i)].id
+		if err := decodeRecord(id, arena[offs[i]:offs[i+1]:offs[i+1]], &out[pos(i)]); err != nil {
 			return &CorruptionError{Where: "record " + id.String(), Err: err}
 		}
 	}
