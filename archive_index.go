@@ -2,7 +2,6 @@ package activitystore
 
 import (
 	"fmt"
-	"os"
 
 	arcfmt "github.com/activitystore/activitystore/internal/archive"
 )
@@ -100,7 +99,7 @@ type archiveWriter struct {
 	added  bool
 }
 
-func newArchiveWriter(f *os.File, name string, window, width int64, n, blockBytes int) (*archiveWriter, error) {
+func newArchiveWriter(f arcfmt.File, name string, window, width int64, n, blockBytes int) (*archiveWriter, error) {
 	w, err := arcfmt.NewWriter(f, name, window, width, n, blockBytes)
 	if err != nil {
 		return nil, err

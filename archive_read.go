@@ -11,6 +11,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	arcfmt "github.com/activitystore/activitystore/internal/archive"
 	"github.com/activitystore/activitystore/internal/codec"
@@ -29,9 +30,10 @@ type archive struct {
 	size   int64  // file bytes
 	name   string // file name in the archive folder
 	path   string
+	fs     vfs.FS
 
 	mu      sync.Mutex
-	f       *os.File
+	f       vfs.File
 	ft      *arcfmt.Footer
 	refs    int
 	dropped bool
@@ -50,7 +52,7 @@ func (a *archive) meta() []byte {
 	return binary.AppendUvarint(b, uint64(a.size))
 }
 
-func decodeArchiveMeta(w, width int64, v []byte, dir string) (*archive, error) {
+func decodeArchiveMeta(w, width int64, v []byte, fs vfs.FS, dir string) (*archive, error) {
 	d := codec.Decoder{B: v}
 	ver := d.Byte()
 	a := &archive{window: w, width: width, gen: d.Uvarint()}
@@ -61,28 +63,29 @@ func decodeArchiveMeta(w, width int64, v []byte, dir string) (*archive, error) {
 	a.n, a.size = int(n), int64(size)
 	a.name = archiveName(w, a.gen)
 	a.path = filepath.Join(dir, a.name)
+	a.fs = fs
 	return a, nil
 }
 
 // acquire opens the file if needed and keeps it open until release.
-func (a *archive) acquire() (*os.File, *arcfmt.Footer, error) {
+func (a *archive) acquire() (vfs.File, *arcfmt.Footer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.dropped {
 		return nil, nil, fmt.Errorf("activitystore: archive %s was removed", a.name)
 	}
 	if a.f == nil {
-		f, err := os.Open(a.path)
+		f, err := a.fs.Open(a.path, vfs.RandomReadsOption)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
 				return nil, nil, archiveCorrupt(a.name, "file is missing")
 			}
-			return nil, nil, fmt.Errorf("activitystore: %w", err)
+			return nil, nil, fmt.Errorf("activitystore: cannot open archive %s: %w", a.name, err)
 		}
 		st, err := f.Stat()
 		if err != nil {
 			f.Close()
-			return nil, nil, fmt.Errorf("activitystore: %w", err)
+			return nil, nil, fmt.Errorf("activitystore: cannot read archive %s: %w", a.name, err)
 		}
 		ft, err := arcfmt.ReadFooter(f, st.Size())
 		if err != nil {
@@ -224,7 +227,7 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 func (s *Store) removeArchive(a *archive) {
 	a.drop()
 	s.cache.RemoveIf(func(k cacheKey) bool { return k.a == a })
-	if err := os.Remove(a.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := s.opts.FS.Remove(a.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		s.opts.Logger.Errorf("activitystore: cannot remove %s: %v", a.path, err)
 	}
 }
@@ -233,7 +236,8 @@ func (s *Store) removeArchive(a *archive) {
 // interrupted compactions: temporary files and archive files no record
 // refers to.
 func (s *Store) loadArchives() error {
-	if err := os.MkdirAll(s.archDir, 0o755); err != nil {
+	fs := s.opts.FS
+	if err := fs.MkdirAll(s.archDir, 0o755); err != nil {
 		return fmt.Errorf("activitystore: cannot create %s: %w", s.archDir, err)
 	}
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixArchive}, UpperBound: []byte{prefixArchive + 1}})
@@ -250,7 +254,7 @@ func (s *Store) loadArchives() error {
 			s.opts.Logger.Errorf("activitystore: ignoring archive record of impossible window %d", w)
 			continue
 		}
-		a, err := decodeArchiveMeta(w, s.width, it.Value(), s.archDir)
+		a, err := decodeArchiveMeta(w, s.width, it.Value(), fs, s.archDir)
 		if err != nil {
 			it.Close()
 			return err
@@ -260,21 +264,21 @@ func (s *Store) loadArchives() error {
 	if err := it.Close(); err != nil {
 		return err
 	}
-	ents, err := os.ReadDir(s.archDir)
+	names, err := fs.List(s.archDir)
 	if err != nil {
-		return fmt.Errorf("activitystore: %w", err)
+		return fmt.Errorf("activitystore: cannot list %s: %w", s.archDir, err)
 	}
-	for _, e := range ents {
-		m := archiveNameRE.FindStringSubmatch(e.Name())
+	for _, name := range names {
+		m := archiveNameRE.FindStringSubmatch(name)
 		if m == nil {
 			continue
 		}
 		w, _ := strconv.ParseUint(m[1], 16, 64)
-		if a := s.archives[int64(w)]; a != nil && a.name == e.Name() {
+		if a := s.archives[int64(w)]; a != nil && a.name == name {
 			continue
 		}
-		if err := os.Remove(filepath.Join(s.archDir, e.Name())); err != nil {
-			return fmt.Errorf("activitystore: cannot remove leftover %s: %w", e.Name(), err)
+		if err := fs.Remove(filepath.Join(s.archDir, name)); err != nil {
+			return fmt.Errorf("activitystore: cannot remove leftover %s: %w", name, err)
 		}
 	}
 	return nil

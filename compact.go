@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	arcfmt "github.com/activitystore/activitystore/internal/archive"
 )
@@ -100,31 +100,35 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	name := archiveName(w, gen)
 	final := filepath.Join(s.archDir, name)
 	tmp := final + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	fs := s.opts.FS
+	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
 	if err != nil {
-		return fmt.Errorf("activitystore: %w", err)
+		return fmt.Errorf("activitystore: cannot create %s: %w", tmp, err)
 	}
 	size, err := s.writeArchive(ctx, f, name, w, total, snap, old)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
+	if err != nil && ctx.Err() == nil {
+		err = fmt.Errorf("activitystore: cannot write %s: %w", tmp, err)
+	}
 	if err != nil {
-		os.Remove(tmp)
+		fs.Remove(tmp)
 		return err
 	}
 	s.hook("written")
-	if err := os.Rename(tmp, final); err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("activitystore: %w", err)
+	if err := fs.Rename(tmp, final); err != nil {
+		fs.Remove(tmp)
+		return fmt.Errorf("activitystore: cannot rename %s: %w", tmp, err)
 	}
 	s.hook("renamed")
-	if err := syncDir(s.archDir); err != nil {
-		os.Remove(final)
+	if err := syncDir(fs, s.archDir); err != nil {
+		fs.Remove(final)
 		return err
 	}
 	s.hook("dir-synced")
 
-	a := &archive{window: w, width: s.width, gen: gen, n: total, size: size, name: name, path: final}
+	a := &archive{window: w, width: s.width, gen: gen, n: total, size: size, name: name, path: final, fs: fs}
 	s.swapMu.Lock()
 	s.sealMu.Lock()
 	s.mu.RLock()
@@ -138,7 +142,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	if !same {
 		s.sealMu.Unlock()
 		s.swapMu.Unlock()
-		os.Remove(final)
+		fs.Remove(final)
 		return nil
 	}
 	lo, hi := s.windowIDs(w)
@@ -150,7 +154,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	b.Delete(windowKey(prefixDescriptor, w), nil)
 	b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
 	b.Delete(windowKey(prefixDirty, w), nil)
-	err = b.Commit(pebble.Sync)
+	err = s.commit(b, pebble.Sync)
 	if err == nil {
 		s.mu.Lock()
 		delete(s.segs, w)
@@ -162,7 +166,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	s.sealMu.Unlock()
 	s.swapMu.Unlock()
 	if err != nil {
-		os.Remove(final)
+		fs.Remove(final)
 		return fmt.Errorf("activitystore: cannot record archive %s: %w", name, err)
 	}
 	s.hook("committed")
@@ -180,7 +184,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 // writeArchive writes the n activities of window w, from the snapshot's
 // records merged with the old archive's, newest first, and returns the file
 // size.
-func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int64, n int, snap *pebble.Snapshot, old *archive) (int64, error) {
+func (s *Store) writeArchive(ctx context.Context, f vfs.File, name string, w int64, n int, snap *pebble.Snapshot, old *archive) (int64, error) {
 	aw, err := newArchiveWriter(f, name, w, s.width, n, s.opts.blockBytes)
 	if err != nil {
 		return 0, err
@@ -283,10 +287,10 @@ func (s *Store) writeArchive(ctx context.Context, f *os.File, name string, w int
 }
 
 // syncDir makes a rename in dir durable.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
+func syncDir(fs vfs.FS, dir string) error {
+	d, err := fs.OpenDir(dir)
 	if err != nil {
-		return fmt.Errorf("activitystore: %w", err)
+		return fmt.Errorf("activitystore: cannot open %s: %w", dir, err)
 	}
 	defer d.Close()
 	if err := d.Sync(); err != nil {

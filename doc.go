@@ -134,6 +134,37 @@
 // or when a read loads it, is rebuilt from the records and the read runs
 // again (Stats.RepairedSegments counts them).
 //
+// # Disk faults
+//
+// Pebble and the archives use Options.FS (the operating system's by
+// default), so a wrapper of it can inject faults; the tests inject EIO and
+// ENOSPC on writes, syncs and reads of the log, the tables and the archives.
+//
+//   - A write or sync of pebble's log that fails during a commit fails that
+//     call, and from then on every write (Append, sealing, Compact,
+//     DropBefore) returns an error wrapping ErrWriteFailed: the store
+//     cannot tell what of the failed batch reached the disk, and pebble's
+//     log cannot take another write after it. Nothing of the failed batch is
+//     indexed, so no query shows it; reads go on. Close then only closes;
+//     the next Open replays what the log holds, so the failed batch, never
+//     acknowledged, is there whole or not at all, and every acknowledged
+//     activity is there. With NoSync an Append does not wait for the log,
+//     so the failure surfaces at the next synchronous commit (the sealer's,
+//     within Options.SealEvery): the activities acknowledged in between may
+//     be missing after the reopen, as after a machine crash.
+//   - A failed write of pebble's tables (a flush or a compaction) is
+//     retried by pebble in the background; appends go on into memory until
+//     its limit on unflushed memtables makes them wait.
+//   - A failed read fails the call that needed it, with the cause; nothing
+//     is cached from it and the same call works once the disk does.
+//   - A failed write, sync or rename of an archive, or sync of the archive
+//     folder, fails Compact for that window with an error that names the
+//     file; the window stays in pebble and the partial file is removed.
+//   - Open returns the error and leaves the directory unlocked.
+//   - A failed write or sync of pebble's MANIFEST ends the process, as
+//     pebble decides (its state after such a failure is unknown); the next
+//     Open recovers every acknowledged activity.
+//
 // # Caveats
 //
 // The store-wide value dictionaries keep every label value of the open

@@ -2,10 +2,12 @@ package activitystore
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 // Options configure a Store. The zero value (or nil) gives the defaults;
@@ -87,6 +89,12 @@ type Options struct {
 	// MustExist makes Open fail with ErrNoStore, creating nothing, when the
 	// directory holds no store, for tools that only read or maintain one.
 	MustExist bool
+
+	// FS is the file system of pebble and of the archives; the default is
+	// the operating system's (vfs.Default). A wrapper of it, such as
+	// pebble's errorfs, injects disk faults. The LOCK file is always taken
+	// on the operating system's file system.
+	FS vfs.FS
 
 	// Logger receives pebble's log lines. The default discards info lines and
 	// prints errors to standard error.
@@ -178,6 +186,9 @@ func (o *Options) withDefaults() (Options, error) {
 	if c.Logger == nil {
 		c.Logger = quietLogger{}
 	}
+	if c.FS == nil {
+		c.FS = vfs.Default
+	}
 	return c, nil
 }
 
@@ -190,7 +201,8 @@ func (o *Options) pebbleOptions() *pebble.Options {
 		MemTableStopWritesThreshold: 4,
 		L0CompactionThreshold:       4,
 		L0StopWritesThreshold:       24,
-		Logger:                      o.Logger,
+		Logger:                      commitLogger{o.Logger},
+		FS:                          o.FS,
 	}
 	po.CompactionConcurrencyRange = func() (int, int) { return 1, 2 }
 	// Bloom filters: a read of a sealed segment looks up one key per filter
@@ -202,6 +214,28 @@ func (o *Options) pebbleOptions() *pebble.Options {
 // defaultSegmentWidth is used when a new store is created with no
 // SegmentWidth.
 const defaultSegmentWidth = 24 * time.Hour
+
+// commitLogger turns pebble's fatal commit error, a write or sync of its
+// log that failed, into a panic the store's writes recover from (see
+// Store.commit); every other fatal error stays fatal.
+type commitLogger struct{ pebble.Logger }
+
+// commitFailure is the panic value of a failed commit.
+type commitFailure struct{ err error }
+
+func (l commitLogger) Fatalf(format string, args ...any) {
+	if strings.HasPrefix(format, "pebble: fatal commit error") {
+		var err error
+		if len(args) == 1 {
+			err, _ = args[0].(error)
+		}
+		if err == nil {
+			err = fmt.Errorf(format, args...)
+		}
+		panic(commitFailure{err})
+	}
+	l.Logger.Fatalf(format, args...)
+}
 
 type quietLogger struct{}
 

@@ -71,7 +71,7 @@ func (s *Store) dropBefore(ctx context.Context, t time.Time) error {
 	for _, a := range arcs {
 		b.Delete(windowKey(prefixArchive, a.window), nil)
 	}
-	err := b.Commit(pebble.Sync)
+	err := s.commit(b, pebble.Sync)
 	if err == nil {
 		s.mu.Lock()
 		for _, w := range segs {

@@ -17,7 +17,6 @@ import (
 
 	"github.com/RoaringBitmap/roaring/v2"
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/activitystore/activitystore/internal/lru"
 )
@@ -56,6 +55,7 @@ type Store struct {
 	// for writing once closed is set.
 	closeMu sync.RWMutex
 	closed  atomic.Bool
+	failed  atomic.Pointer[error] // the sticky error of every write after a failed commit
 
 	// sealMu is held for reading from the commit of an append batch until its
 	// activities are indexed, and for writing while a segment is renumbered,
@@ -111,7 +111,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	if o.MustExist {
-		d, err := pebble.Peek(filepath.Join(dir, "db"), vfs.Default)
+		d, err := pebble.Peek(filepath.Join(dir, "db"), o.FS)
 		if errors.Is(err, fs.ErrNotExist) || (err == nil && !d.Exists) {
 			return nil, fmt.Errorf("%w: %s", ErrNoStore, dir)
 		}
@@ -213,7 +213,7 @@ func (s *Store) load() error {
 		b := s.db.NewBatch()
 		b.Set(metaFormat, binary.BigEndian.AppendUint64(nil, storeFormat), nil)
 		b.Set(metaWidth, binary.BigEndian.AppendUint64(nil, width), nil)
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := s.commit(b, pebble.Sync); err != nil {
 			return fmt.Errorf("activitystore: cannot initialize store: %w", err)
 		}
 	case format == 1:
@@ -261,7 +261,7 @@ func (s *Store) load() error {
 			s.opts.Logger.Errorf("%v; rebuilding it from its records", err)
 			s.repaired.Add(1)
 			dirty[w] = true
-			return s.db.Set(windowKey(prefixDirty, w), nil, pebble.Sync)
+			return s.set(windowKey(prefixDirty, w), nil)
 		}
 		s.sealed[w] = sl
 		return nil
@@ -328,7 +328,7 @@ func (s *Store) upgradeFormat1() error {
 	}
 	b.DeleteRange([]byte{prefixSegment}, []byte{prefixSegment + 1}, nil)
 	b.Set(metaFormat, binary.BigEndian.AppendUint64(nil, storeFormat), nil)
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		return fmt.Errorf("activitystore: cannot upgrade %s to format %d: %w", s.dir, storeFormat, err)
 	}
 	return nil
@@ -598,10 +598,15 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
-	err := s.sealAll()
-	// Flush the memtable, so that the next Open has no log to replay.
-	if ferr := s.db.Flush(); err == nil {
-		err = ferr
+	// After a failed commit pebble cannot switch to a new log, which a
+	// flush needs: the store only closes.
+	err := s.failure()
+	if err == nil {
+		err = s.sealAll()
+		// Flush the memtable, so that the next Open has no log to replay.
+		if ferr := s.db.Flush(); err == nil {
+			err = ferr
+		}
 	}
 	s.mu.Lock()
 	for _, a := range s.archives {
@@ -631,10 +636,61 @@ func (s *Store) every(d time.Duration, what string, job func(context.Context) er
 			if err := s.enter(); err != nil {
 				return
 			}
+			if s.failure() != nil { // logged once, when it happened
+				s.leave()
+				continue
+			}
 			if err := job(s.stopCtx); err != nil && !errors.Is(err, context.Canceled) {
 				s.opts.Logger.Errorf("activitystore: %s: %v", what, err)
 			}
 			s.leave()
 		}
 	}
+}
+
+// commit applies b with opts. After a commit whose write or sync of pebble's
+// log failed, the store cannot tell which of its batches reached the disk:
+// that commit and every write after it return the same error wrapping
+// ErrWriteFailed, and nothing of the failed batch is indexed.
+func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+	if err := s.failure(); err != nil {
+		return err
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			cf, ok := r.(commitFailure)
+			if !ok {
+				panic(r)
+			}
+			err = s.fail(cf.err)
+		}
+	}()
+	return s.db.Apply(b, opts)
+}
+
+// set writes one key with a synchronous commit.
+func (s *Store) set(k, v []byte) error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(k, v, nil); err != nil {
+		return err
+	}
+	return s.commit(b, pebble.Sync)
+}
+
+// failure returns the sticky error of a failed commit, or nil.
+func (s *Store) failure() error {
+	if p := s.failed.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// fail makes cause the store's sticky write error and returns it.
+func (s *Store) fail(cause error) error {
+	err := fmt.Errorf("%w: %w", ErrWriteFailed, cause)
+	if s.failed.CompareAndSwap(nil, &err) {
+		s.opts.Logger.Errorf("%v; the store refuses writes until it is opened again", err)
+	}
+	return s.failure()
 }

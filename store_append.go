@@ -6,8 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-
-	"github.com/cockroachdb/pebble/v2"
 )
 
 // allocSeq reserves n sequence numbers and returns the first.
@@ -21,7 +19,7 @@ func (s *Store) allocSeq(n int) (uint64, error) {
 	}
 	if end > s.reservedSeq {
 		r := end + seqReserve
-		if err := s.db.Set(metaSeq, binary.BigEndian.AppendUint64(nil, r), pebble.Sync); err != nil {
+		if err := s.set(metaSeq, binary.BigEndian.AppendUint64(nil, r)); err != nil {
 			return 0, fmt.Errorf("activitystore: cannot reserve IDs: %w", err)
 		}
 		s.reservedSeq = r
@@ -185,7 +183,7 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 		}
 		segs[k] = seg
 	}
-	if err := s.db.Apply(b, s.wopts); err != nil {
+	if err := s.commit(b, s.wopts); err != nil {
 		s.sealMu.RUnlock()
 		return nil, fmt.Errorf("activitystore: cannot append: %w", err)
 	}

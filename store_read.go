@@ -353,7 +353,7 @@ func (s *Store) repair(sl *sealedSeg) error {
 	}
 	w := sl.window
 	s.opts.Logger.Errorf("activitystore: segment %d is corrupt; rebuilding it from its records", w)
-	if err := s.db.Set(windowKey(prefixDirty, w), nil, pebble.Sync); err != nil {
+	if err := s.set(windowKey(prefixDirty, w), nil); err != nil {
 		return fmt.Errorf("activitystore: cannot repair segment %d: %w", w, err)
 	}
 	seg, err := s.rebuild(w)

@@ -113,7 +113,7 @@ func (s *Store) write(w int64, drop bool) error {
 	} else {
 		b.Delete(windowKey(prefixDescriptor, w), nil)
 	}
-	if err := b.Commit(pebble.Sync); err != nil {
+	if err := s.commit(b, pebble.Sync); err != nil {
 		if drop {
 			return fmt.Errorf("activitystore: cannot seal segment %d: %w", w, err)
 		}

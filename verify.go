@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"os"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -67,13 +66,13 @@ func (s *Store) Verify(ctx context.Context) error {
 			s.verifyArchive(a, report)
 		}
 	}
-	ents, err := os.ReadDir(s.archDir)
+	ents, err := s.opts.FS.List(s.archDir)
 	if err != nil {
-		return fmt.Errorf("activitystore: %w", err)
+		return fmt.Errorf("activitystore: cannot list %s: %w", s.archDir, err)
 	}
-	for _, e := range ents {
-		if !names[e.Name()] {
-			report("archive folder: %s is not an archive of this store", e.Name())
+	for _, name := range ents {
+		if !names[name] {
+			report("archive folder: %s is not an archive of this store", name)
 		}
 	}
 	if len(problems) > 0 {
