@@ -151,6 +151,52 @@ func TestDiskFaultLog(t *testing.T) {
 	}
 }
 
+// DropBefore whose commit fails changes nothing a query sees, and the
+// reopened store has dropped the windows whole or not at all; a failed
+// removal of an archive file after the commit is only logged, and the next
+// Open removes the file.
+func TestDiskFaultDropBefore(t *testing.T) {
+	ctx := context.Background()
+	cut := testBase.Add(3 * 24 * time.Hour)
+	count := func(s *Store) int {
+		n, err := s.Query().Until(cut).Count(ctx)
+		require.NoError(t, err)
+		return n
+	}
+
+	t.Run("log sync", func(t *testing.T) {
+		f := &fault{match: ops(".log", syncs...), err: syscall.EIO}
+		s, dir, clock, before := faultyStore(t, f, Options{})
+		f.on.Store(true)
+		require.ErrorIs(t, s.DropBefore(ctx, cut), ErrWriteFailed)
+		f.on.Store(false)
+		require.Equal(t, before, snapshotQueries(t, s))
+		s2, _ := reopen(t, s, dir, clock)
+		if n := count(s2); n != 0 {
+			require.Equal(t, 300, n)
+			require.Equal(t, before, snapshotQueries(t, s2))
+		}
+	})
+
+	t.Run("archive removal", func(t *testing.T) {
+		f := &fault{match: ops(".arc", errorfs.OpRemove), err: syscall.EIO}
+		s, dir, clock, _ := faultyStore(t, f, Options{})
+		f.on.Store(true)
+		require.NoError(t, s.DropBefore(ctx, cut))
+		require.Positive(t, f.hits.Load())
+		require.Zero(t, count(s))
+		left, err := filepath.Glob(filepath.Join(dir, "archive", "*.arc"))
+		require.NoError(t, err)
+		require.Len(t, left, 6, "the three dropped files are still there")
+		f.on.Store(false)
+		s2, _ := reopen(t, s, dir, clock)
+		require.Zero(t, count(s2))
+		left, err = filepath.Glob(filepath.Join(dir, "archive", "*.arc"))
+		require.NoError(t, err)
+		require.Len(t, left, 3)
+	})
+}
+
 // With NoSync an Append does not wait for the log, so a failed write of it
 // surfaces at the next synchronous commit (sealing, here) as ErrWriteFailed.
 // The activities NoSync acknowledged in between were never written: the
