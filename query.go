@@ -16,8 +16,19 @@ const (
 	MaxLimit = 10_000
 )
 
-// iterChunk is how many activities Iter reads at a time.
-const iterChunk = 256
+// iterChunk is the most activities Iter reads at a time, and iterBytes about
+// the most bytes of records: after the first chunk, the next are sized by
+// the records read so far, so that an Iter over activities with large
+// details holds about 1 MiB of them at a time.
+const (
+	iterChunk = 256
+	iterBytes = 1 << 20
+)
+
+// recordBytes is about the memory of a's record.
+func recordBytes(a *Activity) int {
+	return len(a.Details) + len(a.APICall) + len(a.Type) + len(a.UserID) + len(a.Module) + len(a.Action) + len(a.Resource) + 64
+}
 
 // Query selects activities, newest first by event time, ties by ID. Build it
 // with Store.Query and the methods below, then run it with All, Iter or Count.
@@ -217,8 +228,10 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 			return
 		}
 		left := p.limit
+		chunk := iterChunk / 4 // at most 4 MiB of records before the first size is known
+		read, bytes := 0, 0
 		for {
-			want := iterChunk
+			want := chunk
 			if p.limit > 0 {
 				want = min(want, left)
 			}
@@ -251,6 +264,11 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 			if len(acts) < want {
 				return
 			}
+			for i := range acts {
+				bytes += recordBytes(&acts[i])
+			}
+			read += len(acts)
+			chunk = max(1, min(iterChunk, iterBytes/max(1, bytes/read)))
 			p.skip = 0
 			p.hi = acts[len(acts)-1].ID
 			left -= len(acts)

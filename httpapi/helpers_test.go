@@ -22,12 +22,14 @@ var base = time.Date(2025, 1, 2, 3, 0, 0, 0, time.UTC)
 const (
 	adminToken  = "t-admin"
 	aliceToken  = "t-alice"
+	bobToken    = "t-bob"
 	nobodyToken = "t-nobody"
 )
 
 var testTokens = map[string]Principal{
 	adminToken:  {UserID: "root", Admin: true},
 	aliceToken:  {UserID: "alice"},
+	bobToken:    {UserID: "bob"},
 	nobodyToken: {},
 }
 

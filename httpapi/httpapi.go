@@ -63,6 +63,24 @@ type Options struct {
 	MaxTailsPerPrincipal int
 	MaxReadsPerPrincipal int
 
+	// MaxConcurrentReads bounds the reads above but the streamed ones
+	// (tails, exports, the legacy pages) served at once, whoever asks. A page holds up to about
+	// 8 MiB of JSON plus the records of the chunk it reads (64 activities
+	// first, then about 1 MiB of records at a time), about 16 MiB at most
+	// with the largest details, so reads take up to about
+	// MaxConcurrentReads × 16 MiB. A read waits up to 10 seconds for a
+	// slot, then is a 503 with Retry-After; a slot given back goes to the
+	// waiting read whose principal holds the fewest. Zero or less means
+	// the default, 16.
+	MaxConcurrentReads int
+
+	// MaxStreams bounds the tails, exports and legacy pages (streamed
+	// whole) open at once, whoever asks; one more is a 503 with
+	// Retry-After. A stream holds about 256 KiB of
+	// records at a time plus what its connection buffers, about 1 MiB at
+	// most. Zero or less means the default, 128.
+	MaxStreams int
+
 	// Logger receives the errors that are the server's fault (answers with
 	// status 500) and those that end a stream after it began. The default is
 	// slog.Default().
@@ -75,7 +93,13 @@ const (
 	defaultMaxConcurrentPosts   = 4
 	defaultMaxTailsPerPrincipal = 16
 	defaultMaxReadsPerPrincipal = 8
+	defaultMaxConcurrentReads   = 16
+	defaultMaxStreams           = 128
 )
+
+// readSlotWait is how long a read waits for one of the MaxConcurrentReads
+// slots before it is a 503.
+const readSlotWait = 10 * time.Second
 
 // heartbeatInterval is how long a tail stays silent before it sends a
 // comment, so that proxies and clients know it is alive.
@@ -114,6 +138,8 @@ type handler struct {
 	postsPer     *limiter      // POSTs in flight per principal
 	tailsPer     *limiter      // tails open per principal
 	readsPer     *limiter      // reads in flight per principal
+	reads        *gate         // reads in flight, all principals
+	streams      *gate         // tails and exports open, all principals
 	bodyTimeout  time.Duration // bodyChunkTimeout; tests shorten it
 	onPostSlot   func()        // called when a POST has its slot; tests set it
 	heartbeat    time.Duration // heartbeatInterval; tests shorten it
@@ -169,6 +195,15 @@ func newHandler(s *activitystore.Store, o Options) *handler {
 		reads = defaultMaxReadsPerPrincipal
 	}
 	h.tailsPer, h.readsPer = newLimiter("tails", tails), newLimiter("reads", reads)
+	allReads, streams := o.MaxConcurrentReads, o.MaxStreams
+	if allReads <= 0 {
+		allReads = defaultMaxConcurrentReads
+	}
+	if streams <= 0 {
+		streams = defaultMaxStreams
+	}
+	h.reads = newGate("reads", allReads, readSlotWait)
+	h.streams = newGate("tails, exports and legacy pages", streams, 0)
 	if h.log == nil {
 		h.log = slog.Default()
 	}
@@ -231,8 +266,16 @@ func (h *handler) route(pattern string, fn apiFunc, public bool) {
 			}
 			who = p
 		}
-		if lim := h.limiterOf(pattern); lim != nil {
-			release, err := lim.acquire(h.principalKey(who))
+		per, all := h.limitsOf(pattern)
+		if per != nil {
+			release, err := per.acquire(h.principalKey(who))
+			if err != nil {
+				return err
+			}
+			defer release()
+		}
+		if all != nil {
+			release, err := all.acquire(r.Context(), h.principalKey(who))
 			if err != nil {
 				return err
 			}
@@ -249,15 +292,18 @@ func (h *handler) route(pattern string, fn apiFunc, public bool) {
 	}
 }
 
-// limiterOf returns the per-principal limit of the route pattern, if it
-// has one (POSTs take theirs in postActivities).
-func (h *handler) limiterOf(pattern string) *limiter {
+// limitsOf returns the per-principal limit and the limit for everyone of
+// the route pattern, each nil when it has none (POSTs take theirs in
+// postActivities).
+func (h *handler) limitsOf(pattern string) (*limiter, *gate) {
 	switch pattern {
 	case "GET /v1/tail":
-		return h.tailsPer
-	case "GET /activity/activities/{$}", "GET /activity/activities", "GET /v1/activities",
-		"GET /v1/count", "GET /v1/count_by", "GET /v1/timeline", "GET /v1/export":
-		return h.readsPer
+		return h.tailsPer, h.streams
+	case "GET /v1/export", "GET /activity/activities/{$}", "GET /activity/activities":
+		// Streamed whole: long, but light.
+		return h.readsPer, h.streams
+	case "GET /v1/activities", "GET /v1/count", "GET /v1/count_by", "GET /v1/timeline":
+		return h.readsPer, h.reads
 	}
-	return nil
+	return nil, nil
 }

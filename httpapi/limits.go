@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 )
@@ -52,6 +54,116 @@ func (l *limiter) acquire(key string) (release func(), err error) {
 			delete(l.held, key)
 		}
 	}, nil
+}
+
+// gate bounds how many requests of one kind all principals have in flight
+// together. A request waits up to wait for a place, then is a 503 with
+// Retry-After. A place given back goes to the waiting request whose
+// principal holds the fewest, and among those to the principal served
+// longest ago, so that principals that keep asking cannot keep the others
+// waiting: a principal waits for at most one place per other principal
+// waiting.
+type gate struct {
+	kind    string
+	n       int
+	wait    time.Duration
+	mu      sync.Mutex
+	used    int
+	held    map[string]int    // places held, per principal holding some
+	waiting map[string]int    // requests waiting, per principal
+	served  map[string]uint64 // when each principal holding or waiting was last given a place
+	tick    uint64
+	waiters []*gateWaiter // in arrival order
+}
+
+type gateWaiter struct {
+	key   string
+	ready chan struct{} // closed when the waiter has its place
+}
+
+func newGate(kind string, n int, wait time.Duration) *gate {
+	return &gate{kind: kind, n: n, wait: wait, held: map[string]int{}, waiting: map[string]int{}, served: map[string]uint64{}}
+}
+
+// grant gives key a place; the caller holds g.mu.
+func (g *gate) grant(key string) {
+	g.held[key]++
+	g.tick++
+	g.served[key] = g.tick
+}
+
+// forget drops what g remembers of key once it neither holds nor waits;
+// the caller holds g.mu.
+func (g *gate) forget(key string) {
+	if g.held[key] <= 0 && g.waiting[key] <= 0 {
+		delete(g.held, key)
+		delete(g.waiting, key)
+		delete(g.served, key)
+	}
+}
+
+// acquire takes a place for key, waiting up to g.wait while ctx lives;
+// release gives it back.
+func (g *gate) acquire(ctx context.Context, key string) (release func(), err error) {
+	release = func() { g.release(key) }
+	g.mu.Lock()
+	if g.used < g.n && len(g.waiters) == 0 {
+		g.used++
+		g.grant(key)
+		g.mu.Unlock()
+		return release, nil
+	}
+	busy := &apiError{status: http.StatusServiceUnavailable, retryAfter: retryAfter,
+		msg: fmt.Sprintf("the server is busy: it serves %d %s at once; retry shortly", g.n, g.kind)}
+	if g.wait <= 0 {
+		g.mu.Unlock()
+		return nil, busy
+	}
+	w := &gateWaiter{key: key, ready: make(chan struct{})}
+	g.waiters = append(g.waiters, w)
+	g.waiting[key]++
+	g.mu.Unlock()
+	t := time.NewTimer(g.wait)
+	defer t.Stop()
+	select {
+	case <-w.ready:
+		return release, nil
+	case <-t.C:
+	case <-ctx.Done():
+		busy.err = ctx.Err()
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if k := slices.Index(g.waiters, w); k >= 0 {
+		g.waiters = slices.Delete(g.waiters, k, k+1)
+		g.waiting[key]--
+		g.forget(key)
+		return nil, busy
+	}
+	return release, nil // given a place as it gave up: keep it
+}
+
+func (g *gate) release(key string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.held[key]--
+	g.forget(key)
+	if len(g.waiters) == 0 {
+		g.used--
+		return
+	}
+	next := 0
+	for k, w := range g.waiters {
+		b := g.waiters[next].key
+		if g.held[w.key] < g.held[b] || (g.held[w.key] == g.held[b] && g.served[w.key] < g.served[b]) {
+			next = k
+		}
+	}
+	w := g.waiters[next]
+	g.waiters = slices.Delete(g.waiters, next, next+1)
+	g.waiting[w.key]--
+	g.grant(w.key)
+	close(w.ready)
 }
 
 // principalKey names who's limits a request counts against: the principal

@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -35,4 +37,112 @@ func TestLimiter(t *testing.T) {
 		_, err := l.acquire("")
 		require.NoError(t, err)
 	}
+}
+
+func TestGate(t *testing.T) {
+	g := newGate("reads", 2, 0)
+	r1, err := g.acquire(t.Context(), "alice")
+	require.NoError(t, err)
+	r2, err := g.acquire(t.Context(), "alice")
+	require.NoError(t, err)
+	_, err = g.acquire(t.Context(), "alice")
+	var ae *apiError
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, http.StatusServiceUnavailable, ae.status)
+	require.Equal(t, retryAfter, ae.retryAfter)
+	require.Contains(t, ae.msg, "serves 2 reads at once")
+
+	// With a wait: a place given back meanwhile is taken.
+	g.wait = time.Minute
+	got := make(chan error, 1)
+	go func() {
+		r, err := g.acquire(t.Context(), "alice")
+		if err == nil {
+			r()
+		}
+		got <- err
+	}()
+	r1()
+	require.NoError(t, <-got)
+
+	// The wait ends with the request, or after g.wait.
+	r1, err = g.acquire(t.Context(), "alice")
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	_, err = g.acquire(ctx, "alice")
+	require.ErrorAs(t, err, &ae)
+	require.Equal(t, http.StatusServiceUnavailable, ae.status)
+	require.ErrorIs(t, ae.err, context.Canceled)
+	g.wait = time.Millisecond
+	_, err = g.acquire(t.Context(), "alice")
+	require.ErrorAs(t, err, &ae)
+	r1()
+	r2()
+	require.Zero(t, g.used)
+	require.Empty(t, g.held)
+}
+
+// TestGateFair checks that a place given back goes to the waiting
+// principal that holds the fewest, not to the one that asked first.
+func TestGateFair(t *testing.T) {
+	g := newGate("reads", 2, time.Minute)
+	h1, err := g.acquire(t.Context(), "hostile")
+	require.NoError(t, err)
+	h2, err := g.acquire(t.Context(), "hostile")
+	require.NoError(t, err)
+	got := make(chan string, 2)
+	wait := func(key string) {
+		r, err := g.acquire(t.Context(), key)
+		if err == nil {
+			got <- key
+			r()
+		}
+	}
+	go wait("hostile")
+	waiting := func(n int) func() bool {
+		return func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.waiters) == n }
+	}
+	require.Eventually(t, waiting(1), 5*time.Second, time.Millisecond)
+	go wait("carol")
+	require.Eventually(t, waiting(2), 5*time.Second, time.Millisecond)
+	h1()
+	require.Equal(t, "carol", <-got, "carol holds none: she goes first")
+	require.Equal(t, "hostile", <-got)
+	h2()
+	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return g.used == 0 }, 5*time.Second, time.Millisecond)
+	require.Empty(t, g.held)
+	require.Empty(t, g.waiting)
+	require.Empty(t, g.served)
+}
+
+// TestGateRoundRobin checks that among principals that hold as many
+// places, the one served longest ago goes first, whatever the order of
+// arrival.
+func TestGateRoundRobin(t *testing.T) {
+	g := newGate("reads", 1, time.Minute)
+	hold, err := g.acquire(t.Context(), "a")
+	require.NoError(t, err)
+	type grant struct {
+		key     string
+		release func()
+	}
+	got := make(chan grant, 2)
+	for n, key := range []string{"a", "b"} { // a asks first
+		go func() {
+			if r, err := g.acquire(t.Context(), key); err == nil {
+				got <- grant{key, r}
+			}
+		}()
+		require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.waiters) == n+1 }, 5*time.Second, time.Millisecond)
+	}
+	hold()
+	first := <-got
+	require.Equal(t, "b", first.key, "a was served last: b goes first")
+	first.release()
+	second := <-got
+	require.Equal(t, "a", second.key)
+	second.release()
+	require.Zero(t, g.used)
+	require.Empty(t, g.served)
 }

@@ -29,7 +29,7 @@ func (h *handler) legacyActivities(w http.ResponseWriter, r *http.Request, who P
 		return err
 	}
 	// A bare array has no room for a cursor: the page is streamed whole,
-	// pageChunk activities at a time, the answer begun with the first
+	// a chunk at a time, the answer begun with the first
 	// chunk. After that, an error can only cut it short, and is logged.
 	var buf []byte
 	n := 0
@@ -70,30 +70,43 @@ func startJSON(w http.ResponseWriter) {
 	w.WriteHeader(http.StatusOK)
 }
 
-// pageChunk is how many activities a page reads from the store at a time,
-// and pageBudget about the most bytes of JSON a page of /v1/activities
-// holds: past it the page ends, with the cursor of the rest. Together they
-// bound the memory of a page, whatever its limit.
+// pageChunk is the most activities a page reads from the store at a time,
+// chunkBytes about the most bytes of records it reads at a time (the first
+// chunk, enough for a page of the default limit, is at most 4 MiB; the next
+// ones are sized by the records read so far), and
+// pageBudget about the most bytes of JSON a page of /v1/activities holds:
+// past it the page ends, with the cursor of the rest. Together they bound
+// the memory of a page, whatever its limit.
 const (
 	pageChunk  = 128
+	firstChunk = 64
+	chunkBytes = 1 << 20
 	pageBudget = 8 << 20
 )
 
-// readPage reads limit matches of q (after its skip and cursor), pageChunk
-// at a time, and calls more with each chunk, the first even when empty,
-// until it returns false. It returns the cursor that follows the last chunk
-// read, empty when no match is left.
+// readPage reads limit matches of q (after its skip and cursor), a chunk at
+// a time, and calls more with each chunk, the first even when empty, until
+// it returns false. It returns the cursor that follows the last chunk read,
+// empty when no match is left.
 func readPage(ctx context.Context, q *activitystore.Query, limit int, more func([]activitystore.Activity) bool) (string, error) {
 	left := limit
+	chunk := firstChunk
+	var read, bytes int
 	for {
-		page, err := q.Limit(min(left, pageChunk)).All(ctx)
+		page, err := q.Limit(min(left, chunk)).All(ctx)
 		if err != nil {
 			return "", err
 		}
 		left -= len(page.Activities)
+		for i := range page.Activities {
+			a := &page.Activities[i]
+			bytes += len(a.Details) + len(a.APICall) + len(a.Type) + len(a.UserID) + len(a.Module) + len(a.Action) + len(a.Resource) + 64
+		}
+		read += len(page.Activities)
 		if !more(page.Activities) || page.Next == "" || left <= 0 {
 			return page.Next, nil
 		}
+		chunk = max(1, min(pageChunk, chunkBytes/max(1, bytes/read)))
 		q.Skip(0).After(page.Next)
 	}
 }

@@ -9,9 +9,12 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime/debug"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/activitystore/activitystore"
 	"github.com/activitystore/activitystore/httpapi"
 	"github.com/spf13/cobra"
 )
@@ -34,6 +37,25 @@ const (
 	// idleTimeout bounds the wait for the next request of a keep-alive
 	// connection.
 	idleTimeout = 2 * time.Minute
+	// maxConnections bounds the connections served at once (about 20 KiB
+	// each when idle); more wait in the listen queue.
+	maxConnections = 4096
+	// memoryLimit is the Go runtime's soft memory limit serve sets when
+	// GOMEMLIMIT is not set: the garbage collector works harder as the
+	// heap nears it, so the garbage of heavy requests does not pile up.
+	// Pebble's block cache and memtables are outside it.
+	memoryLimit = 700 << 20
+)
+
+// serveStoreOptions and serveAPIOptions are serve's settings of the store
+// and of the API, chosen so that the server stays under about 1 GiB
+// whatever its clients do (README, "Limits"): pebble's block cache
+// 128 MiB and memtables at most 4 × 32 MiB, the store's cache 64 MiB,
+// POSTs 4 × about 2 × 32 MiB, reads 8 × 16 MiB, streams 128 × 1 MiB,
+// connections 4096 × 20 KiB.
+var (
+	serveStoreOptions = activitystore.Options{BlockCacheSize: 128 << 20, MemTableSize: 32 << 20, CacheBytes: 64 << 20}
+	serveAPIOptions   = httpapi.Options{MaxBodyBytes: 32 << 20, MaxConcurrentPosts: 4, MaxConcurrentReads: 8, MaxStreams: 128}
 )
 
 func (a *app) serveCommand() *cobra.Command {
@@ -57,7 +79,12 @@ user's. Lines starting with # and blank lines are ignored.
 
 Connections have timeouts: 10s to read a request's header, 10m to read a
 whole request (bodies may be large NDJSON imports), 2m to write an answer and
-2m idle between the requests of a connection. The streams (/v1/tail and
+2m idle between the requests of a connection. At most 4096 connections are
+served at once; more wait to be accepted.
+
+Memory: the server stays under about 1 GiB with the default settings, whatever
+its clients do (README, "Limits"). It sets the Go runtime's soft memory limit
+to 768 MiB unless GOMEMLIMIT is set. The streams (/v1/tail and
 /v1/export) set their own rolling deadline for each write, so the 2m write
 timeout does not cut them.
 
@@ -65,7 +92,11 @@ On SIGINT or SIGTERM it stops taking connections, ends the open tail streams,
 waits up to 15s for the other requests in flight, then closes the store.`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, _ []string) error {
-			opts := httpapi.Options{Logger: slog.New(slog.NewTextHandler(a.stderr, nil))}
+			if os.Getenv("GOMEMLIMIT") == "" {
+				debug.SetMemoryLimit(memoryLimit)
+			}
+			opts := serveAPIOptions
+			opts.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
 			if tokensFile != "" {
 				tokens, err := loadTokens(tokensFile)
 				if err != nil {
@@ -84,7 +115,8 @@ waits up to 15s for the other requests in flight, then closes the store.`,
 // serve runs the HTTP API on addr until ctx is done, then shuts down: the
 // server first, the store last.
 func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) error {
-	s, err := a.open(true, nil)
+	so := serveStoreOptions
+	s, err := a.open(true, &so)
 	if err != nil {
 		return err
 	}
@@ -95,6 +127,7 @@ func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) erro
 	}
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
+	ln = limitListener(ln, maxConnections)
 	srv := a.newServer(endStreamsOnShutdown(streams, httpapi.New(s, opts)))
 	fmt.Fprintf(a.stderr, "listening on http://%s\n", ln.Addr())
 	if opts.Authenticate == nil && !isLoopback(ln.Addr()) {
@@ -201,4 +234,37 @@ func loadTokens(path string) (map[string]httpapi.Principal, error) {
 		return nil, fmt.Errorf("%s: no tokens: every request would be refused", path)
 	}
 	return tokens, nil
+}
+
+// limitListener returns a listener that has at most n of its connections
+// open at once: Accept waits while n are.
+func limitListener(ln net.Listener, n int) net.Listener {
+	return &limitedListener{Listener: ln, slots: make(chan struct{}, n)}
+}
+
+type limitedListener struct {
+	net.Listener
+	slots chan struct{}
+}
+
+func (l *limitedListener) Accept() (net.Conn, error) {
+	l.slots <- struct{}{}
+	c, err := l.Listener.Accept()
+	if err != nil {
+		<-l.slots
+		return nil, err
+	}
+	return &limitedConn{Conn: c, release: func() { <-l.slots }}, nil
+}
+
+type limitedConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *limitedConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
 }
