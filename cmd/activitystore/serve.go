@@ -79,14 +79,14 @@ user's. Lines starting with # and blank lines are ignored.
 
 Connections have timeouts: 10s to read a request's header, 10m to read a
 whole request (bodies may be large NDJSON imports), 2m to write an answer and
-2m idle between the requests of a connection. At most 4096 connections are
-served at once; more wait to be accepted.
-
-Memory: the server stays under about 1 GiB with the default settings, whatever
-its clients do (README, "Limits"). It sets the Go runtime's soft memory limit
-to 768 MiB unless GOMEMLIMIT is set. The streams (/v1/tail and
+2m idle between the requests of a connection. The streams (/v1/tail and
 /v1/export) set their own rolling deadline for each write, so the 2m write
-timeout does not cut them.
+timeout does not cut them. At most 4096 connections are served at once; more
+wait to be accepted.
+
+Memory: the server stays under about 1 GiB whatever its clients do (README,
+"Limits"). It sets the Go runtime's soft memory limit to 700 MiB unless
+GOMEMLIMIT is set.
 
 On SIGINT or SIGTERM it stops taking connections, ends the open tail streams,
 waits up to 15s for the other requests in flight, then closes the store.`,
