@@ -62,7 +62,7 @@ func (q *Query) aggregate(ctx context.Context, fn func(pt part, c ordSet, lo, hi
 		}
 	}
 	return s.reading(func() error {
-		return s.walk(ctx, &p, func(pt part, c ordSet) error { return fn(pt, c, p.lo, p.hi) })
+		return s.walk(ctx, &p, func(pt part, c ordSet) error { return fn(pt, c, p.lo, p.hi) }, nil)
 	})
 }
 

@@ -1,6 +1,7 @@
 package activitystore
 
 import (
+	"slices"
 	"strings"
 	"sync"
 
@@ -143,6 +144,35 @@ type filterSet struct {
 	// it, so resolve runs again after each load.
 	strs    [numFields][]string
 	missing bool
+}
+
+// countWhole returns how many activities of the sealed segment sl pass the
+// filters, from the counts of its descriptor, and false when they cannot
+// tell: filters on more than one field, or on a field without counts.
+func (fs *filterSet) countWhole(sl *sealedSeg) (uint64, bool) {
+	only, filtered := field(0), false
+	for f := range numFields {
+		if fs.strs[f] != nil {
+			if filtered {
+				return 0, false
+			}
+			only, filtered = f, true
+		}
+	}
+	if !filtered {
+		return uint64(sl.n), true
+	}
+	counts := sl.counts[only]
+	if counts == nil {
+		return 0, false
+	}
+	var n uint64
+	for i, v := range fs.strs[only] {
+		if !slices.Contains(fs.strs[only][:i], v) {
+			n += uint64(counts[v])
+		}
+	}
+	return n, true
 }
 
 // resolve numbers the filter values from dicts.

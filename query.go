@@ -228,7 +228,7 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 			return
 		}
 		left := p.limit
-		chunk := iterChunk / 4 // at most 4 MiB of records before the first size is known
+		chunk := iterChunk / 16 // at most 1 MiB of records before the first size is known
 		read, bytes := 0, 0
 		for {
 			want := chunk
@@ -302,6 +302,10 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 			k, err := s.count(pt, c, p.lo, p.hi)
 			n += k
 			return err
+		}, func(sl *sealedSeg) bool {
+			k, ok := p.fs.countWhole(sl)
+			n += k
+			return ok
 		})
 	})
 	return int(n), err

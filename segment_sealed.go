@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
 	"sort"
 	"sync"
 
@@ -25,8 +26,12 @@ import (
 //	descriptor: version byte, generation, activity count n, IDs per chunk,
 //	            the inline limit and the bytes of inline IDs (version 3),
 //	            the copy limit and the bytes of record copies (version 4),
-//	            serialized bitmap bytes per field, then the first ID of
-//	            every chunk and the last ID (16 bytes each), CRC-32C
+//	            serialized bitmap bytes per field, for each counted field
+//	            (type, module, action; version 5) the number of its values
+//	            and each value (uvarint length, bytes) with its activity
+//	            count, or 0 when it has more than countedValues, then the
+//	            first ID of every chunk and the last ID (16 bytes each),
+//	            CRC-32C
 //	value:      roaring portable serialization of the ordinals; when they
 //	            are at most the inline limit, their IDs (16 bytes each,
 //	            ascending); for a user_id value with at most the copy limit
@@ -40,7 +45,14 @@ import (
 // one key per segment and no ID chunk; a sparse user also keeps a copy of
 // its records there, so "this user's recent activity" reads no record key
 // at all.
-const sealedVersion = 4
+const sealedVersion = 5
+
+// countedFields are the fields whose activity counts per value the
+// descriptor keeps (when they have at most countedValues values), so that
+// counting a whole sealed window by them reads no bitmap.
+var countedFields = [...]field{fieldType, fieldModule, fieldAction}
+
+const countedValues = 256
 
 // copyField is the field whose sparse values keep copies of their records.
 const copyField = fieldUser
@@ -59,14 +71,15 @@ type sealedSeg struct {
 	window int64
 	gen    uint64 // in the keys of its bitmaps and chunks
 	n      int
-	chunk  int               // IDs per chunk of the ID column
-	inline int               // values with at most this many ordinals keep their IDs in their key
-	idsIn  uint64            // bytes of IDs kept in value keys
-	copies int               // user values with at most this many ordinals may keep copies of their records; 0 none
-	recsIn uint64            // bytes of record copies kept in value keys
-	firsts []ID              // first ID of each chunk
-	last   ID                // the newest ID
-	bytes  [numFields]uint64 // serialized bitmap bytes per field
+	chunk  int                          // IDs per chunk of the ID column
+	inline int                          // values with at most this many ordinals keep their IDs in their key
+	idsIn  uint64                       // bytes of IDs kept in value keys
+	copies int                          // user values with at most this many ordinals may keep copies of their records; 0 none
+	recsIn uint64                       // bytes of record copies kept in value keys
+	firsts []ID                         // first ID of each chunk
+	last   ID                           // the newest ID
+	bytes  [numFields]uint64            // serialized bitmap bytes per field
+	counts [numFields]map[string]uint32 // activities per value of the counted fields; nil when not kept
 
 	convMu sync.Mutex // held while an append loads it to open it again
 }
@@ -99,6 +112,19 @@ func (sl *sealedSeg) encode() []byte {
 	for _, x := range sl.bytes {
 		b = binary.AppendUvarint(b, x)
 	}
+	for _, f := range countedFields {
+		b = binary.AppendUvarint(b, uint64(len(sl.counts[f])))
+		vs := make([]string, 0, len(sl.counts[f]))
+		for v := range sl.counts[f] {
+			vs = append(vs, v)
+		}
+		slices.Sort(vs) // the same descriptor for the same segment
+		for _, v := range vs {
+			b = binary.AppendUvarint(b, uint64(len(v)))
+			b = append(b, v...)
+			b = binary.AppendUvarint(b, uint64(sl.counts[f][v]))
+		}
+	}
 	for _, id := range sl.firsts {
 		b = append(b, id[:]...)
 	}
@@ -126,6 +152,28 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 	}
 	for f := range sl.bytes {
 		sl.bytes[f] = d.Uvarint()
+	}
+	if ver >= 5 {
+		for _, f := range countedFields {
+			k := d.Uvarint()
+			if k > countedValues || d.Err != nil {
+				return nil, corruptf(sl.where(), "descriptor: malformed counts")
+			}
+			if k == 0 {
+				continue
+			}
+			sl.counts[f] = make(map[string]uint32, k)
+			sum := uint64(0)
+			for range k {
+				v := d.Bytes()
+				c := d.Uvarint()
+				sum += c
+				if d.Err != nil || c == 0 || c > n || sum > n || len(v) > MaxLabelBytes {
+					return nil, corruptf(sl.where(), "descriptor: malformed counts")
+				}
+				sl.counts[f][string(v)] = uint32(c)
+			}
+		}
 	}
 	if d.Err != nil || ver < 2 || ver > sealedVersion || per < 64 || per > 1<<16 || n == 0 || n >= 1<<32 || inline > 1<<16 || copies > inline || sl.idsIn > 16*n*uint64(numFields) {
 		return nil, corruptf(sl.where(), "descriptor: malformed")
@@ -184,6 +232,15 @@ func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, 
 		k = chunkKey(k[:0], seg.window, gen, c)
 		if err := set(k, appendCRC(v)); err != nil {
 			return nil, err
+		}
+	}
+	for _, f := range countedFields {
+		if len(seg.bms[f]) > countedValues {
+			continue
+		}
+		sl.counts[f] = make(map[string]uint32, len(seg.bms[f]))
+		for vn, bm := range seg.bms[f] {
+			sl.counts[f][dicts[f].value(vn)] = uint32(bm.GetCardinality())
 		}
 	}
 	for f := range numFields {

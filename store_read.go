@@ -295,9 +295,11 @@ func (s *Store) collectMerged(p *plan, pts []part, skip *uint64, want int, out [
 }
 
 // walk calls fn with every part that may hold matches of p and its
-// candidates, oldest last. It is the one walk behind Count, CountBy and
-// Timeline. The caller holds s.swapMu for reading.
-func (s *Store) walk(ctx context.Context, p *plan, fn func(pt part, c ordSet) error) error {
+// candidates, oldest last; a sealed segment wholly inside p's range goes
+// to whole instead, when whole is set and returns true. It is the one walk
+// behind Count, CountBy and Timeline. The caller holds s.swapMu for
+// reading.
+func (s *Store) walk(ctx context.Context, p *plan, fn func(pt part, c ordSet) error, whole func(sl *sealedSeg) bool) error {
 	if (p.fs.none && !p.fs.missing) || p.lo.Compare(p.hi) >= 0 {
 		return nil
 	}
@@ -311,6 +313,9 @@ func (s *Store) walk(ctx context.Context, p *plan, fn func(pt part, c ordSet) er
 			return err
 		}
 		for _, pt := range pts {
+			if sl := pt.sl; whole != nil && sl != nil && p.lo.Compare(sl.firsts[0]) <= 0 && sl.last.Compare(p.hi) < 0 && whole(sl) {
+				continue
+			}
 			c, ok, err := s.candidates(&p.fs, pt)
 			if err == nil && ok {
 				err = fn(pt, c)

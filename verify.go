@@ -115,6 +115,7 @@ func (s *Store) verifyWindow(sp span, report func(string, ...any)) error {
 			return nil
 		}
 		dicts = &scratch
+		verifyCounts(sp.sl, seg, dicts, report)
 	} else {
 		seg.mu.RLock()
 		defer seg.mu.RUnlock()
@@ -224,4 +225,25 @@ func (s *Store) verifyDirtyMark(seg *segment, report func(string, ...any)) error
 		return err
 	}
 	return c.Close()
+}
+
+// verifyCounts checks the counts per value a sealed segment's descriptor
+// keeps against its bitmaps, loaded in seg.
+func verifyCounts(sl *sealedSeg, seg *segment, dicts *[numFields]dict, report func(string, ...any)) {
+	for _, f := range countedFields {
+		counts := sl.counts[f]
+		if counts == nil {
+			continue
+		}
+		if len(counts) != len(seg.bms[f]) {
+			report("%s: the descriptor counts %d values of %s, the bitmaps hold %d", sl.where(), len(counts), f, len(seg.bms[f]))
+			continue
+		}
+		for vn, bm := range seg.bms[f] {
+			v := dicts[f].value(vn)
+			if c := bm.GetCardinality(); uint64(counts[v]) != c {
+				report("%s: the descriptor counts %d activities of %s %s, its bitmap %d", sl.where(), counts[v], f, clipped(v), c)
+			}
+		}
+	}
 }

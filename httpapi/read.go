@@ -33,7 +33,7 @@ func (h *handler) legacyActivities(w http.ResponseWriter, r *http.Request, who P
 	// chunk. After that, an error can only cut it short, and is logged.
 	var buf []byte
 	n := 0
-	_, err = readPage(r.Context(), q, limit, func(acts []activitystore.Activity) bool {
+	_, err = readPage(r.Context(), q, limit, streamFirstChunk, func(acts []activitystore.Activity) bool {
 		if buf == nil {
 			startJSON(w)
 			buf = append(make([]byte, 0, 64<<10), '[')
@@ -72,25 +72,27 @@ func startJSON(w http.ResponseWriter) {
 
 // pageChunk is the most activities a page reads from the store at a time,
 // chunkBytes about the most bytes of records it reads at a time (the first
-// chunk, enough for a page of the default limit, is at most 4 MiB; the next
-// ones are sized by the records read so far), and
+// chunk, firstChunk activities, enough for a page of the default limit, is at
+// most 4 MiB, or streamFirstChunk for a streamed page, at most 1 MiB; the
+// next ones are sized by the records read so far), and
 // pageBudget about the most bytes of JSON a page of /v1/activities holds:
 // past it the page ends, with the cursor of the rest. Together they bound
 // the memory of a page, whatever its limit.
 const (
-	pageChunk  = 128
-	firstChunk = 64
-	chunkBytes = 1 << 20
-	pageBudget = 8 << 20
+	pageChunk        = 128
+	firstChunk       = 64
+	streamFirstChunk = 16
+	chunkBytes       = 1 << 20
+	pageBudget       = 8 << 20
 )
 
 // readPage reads limit matches of q (after its skip and cursor), a chunk at
-// a time, and calls more with each chunk, the first even when empty, until
+// a time, the first of first activities, and calls more with each chunk, the first even when empty, until
 // it returns false. It returns the cursor that follows the last chunk read,
 // empty when no match is left.
-func readPage(ctx context.Context, q *activitystore.Query, limit int, more func([]activitystore.Activity) bool) (string, error) {
+func readPage(ctx context.Context, q *activitystore.Query, limit, first int, more func([]activitystore.Activity) bool) (string, error) {
 	left := limit
-	chunk := firstChunk
+	chunk := first
 	var read, bytes int
 	for {
 		page, err := q.Limit(min(left, chunk)).All(ctx)
@@ -128,7 +130,7 @@ func (h *handler) listActivities(w http.ResponseWriter, r *http.Request, who Pri
 	}
 	buf := []byte(`{"activities":[`)
 	n := 0
-	cursor, err := readPage(r.Context(), q, limit, func(acts []activitystore.Activity) bool {
+	cursor, err := readPage(r.Context(), q, limit, firstChunk, func(acts []activitystore.Activity) bool {
 		for i := range acts {
 			if n++; n > 1 {
 				buf = append(buf, ',')
