@@ -678,6 +678,11 @@ func (s *Store) set(k, v []byte) error {
 	return s.commit(b, pebble.Sync)
 }
 
+// WriteErr returns the error, wrapping ErrWriteFailed, that every write
+// returns since a write or sync of pebble's log failed, or nil while the
+// store takes writes. A health check can report it.
+func (s *Store) WriteErr() error { return s.failure() }
+
 // failure returns the sticky error of a failed commit, or nil.
 func (s *Store) failure() error {
 	if p := s.failed.Load(); p != nil {

@@ -139,8 +139,9 @@
 //	curl -N 'http://localhost:8080/v1/tail?type=model.deploy'
 //	curl -N -H 'Last-Event-ID: AQ...' http://localhost:8080/v1/tail
 //
-// GET /healthz answers 200 "ok" while the store serves reads and 503 once it
-// is closed.
+// GET /healthz answers 200 "ok" while the store serves reads and takes
+// writes, and 503 once it is closed or refuses writes after a disk failure
+// (activitystore.ErrWriteFailed; a POST then is a 503 too, and reads go on).
 //
 // GET /metrics serves the handler's metrics in the Prometheus text format,
 // from a registry of its own (several handlers in one process do not clash):

@@ -69,6 +69,8 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusBadRequest, field: "id", msg: err.Error(), err: err}
 	case errors.Is(err, activitystore.ErrNotFound):
 		return &apiError{status: http.StatusNotFound, msg: err.Error(), err: err}
+	case errors.Is(err, activitystore.ErrWriteFailed):
+		return &apiError{status: http.StatusServiceUnavailable, msg: err.Error() + "; reads go on", err: err}
 	case errors.Is(err, activitystore.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

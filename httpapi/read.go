@@ -310,6 +310,9 @@ func (h *handler) healthz(w http.ResponseWriter, r *http.Request, _ Principal) e
 	if err := h.ping(r); err != nil {
 		return fmt.Errorf("health check: %w", err)
 	}
+	if err := h.s.WriteErr(); err != nil {
+		return fmt.Errorf("health check: %w", err)
+	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Write([]byte("ok\n"))
 	return nil

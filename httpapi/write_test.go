@@ -2,14 +2,20 @@ package httpapi
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/activitystore/activitystore"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -353,4 +359,39 @@ func TestPostLimitsPerPrincipal(t *testing.T) {
 	status, body = alice.post(line, "application/x-ndjson")
 	require.Equal(t, http.StatusCreated, status, "%s", body)
 	require.Equal(t, 2, count(t, s), "nothing of the stalled uploads is stored")
+}
+
+// TestWriteFailed checks that once the disk fails a write of the store's
+// log, POSTs are 503s naming the failure, /healthz is a 503, and reads go
+// on.
+func TestWriteFailed(t *testing.T) {
+	var on atomic.Bool
+	inj := errorfs.InjectorFunc(func(op errorfs.Op) error {
+		if on.Load() && strings.HasSuffix(op.Path, ".log") && op.Kind.ReadOrWrite() == errorfs.OpIsWrite {
+			return syscall.EIO
+		}
+		return nil
+	})
+	s := openStore(t, &activitystore.Options{FS: errorfs.Wrap(vfs.Default, inj), Logger: quiet{}})
+	seed(t, s, act("user.login", "alice", 1))
+	c := serve(t, s, Options{})
+	on.Store(true)
+	status, body := c.post(`{"type":"user.login","user_id":"alice"}`, "application/json")
+	require.Equal(t, http.StatusServiceUnavailable, status, "%s", body)
+	require.Contains(t, string(body), "write to disk failed")
+	on.Store(false)
+	status, body = c.do(http.MethodGet, "/healthz", "")
+	require.Equal(t, http.StatusServiceUnavailable, status, "%s", body)
+	var page struct{ Activities []json.RawMessage }
+	c.get("/v1/activities", http.StatusOK, &page)
+	require.Len(t, page.Activities, 1)
+}
+
+// quiet drops pebble's log lines.
+type quiet struct{}
+
+func (quiet) Infof(string, ...any)  {}
+func (quiet) Errorf(string, ...any) {}
+func (quiet) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
 }
