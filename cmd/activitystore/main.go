@@ -4,7 +4,7 @@
 //
 // Usage:
 //
-//	activitystore serve    [--addr 127.0.0.1:8080] [--tokens FILE]
+//	activitystore serve    [--addr 127.0.0.1:8080] [--tokens FILE] [--retain 0] [--cold-after 7d] [--compact-every 1h] ...
 //	activitystore import   [--batch 1000] [--progress] [FILE|-]
 //	activitystore query    [filters] [--limit 50] [--skip N] [--cursor C] [--output table|json]
 //	activitystore count    [filters]

@@ -59,14 +59,19 @@ var (
 )
 
 func (a *app) serveCommand() *cobra.Command {
-	var addr, tokensFile string
+	var cfg *serveConfig
 	c := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the store over HTTP",
 		Long: `serve opens the store in --dir (creating it if needed) and serves the HTTP API
 on --addr until it gets SIGINT or SIGTERM. It prints the address it listens on
-to standard error ("listening on http://HOST:PORT"); with port 0 that is the
-port the system picked.
+to standard error ("listening on http://HOST:PORT", or https with --tls-cert);
+with port 0 that is the port the system picked.
+
+Every flag can also be set by the environment variable in brackets after it
+(ACTIVITYSTORE_ and the flag's name: ACTIVITYSTORE_COLD_AFTER=30d); a flag on
+the command line wins. Durations take days (90m, 24h, 7d), sizes a unit (512KiB,
+64MiB, 1GiB, or MB, GB). A bad value is an error naming its flag.
 
 Without --tokens every request is served as an admin: keep the server on a
 private address or behind your own access control. With --tokens FILE, requests
@@ -77,6 +82,10 @@ need "Authorization: Bearer TOKEN" with a token of the file, one per line:
 A user sees and writes only their own activities; admin sees and writes every
 user's. Lines starting with # and blank lines are ignored.
 
+In the background, every --compact-every, serve archives the windows that ended
+--cold-after ago and, with --retain, deletes what is older than that; it logs
+each run (--log-format text or json, on standard error).
+
 Connections have timeouts: 10s to read a request's header, 10m to read a
 whole request (bodies may be large NDJSON imports), 2m to write an answer and
 2m idle between the requests of a connection. The streams (/v1/tail and
@@ -84,43 +93,50 @@ whole request (bodies may be large NDJSON imports), 2m to write an answer and
 timeout does not cut them. At most 4096 connections are served at once; more
 wait to be accepted.
 
-Memory: the server stays under about 1 GiB whatever its clients do (README,
-"Limits"). It sets the Go runtime's soft memory limit to 700 MiB unless
+Memory: with the default settings the server stays under about 1 GiB whatever
+its clients do (README, "Limits"): --block-cache, 4 x --memtable, --cache,
+--max-posts x 2 x --max-body, --max-reads x 16MiB and --max-streams x 1MiB are
+its main parts. It sets the Go runtime's soft memory limit to 700 MiB unless
 GOMEMLIMIT is set.
 
 On SIGINT or SIGTERM it stops taking connections, ends the open tail streams,
 waits up to 15s for the other requests in flight, then closes the store.`,
 		Args: cobra.NoArgs,
+		PreRunE: func(c *cobra.Command, _ []string) error {
+			if err := applyEnv(c); err != nil {
+				return err
+			}
+			return cfg.check()
+		},
 		RunE: func(c *cobra.Command, _ []string) error {
 			if os.Getenv("GOMEMLIMIT") == "" {
 				debug.SetMemoryLimit(memoryLimit)
 			}
-			opts := serveAPIOptions
-			opts.Logger = slog.New(slog.NewTextHandler(a.stderr, nil))
-			if tokensFile != "" {
-				tokens, err := loadTokens(tokensFile)
+			cfg.api.Logger = cfg.logger(a)
+			if cfg.tokens != "" {
+				tokens, err := loadTokens(cfg.tokens)
 				if err != nil {
 					return err
 				}
-				opts.Authenticate = httpapi.TokenAuth(tokens)
+				cfg.api.Authenticate = httpapi.TokenAuth(tokens)
 			}
-			return a.serve(c.Context(), addr, opts)
+			return a.serve(c.Context(), cfg)
 		},
 	}
-	c.Flags().StringVar(&addr, "addr", "127.0.0.1:8080", "the address to listen on, host:port (port 0 picks a free port)")
-	c.Flags().StringVar(&tokensFile, "tokens", "", "a file of bearer tokens, one \"TOKEN USER_ID [admin]\" per line")
+	cfg = serveFlags(c)
 	return c
 }
 
-// serve runs the HTTP API on addr until ctx is done, then shuts down: the
-// server first, the store last.
-func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) error {
-	so := serveStoreOptions
+// serve runs the HTTP API as cfg says until ctx is done, then shuts down:
+// the server first, the store last.
+func (a *app) serve(ctx context.Context, cfg *serveConfig) error {
+	log := cfg.api.Logger
+	so := cfg.store
 	s, err := a.open(true, &so)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		s.Close()
 		return err
@@ -128,13 +144,29 @@ func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) erro
 	streams, endStreams := context.WithCancel(context.Background())
 	defer endStreams()
 	ln = limitListener(ln, maxConnections)
-	srv := a.newServer(endStreamsOnShutdown(streams, httpapi.New(s, opts)))
-	fmt.Fprintf(a.stderr, "listening on http://%s\n", ln.Addr())
-	if opts.Authenticate == nil && !isLoopback(ln.Addr()) {
+	srv := a.newServer(endStreamsOnShutdown(streams, httpapi.New(s, cfg.api)))
+	scheme := "http"
+	if cfg.tlsCert != "" {
+		scheme = "https"
+	}
+	fmt.Fprintf(a.stderr, "listening on %s://%s\n", scheme, ln.Addr())
+	if cfg.api.Authenticate == nil && !isLoopback(ln.Addr()) {
 		fmt.Fprintln(a.stderr, "activitystore: warning: no --tokens: every request is served as an admin")
 	}
 	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
+	go func() {
+		if cfg.tlsCert != "" {
+			served <- srv.ServeTLS(ln, cfg.tlsCert, cfg.tlsKey)
+			return
+		}
+		served <- srv.Serve(ln)
+	}()
+	bgCtx, stopBg := context.WithCancel(context.Background())
+	bgDone := make(chan struct{})
+	go func() {
+		defer close(bgDone)
+		compactLoop(bgCtx, s, cfg.compactEvery, log)
+	}()
 
 	var serveErr error
 	select {
@@ -153,10 +185,51 @@ func (a *app) serve(ctx context.Context, addr string, opts httpapi.Options) erro
 			serveErr = err
 		}
 	}
+	stopBg()
+	<-bgDone
 	if err := s.Close(); err != nil && serveErr == nil {
 		serveErr = fmt.Errorf("close %s: %w", a.dir, err)
 	}
 	return serveErr
+}
+
+// compactLoop runs Compact every interval (never when it is zero) until ctx
+// ends, and logs each run: how long it took and the archives and activities
+// before and after.
+func compactLoop(ctx context.Context, s *activitystore.Store, every time.Duration, log *slog.Logger) {
+	if every <= 0 {
+		return
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		start := time.Now()
+		before, err := s.Stats(ctx)
+		if err == nil {
+			err = s.Compact(ctx)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			log.Error("compaction", "err", err, "seconds", time.Since(start).Seconds())
+			continue
+		}
+		after, err := s.Stats(ctx)
+		if err != nil {
+			log.Error("compaction", "err", err)
+			continue
+		}
+		log.Info("compaction", "seconds", time.Since(start).Seconds(),
+			"archives_before", before.Archives, "archives", after.Archives,
+			"archived_before", before.ArchivedActivities, "archived", after.ArchivedActivities,
+			"activities_before", before.Activities, "activities", after.Activities)
+	}
 }
 
 // newServer returns the http.Server of serve for h, with its timeouts and
