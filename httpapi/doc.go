@@ -139,6 +139,16 @@
 //	curl -N 'http://localhost:8080/v1/tail?type=model.deploy'
 //	curl -N -H 'Last-Event-ID: AQ...' http://localhost:8080/v1/tail
 //
+// POST /v1/admin/backup, for an admin, writes a consistent copy of the
+// store into a folder of the server while writes go on
+// (activitystore.Store.Backup); the body names it, an absolute path that
+// must not exist or be empty:
+//
+//	curl -XPOST localhost:8080/v1/admin/backup -d '{"to":"/backups/2026-12-01"}'
+//
+// It answers {"dir": ..., "seconds": ...}; open the folder as a store, or
+// copy it into place with "activitystore restore".
+//
 // GET /healthz answers 200 "ok" while the store serves reads and takes
 // writes, and 503 once it is closed or refuses writes after a disk failure
 // (activitystore.ErrWriteFailed; a POST then is a 503 too, and reads go on).

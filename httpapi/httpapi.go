@@ -219,6 +219,7 @@ func newHandler(s *activitystore.Store, o Options) *handler {
 	h.route("GET /v1/timeline", h.timeline, false)
 	h.route("GET /v1/export", h.export, false)
 	h.route("GET /v1/tail", h.tail, false)
+	h.route("POST /v1/admin/backup", h.backup, false)
 	h.route("GET /healthz", h.healthz, true)
 	h.route("GET /metrics", h.metrics, true)
 

@@ -7,6 +7,9 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -394,4 +397,36 @@ func (quiet) Infof(string, ...any)  {}
 func (quiet) Errorf(string, ...any) {}
 func (quiet) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
+}
+
+// TestBackupEndpoint checks that only an admin may back up, that the body
+// is checked, and that the copy opens with the server's activities.
+func TestBackupEndpoint(t *testing.T) {
+	s := openStore(t, nil)
+	seed(t, s, act("user.login", "alice", 1), act("user.login", "bob", 2))
+	c := serve(t, s, Options{Authenticate: TokenAuth(testTokens)})
+	dir := filepath.Join(t.TempDir(), "copy")
+	body := `{"to":` + strconv.Quote(dir) + `}`
+
+	status, b := c.as(aliceToken).do(http.MethodPost, "/v1/admin/backup", body)
+	require.Equal(t, http.StatusForbidden, status, "%s", b)
+	for _, bad := range []string{`{"to":"relative/path"}`, `{}`, `not json`, `{"to":"/x","more":1}`} {
+		status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", bad)
+		require.Equal(t, http.StatusBadRequest, status, "%s: %s", bad, b)
+	}
+	_, err := os.Stat(dir)
+	require.ErrorIs(t, err, os.ErrNotExist)
+
+	status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", body)
+	require.Equal(t, http.StatusOK, status, "%s", b)
+	require.Contains(t, string(b), `"dir":`)
+	copied, err := activitystore.Open(dir, &activitystore.Options{MustExist: true})
+	require.NoError(t, err)
+	defer copied.Close()
+	require.Equal(t, 2, count(t, copied))
+	require.NoError(t, copied.Verify(t.Context()))
+
+	status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", body)
+	require.Equal(t, http.StatusConflict, status, "a folder that is not empty: %s", b)
+	require.Contains(t, string(b), "not empty")
 }

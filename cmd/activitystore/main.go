@@ -14,6 +14,8 @@
 //	activitystore stats    [--output table|json]
 //	activitystore compact  [--cold-after 7d]
 //	activitystore verify
+//	activitystore backup   --to DIR [--server URL --token T]
+//	activitystore restore  --from BACKUP
 //
 // The filters are --type, --user, --module, --action, --resource (each
 // repeatable), --system, --since and --until (RFC 3339, a date, or a
@@ -106,6 +108,8 @@ other commands want an existing store.`,
 		a.statsCommand(),
 		a.compactCommand(),
 		a.verifyCommand(),
+		a.backupCommand(),
+		a.restoreCommand(),
 	)
 	return root
 }

@@ -1,0 +1,98 @@
+package activitystore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+)
+
+// Backup writes a consistent copy of the store into dir, which must not
+// exist or be empty, while appends and queries go on: a pebble checkpoint
+// (its tables hard-linked where the file system allows) and the archive
+// files it refers to, in dir/archive. Compaction and DropBefore wait for
+// it. Open(dir) then gives the store as it was at one instant of the
+// backup: every activity acknowledged before Backup was called, none
+// partial, and a clean Verify. A failed Backup removes what it wrote.
+func (s *Store) Backup(ctx context.Context, dir string) (err error) {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	fs := s.opts.FS
+	if names, err := fs.List(dir); err == nil && len(names) > 0 {
+		return fmt.Errorf("activitystore: backup: %s is not empty", dir)
+	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("activitystore: backup: %w", err)
+	}
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("activitystore: backup: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			fs.RemoveAll(dir)
+		}
+	}()
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	// Under compactMu the set of archives cannot change.
+	s.mu.RLock()
+	arcs := make([]*archive, 0, len(s.archives))
+	for _, a := range s.archives {
+		arcs = append(arcs, a)
+	}
+	s.mu.RUnlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := s.db.Checkpoint(filepath.Join(dir, "db"), pebble.WithFlushedWAL()); err != nil {
+		return fmt.Errorf("activitystore: backup: checkpoint: %w", err)
+	}
+	arcDir := filepath.Join(dir, "archive")
+	if err := fs.MkdirAll(arcDir, 0o755); err != nil {
+		return fmt.Errorf("activitystore: backup: %w", err)
+	}
+	for _, a := range arcs {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		if err := copyFile(fs, a.path, filepath.Join(arcDir, a.name)); err != nil {
+			return fmt.Errorf("activitystore: backup: archive %s: %w", a.name, err)
+		}
+	}
+	if err := syncDir(fs, arcDir); err != nil {
+		return err
+	}
+	return syncDir(fs, dir)
+}
+
+// copyFile makes dst a durable copy of src: a hard link when the file
+// system allows (archive files never change), else a copy.
+func copyFile(fs vfs.FS, src, dst string) error {
+	if err := fs.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := fs.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := fs.Create(dst, vfs.WriteCategoryUnspecified)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
