@@ -678,6 +678,17 @@ func (s *Store) set(k, v []byte) error {
 	return s.commit(b, pebble.Sync)
 }
 
+// Activities is what a service needs to record and read activity, which
+// both *Store (embedded) and *client.Client (a server) provide, so that it
+// can switch between them in one line.
+type Activities interface {
+	Append(ctx context.Context, acts ...Activity) ([]ID, error)
+	Get(ctx context.Context, id ID) (Activity, error)
+	Recent(ctx context.Context, limit, skip int) ([]Activity, error)
+}
+
+var _ Activities = (*Store)(nil)
+
 // WriteErr returns the error, wrapping ErrWriteFailed, that every write
 // returns since a write or sync of pebble's log failed, or nil while the
 // store takes writes. A health check can report it.
