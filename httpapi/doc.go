@@ -149,6 +149,9 @@
 // It answers {"dir": ..., "seconds": ...}; open the folder as a store, or
 // copy it into place with "activitystore restore".
 //
+// GET /openapi.json serves the OpenAPI 3.1 document of this API (kept as
+// openapi.json in this package).
+//
 // GET /healthz answers 200 "ok" while the store serves reads and takes
 // writes, and 503 once it is closed or refuses writes after a disk failure
 // (activitystore.ErrWriteFailed; a POST then is a 503 too, and reads go on).

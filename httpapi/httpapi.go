@@ -222,6 +222,7 @@ func newHandler(s *activitystore.Store, o Options) *handler {
 	h.route("POST /v1/admin/backup", h.backup, false)
 	h.route("GET /healthz", h.healthz, true)
 	h.route("GET /metrics", h.metrics, true)
+	h.route("GET /openapi.json", h.openapi, true)
 
 	for _, path := range h.paths {
 		allow := h.methods[path]
