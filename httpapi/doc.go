@@ -149,6 +149,11 @@
 // It answers {"dir": ..., "seconds": ...}; open the folder as a store, or
 // copy it into place with "activitystore restore".
 //
+// GET /ui/ serves the web console: the newest activity with "load more", a
+// detail pane, filters kept in the URL, a timeline that zooms by dragging,
+// the top values of each field and a live mode. It asks for a bearer token,
+// kept for the browser tab only, and shows what that principal may read.
+//
 // GET /openapi.json serves the OpenAPI 3.1 document of this API (kept as
 // openapi.json in this package).
 //

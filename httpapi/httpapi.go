@@ -224,6 +224,9 @@ func newHandler(s *activitystore.Store, o Options) *handler {
 	h.route("GET /metrics", h.metrics, true)
 	h.route("GET /openapi.json", h.openapi, true)
 
+	h.mux.Handle("GET /ui/", console())
+	h.mux.Handle("GET /ui", http.RedirectHandler("ui/", http.StatusMovedPermanently))
+
 	for _, path := range h.paths {
 		allow := h.methods[path]
 		h.mux.Handle(path, h.instrument(path, routePlain, func(w http.ResponseWriter, r *http.Request) error {
