@@ -1,10 +1,12 @@
 package httpapi
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -56,10 +58,25 @@ func TestConsole(t *testing.T) {
 			Details: json.RawMessage(fmt.Sprintf(`{"i":%d}`, i)),
 		})
 	}
-	_, err := s.Append(t.Context(), acts...)
-	require.NoError(t, err)
 	srv := httptest.NewServer(New(s, Options{Authenticate: TokenAuth(testTokens)}))
 	t.Cleanup(srv.Close)
+	// post stores activities through the API, as the admin.
+	post := func(acts ...activitystore.Activity) []string {
+		t.Helper()
+		body, err := json.Marshal(acts)
+		require.NoError(t, err)
+		req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/activities", bytes.NewReader(body))
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+adminToken)
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out struct{ IDs []string }
+		require.NoError(t, json.NewDecoder(resp.Body).Decode(&out))
+		require.Equal(t, http.StatusCreated, resp.StatusCode)
+		return out.IDs
+	}
+	post(acts...)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox,
 		chromedp.Flag("headless", true), chromedp.Flag("disable-gpu", true), chromedp.WindowSize(1400, 1000))
@@ -130,7 +147,7 @@ func TestConsole(t *testing.T) {
 
 	// Load more by cursor.
 	do(chromedp.Click(css("#more")))
-	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll("#rows tr").length === 100`))
+	_, err := chromedp.Run(ctx, chromedp.Poll[bool](`document.querySelectorAll("#rows tr").length === 100`))
 	require.NoError(t, err)
 
 	// A filter: only its rows, and the URL keeps it.
@@ -181,10 +198,9 @@ func TestConsole(t *testing.T) {
 	do(loaded(chromedp.Click(css("#clear"))), chromedp.Click(css("#live")))
 	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.body.dataset.live === "on"`))
 	require.NoError(t, err)
-	ids, err := s.Append(t.Context(), activitystore.Activity{Type: "model.deploy", UserID: "carol", Module: "model", Action: "deploy"})
-	require.NoError(t, err)
+	ids := post(activitystore.Activity{Type: "model.deploy", UserID: "carol", Module: "model", Action: "deploy"})
 	lctx, lcancel := context.WithTimeout(ctx, 2*time.Second)
-	_, err = chromedp.Run(lctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector("#rows tr").dataset.id === %q`, ids[0].String())))
+	_, err = chromedp.Run(lctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector("#rows tr").dataset.id === %q`, ids[0])))
 	lcancel()
 	require.NoError(t, err, "the live activity did not show within 2 s")
 	shot("console-live.png")
@@ -193,12 +209,10 @@ func TestConsole(t *testing.T) {
 	do(chromedp.Click(css("#live")), chromedp.SetValue(css("#token"), aliceToken), loaded(chromedp.Click(css("#use-token"))), chromedp.Click(css("#live")))
 	_, err = chromedp.Run(ctx, chromedp.Poll[bool](`document.body.dataset.live === "on"`))
 	require.NoError(t, err)
-	_, err = s.Append(t.Context(), activitystore.Activity{Type: "user.login", UserID: "bob"})
-	require.NoError(t, err)
-	mine, err := s.Append(t.Context(), activitystore.Activity{Type: "user.login", UserID: "alice"})
-	require.NoError(t, err)
+	post(activitystore.Activity{Type: "user.login", UserID: "bob"})
+	mine := post(activitystore.Activity{Type: "user.login", UserID: "alice"})
 	lctx, lcancel = context.WithTimeout(ctx, 2*time.Second)
-	_, err = chromedp.Run(lctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector("#rows tr").dataset.id === %q`, mine[0].String())))
+	_, err = chromedp.Run(lctx, chromedp.Poll[bool](fmt.Sprintf(`document.querySelector("#rows tr").dataset.id === %q`, mine[0])))
 	lcancel()
 	require.NoError(t, err)
 	got = rows()
