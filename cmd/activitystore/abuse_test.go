@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -61,23 +60,7 @@ func TestServeUnderAbuse(t *testing.T) {
 	}
 	tokensFile := filepath.Join(t.TempDir(), "tokens")
 	require.NoError(t, os.WriteFile(tokensFile, []byte(tokens.String()), 0o600))
-	srv := exec.Command(bin, "serve", "--addr", "127.0.0.1:0", "--dir", dir, "--tokens", tokensFile)
-	stderrPipe, err := srv.StderrPipe()
-	require.NoError(t, err)
-	require.NoError(t, srv.Start())
-	stderr := collectLines(stderrPipe)
-	t.Cleanup(func() {
-		srv.Process.Kill()
-		<-stderr.done
-		srv.Wait()
-	})
-	deadline := time.After(30 * time.Second)
-	var base string
-	for base == "" {
-		if u, ok := strings.CutPrefix(stderr.next(t, deadline), "listening on "); ok {
-			base = u
-		}
-	}
+	base, _, pid := startServeBinary(t, bin, nil, "--dir", dir, "--tokens", tokensFile)
 	waitHealthy(t, base)
 
 	hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256}}
@@ -141,7 +124,6 @@ func TestServeUnderAbuse(t *testing.T) {
 		legitFails int
 	}
 	var results []result
-	pid := srv.Process.Pid
 
 	// phase runs the abusers for the phase's time while carol reads.
 	phase := func(name string, abusers ...func(ctx context.Context, count func(int))) {

@@ -96,9 +96,9 @@ func TestServeBadValues(t *testing.T) {
 }
 
 // startServeBinary starts the built binary's serve with args and env and
-// returns its base URL and its standard error lines; it is killed at the
-// end of the test.
-func startServeBinary(t *testing.T, bin string, env []string, args ...string) (string, *lineCollector) {
+// returns its base URL, its standard error lines and its process ID; it is
+// killed at the end of the test.
+func startServeBinary(t *testing.T, bin string, env []string, args ...string) (string, *lineCollector, int) {
 	t.Helper()
 	srv := exec.Command(bin, append([]string{"serve", "--addr", "127.0.0.1:0"}, args...)...)
 	srv.Env = append(os.Environ(), env...)
@@ -115,7 +115,7 @@ func startServeBinary(t *testing.T, bin string, env []string, args ...string) (s
 	for {
 		line := stderr.next(t, deadline)
 		if u, ok := strings.CutPrefix(line, "listening on "); ok {
-			return u, stderr
+			return u, stderr, srv.Process.Pid
 		}
 	}
 }
@@ -127,7 +127,7 @@ func startServeBinary(t *testing.T, bin string, env []string, args ...string) (s
 func TestServeCompactsAndRetains(t *testing.T) {
 	bin := buildBinary(t)
 	dir := filepath.Join(t.TempDir(), "store")
-	base, stderr := startServeBinary(t, bin,
+	base, stderr, _ := startServeBinary(t, bin,
 		[]string{"ACTIVITYSTORE_LOG_FORMAT=json", "ACTIVITYSTORE_RETAIN=2d", "ACTIVITYSTORE_DIR=" + dir},
 		"--segment-width", "1h", "--cold-after", "1h", "--compact-every", "100ms", "--cache", "8MiB")
 	waitHealthy(t, base)
@@ -170,7 +170,7 @@ func TestServeCompactsAndRetains(t *testing.T) {
 func TestServeTLS(t *testing.T) {
 	bin := buildBinary(t)
 	certFile, keyFile, pool := selfSigned(t)
-	base, _ := startServeBinary(t, bin, nil, "--dir", filepath.Join(t.TempDir(), "store"), "--tls-cert", certFile, "--tls-key", keyFile)
+	base, _, _ := startServeBinary(t, bin, nil, "--dir", filepath.Join(t.TempDir(), "store"), "--tls-cert", certFile, "--tls-key", keyFile)
 	require.True(t, strings.HasPrefix(base, "https://"), base)
 	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	deadline := time.Now().Add(30 * time.Second)
