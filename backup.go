@@ -24,22 +24,37 @@ func (s *Store) Backup(ctx context.Context, dir string) (err error) {
 		return err
 	}
 	defer s.leave()
-	fs := s.opts.FS
-	if names, err := fs.List(dir); err == nil && len(names) > 0 {
-		return fmt.Errorf("activitystore: backup: %s is not empty", dir)
-	} else if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("activitystore: backup: %w", err)
+	if err := s.failure(); err != nil {
+		return err
 	}
-	if err := fs.MkdirAll(dir, 0o755); err != nil {
+	fs := s.opts.FS
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
+	// The folder is checked and made under compactMu, so that two backups
+	// into it cannot both start; a failed backup removes only what it made.
+	created := false
+	switch names, err := fs.List(dir); {
+	case err == nil && len(names) > 0:
+		return fmt.Errorf("activitystore: backup: %s is not empty", dir)
+	case errors.Is(err, os.ErrNotExist):
+		if err := fs.MkdirAll(dir, 0o755); err != nil {
+			return fmt.Errorf("activitystore: backup: %w", err)
+		}
+		created = true
+	case err != nil:
 		return fmt.Errorf("activitystore: backup: %w", err)
 	}
 	defer func() {
-		if err != nil {
+		if err == nil {
+			return
+		}
+		if created {
 			fs.RemoveAll(dir)
+		} else {
+			fs.RemoveAll(filepath.Join(dir, "db"))
+			fs.RemoveAll(filepath.Join(dir, "archive"))
 		}
 	}()
-	s.compactMu.Lock()
-	defer s.compactMu.Unlock()
 	// Under compactMu the set of archives cannot change.
 	s.mu.RLock()
 	arcs := make([]*archive, 0, len(s.archives))
@@ -52,6 +67,9 @@ func (s *Store) Backup(ctx context.Context, dir string) (err error) {
 	}
 	if err := s.db.Checkpoint(filepath.Join(dir, "db"), pebble.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("activitystore: backup: checkpoint: %w", err)
+	}
+	if err := s.failure(); err != nil {
+		return err // the checkpoint's log may lack what it should hold
 	}
 	arcDir := filepath.Join(dir, "archive")
 	if err := fs.MkdirAll(arcDir, 0o755); err != nil {

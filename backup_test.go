@@ -112,3 +112,33 @@ func typedQueries(t *testing.T, s *Store) []string {
 	}
 	return out
 }
+
+// TestBackupFolder checks that a backup into a folder that exists and is
+// empty works, and that a backup that fails leaves that folder, and a
+// backup already in it, as they were.
+func TestBackupFolder(t *testing.T) {
+	ctx := context.Background()
+	s, _, clock := openTest(t, nil)
+	clock.Set(testBase.Add(3 * 24 * time.Hour))
+	fillDays(t, s, 2, 20)
+	dir := t.TempDir() // exists, empty
+	require.NoError(t, s.Backup(ctx, dir))
+	// Into the same folder again: refused, the first backup untouched.
+	require.ErrorContains(t, s.Backup(ctx, dir), "not empty")
+	b, err := Open(dir, &Options{Now: clock.Now, MustExist: true})
+	require.NoError(t, err)
+	require.NoError(t, b.Verify(ctx))
+	require.NoError(t, b.Close())
+	// Two at once into one new folder: one works, the other is refused.
+	two := filepath.Join(t.TempDir(), "two")
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() { errs <- s.Backup(ctx, two) }()
+	}
+	e1, e2 := <-errs, <-errs
+	require.True(t, (e1 == nil) != (e2 == nil), "%v, %v", e1, e2)
+	b, err = Open(two, &Options{Now: clock.Now, MustExist: true})
+	require.NoError(t, err)
+	defer b.Close()
+	require.NoError(t, b.Verify(ctx))
+}

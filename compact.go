@@ -154,8 +154,8 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	b.Delete(windowKey(prefixDescriptor, w), nil)
 	b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
 	b.Delete(windowKey(prefixDirty, w), nil)
-	err = s.commit(b, pebble.Sync)
-	if err == nil {
+	applied, err := s.commitApplied(b, pebble.Sync)
+	if applied {
 		s.mu.Lock()
 		delete(s.segs, w)
 		delete(s.sealed, w)
@@ -166,7 +166,12 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	s.sealMu.Unlock()
 	s.swapMu.Unlock()
 	if err != nil {
-		fs.Remove(final)
+		// A batch applied when its log write failed may yet be on disk and
+		// point to the file, and reads see it already: keep the file. The
+		// next Open removes it if nothing points to it.
+		if !applied {
+			fs.Remove(final)
+		}
 		return fmt.Errorf("activitystore: cannot record archive %s: %w", name, err)
 	}
 	s.hook("committed")

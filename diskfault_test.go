@@ -2,9 +2,12 @@ package activitystore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -151,8 +154,9 @@ func TestDiskFaultLog(t *testing.T) {
 	}
 }
 
-// DropBefore whose commit fails changes nothing a query sees, and the
-// reopened store has dropped the windows whole or not at all; a failed
+// DropBefore whose log sync fails drops the windows from what queries see
+// (pebble applied its batch), and the reopened store has dropped them whole
+// or not at all, its files kept for the case it did not; a failed
 // removal of an archive file after the commit is only logged, and the next
 // Open removes the file.
 func TestDiskFaultDropBefore(t *testing.T) {
@@ -170,7 +174,8 @@ func TestDiskFaultDropBefore(t *testing.T) {
 		f.on.Store(true)
 		require.ErrorIs(t, s.DropBefore(ctx, cut), ErrWriteFailed)
 		f.on.Store(false)
-		require.Equal(t, before, snapshotQueries(t, s))
+		// Pebble applied the batch: reads see the windows gone.
+		require.Zero(t, count(s))
 		s2, _ := reopen(t, s, dir, clock)
 		if n := count(s2); n != 0 {
 			require.Equal(t, 300, n)
@@ -287,6 +292,24 @@ func TestDiskFaultTablesAndArchives(t *testing.T) {
 		s2, cerr := reopen(t, s, dir, clock)
 		require.NoError(t, cerr)
 		require.Equal(t, before, snapshotQueries(t, s2))
+	})
+
+	t.Run("log sync during Compact", func(t *testing.T) {
+		f := &fault{match: ops(".log", syncs...), err: eio}
+		s, dir, clock, before := faultyStore(t, f, Options{})
+		clock.Set(testBase.Add(13 * 24 * time.Hour))
+		f.on.Store(true)
+		require.ErrorIs(t, s.Compact(ctx), ErrWriteFailed)
+		require.Equal(t, before, snapshotQueries(t, s), "reads go on as before")
+		// A backup now would miss what the log lost: refused, nothing left.
+		bdir := filepath.Join(t.TempDir(), "b")
+		require.ErrorIs(t, s.Backup(ctx, bdir), ErrWriteFailed)
+		_, err := os.Stat(bdir)
+		require.ErrorIs(t, err, os.ErrNotExist)
+		f.on.Store(false)
+		s2, _ := reopen(t, s, dir, clock) // Verify is clean: no record points to a missing file
+		require.Equal(t, before, snapshotQueries(t, s2))
+		noTemporaries(t, dir)
 	})
 
 	t.Run("archive read", func(t *testing.T) {
@@ -407,4 +430,54 @@ func (silent) Infof(string, ...any)  {}
 func (silent) Errorf(string, ...any) {}
 func (silent) Fatalf(format string, args ...any) {
 	panic(fmt.Sprintf(format, args...))
+}
+
+// Writers appending at once, in both modes, while the log starts failing:
+// no panic and no hang; each Append is acknowledged or fails with
+// ErrWriteFailed; Close returns; the reopened store holds every
+// acknowledged activity (with Sync) and verifies clean.
+func TestDiskFaultLogConcurrent(t *testing.T) {
+	for _, noSync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoSync=%v", noSync), func(t *testing.T) {
+			ctx := context.Background()
+			f := &fault{match: ops(".log", append(writes, syncs...)...), err: syscall.EIO}
+			s, dir, clock, _ := faultyStore(t, f, Options{NoSync: noSync})
+			at := testBase.Add(10*24*time.Hour + time.Hour)
+			var mu sync.Mutex
+			var acked []ID
+			var wg sync.WaitGroup
+			for w := range 4 {
+				wg.Go(func() {
+					for i := range 300 {
+						if w == 0 && i == 100 {
+							f.on.Store(true)
+						}
+						a := act("c", fmt.Sprintf("w%d", w), at.Add(time.Duration(w*1000+i)*time.Millisecond))
+						a.Details = []byte(`{"pad":"` + strings.Repeat("x", 200) + `"}`)
+						ids, err := s.Append(ctx, a)
+						if err != nil {
+							if !errors.Is(err, ErrWriteFailed) {
+								t.Errorf("append: %v", err)
+							}
+							return
+						}
+						mu.Lock()
+						acked = append(acked, ids...)
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			require.ErrorIs(t, s.WriteErr(), ErrWriteFailed, "the failure was seen")
+			f.on.Store(false)
+			s2, cerr := reopen(t, s, dir, clock)
+			require.ErrorIs(t, cerr, ErrWriteFailed)
+			if !noSync {
+				for _, id := range acked {
+					_, err := s2.Get(ctx, id)
+					require.NoError(t, err, "acknowledged")
+				}
+			}
+		})
+	}
 }

@@ -140,18 +140,23 @@
 // default), so a wrapper of it can inject faults; the tests inject EIO and
 // ENOSPC on writes, syncs and reads of the log, the tables and the archives.
 //
-//   - A write or sync of pebble's log that fails during a commit fails that
-//     call, and from then on every write (Append, sealing, Compact,
-//     DropBefore) returns an error wrapping ErrWriteFailed: the store
-//     cannot tell what of the failed batch reached the disk, and pebble's
-//     log cannot take another write after it. Nothing of the failed batch is
-//     indexed, so no query shows it; reads go on. Close then only closes;
-//     the next Open replays what the log holds, so the failed batch, never
-//     acknowledged, is there whole or not at all, and every acknowledged
-//     activity is there. With NoSync an Append does not wait for the log,
-//     so the failure surfaces at the next synchronous commit (the sealer's,
-//     within Options.SealEvery): the activities acknowledged in between may
-//     be missing after the reopen, as after a machine crash.
+//   - A write or sync of pebble's log that fails makes every commit from
+//     then on, and every commit in flight then, return an error wrapping
+//     ErrWriteFailed (Append, sealing, Compact, DropBefore, Backup): the
+//     store cannot tell what reached the disk, and pebble's log cannot take
+//     another record after it. The store sees the failure first (it wraps
+//     Options.FS for pebble's log files), tells pebble the call worked and
+//     writes nothing more to the log, so pebble neither panics nor ends the
+//     process, and the log on disk is what was written before the failure.
+//     Nothing of a failed Append is indexed, so no query shows it; reads go
+//     on. A failed Compact or DropBefore whose batch pebble applied shows
+//     its result at once (reads of pebble see it) and keeps the archive
+//     files. Close then only closes. The next Open replays the log: every
+//     acknowledged activity is there, and each failed batch whole or not at
+//     all. With NoSync an Append does not wait for the log, so the activities
+//     acknowledged shortly before the failure (those still in the block
+//     being written) may be missing after the reopen, as after a machine
+//     crash. Store.WriteErr reports the state.
 //   - A failed write of pebble's tables (a flush or a compaction) is
 //     retried by pebble in the background; appends go on into memory until
 //     its limit on unflushed memtables makes them wait.

@@ -33,13 +33,14 @@ var (
 	// that holds no store.
 	ErrNoStore = errors.New("activitystore: no store in the directory")
 
-	// ErrWriteFailed is wrapped by the error of every write (Append, Seal,
-	// Compact, DropBefore, Close's sealing) once a write or sync of
-	// pebble's log has failed, for example with EIO or ENOSPC. The store
-	// cannot tell what of the failed batch reached the disk, so it takes
-	// no more writes until it is closed and opened again. Reads go on and
-	// show only acknowledged activities; the failed batch, never
-	// acknowledged, may or may not be there after the reopen.
+	// ErrWriteFailed is wrapped by the error of every write (Append,
+	// sealing, Compact, DropBefore, Backup) in flight when a write or sync
+	// of pebble's log failed, for example with EIO or ENOSPC, and of every
+	// write after it. The store cannot tell what of the failed batches
+	// reached the disk, so it takes no more writes until it is closed and
+	// opened again. Reads go on and never show a failed Append; every
+	// acknowledged activity is there after the reopen, and each failed
+	// batch whole or not at all. Store.WriteErr reports it.
 	ErrWriteFailed = errors.New("activitystore: a write to disk failed; the store takes no more writes until it is opened again")
 
 	// ErrInvalidOptions is returned by Open for options that cannot work.

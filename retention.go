@@ -71,8 +71,11 @@ func (s *Store) dropBefore(ctx context.Context, t time.Time) error {
 	for _, a := range arcs {
 		b.Delete(windowKey(prefixArchive, a.window), nil)
 	}
-	err := s.commit(b, pebble.Sync)
-	if err == nil {
+	// A batch applied when its log write failed is seen by reads already:
+	// drop the windows from memory too, but keep the files, which a reopen
+	// may still need if the batch did not reach the disk.
+	applied, err := s.commitApplied(b, pebble.Sync)
+	if applied {
 		s.mu.Lock()
 		for _, w := range segs {
 			delete(s.segs, w)

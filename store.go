@@ -150,6 +150,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		s.wopts = pebble.NoSync
 	}
 	po := o.pebbleOptions()
+	po.FS = logFS{FS: o.FS, s: s}
 	cache := pebble.NewCache(o.BlockCacheSize)
 	po.Cache = cache
 	if o.Pebble != nil {
@@ -648,13 +649,24 @@ func (s *Store) every(d time.Duration, what string, job func(context.Context) er
 	}
 }
 
-// commit applies b with opts. After a commit whose write or sync of pebble's
-// log failed, the store cannot tell which of its batches reached the disk:
-// that commit and every write after it return the same error wrapping
-// ErrWriteFailed, and nothing of the failed batch is indexed.
-func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
+// commit applies b with opts. Once a write or sync of pebble's log has
+// failed (see logFS), the store cannot tell which of its batches reached
+// the disk: every commit from then on, and every commit in flight then,
+// returns the same error wrapping ErrWriteFailed, and its caller indexes
+// nothing of it.
+func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) error {
+	_, err := s.commitApplied(b, opts)
+	return err
+}
+
+// commitApplied is commit, and says whether pebble applied the batch: when
+// it did but the commit failed, reads of pebble already see the batch, and
+// a caller whose batch deletes what its in-memory state still shows must
+// update that state as if the commit worked (the batch may yet be on disk
+// after a reopen, or not).
+func (s *Store) commitApplied(b *pebble.Batch, opts *pebble.WriteOptions) (applied bool, err error) {
 	if err := s.failure(); err != nil {
-		return err
+		return false, err
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -662,10 +674,13 @@ func (s *Store) commit(b *pebble.Batch, opts *pebble.WriteOptions) (err error) {
 			if !ok {
 				panic(r)
 			}
-			err = s.fail(cf.err)
+			applied, err = true, s.fail(cf.err)
 		}
 	}()
-	return s.db.Apply(b, opts)
+	if err := s.db.Apply(b, opts); err != nil {
+		return false, err
+	}
+	return true, s.failure()
 }
 
 // set writes one key with a synchronous commit.

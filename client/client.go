@@ -158,7 +158,8 @@ func (c *Client) Get(ctx context.Context, id activitystore.ID) (activitystore.Ac
 		return activitystore.Activity{}, err
 	}
 	var a activitystore.Activity
-	return a, c.do(req, &a)
+	err = c.do(req, &a)
+	return a, err
 }
 
 // Append stores the activities, all or none, and returns their IDs in

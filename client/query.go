@@ -3,6 +3,7 @@ package client
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"iter"
 	"net/http"
@@ -165,7 +166,8 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 	var out struct {
 		Count int `json:"count"`
 	}
-	return out.Count, q.c.do(req, &out)
+	err = q.c.do(req, &out)
+	return out.Count, err
 }
 
 // CountBy counts the matches per value of the field (one of
@@ -180,7 +182,8 @@ func (q *Query) CountBy(ctx context.Context, field string) ([]activitystore.Valu
 	var out struct {
 		Counts []activitystore.ValueCount `json:"counts"`
 	}
-	return out.Counts, q.c.do(req, &out)
+	err = q.c.do(req, &out)
+	return out.Counts, err
 }
 
 // Timeline counts the matches per bucket of time, oldest first, zeros
@@ -195,7 +198,8 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]activitys
 	var out struct {
 		Buckets []activitystore.Bucket `json:"buckets"`
 	}
-	return out.Buckets, q.c.do(req, &out)
+	err = q.c.do(req, &out)
+	return out.Buckets, err
 }
 
 // Tail yields the matches of q appended from now on (or just after the
@@ -204,7 +208,7 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]activitys
 // s, with Last-Event-ID set to the last cursor, so nothing is skipped or
 // repeated; a tail that fell behind the server's backlog yields a
 // *activitystore.LagError and goes on. It ends when ctx does, or with an
-// error answer of the server (which it yields).
+// error answer of the server other than 503 or 429 (which it yields).
 func (c *Client) Tail(ctx context.Context, q *Query, from string) iter.Seq2[activitystore.TailEvent, error] {
 	if q == nil {
 		q = c.Query()
@@ -228,10 +232,14 @@ func (c *Client) Tail(ctx context.Context, q *Query, from string) iter.Seq2[acti
 			if err == nil && resp.StatusCode != http.StatusOK {
 				err = answerError(resp)
 				resp.Body.Close()
-				yield(activitystore.TailEvent{}, err)
-				return
-			}
-			if err == nil {
+				// A busy or restarting server is tried again; any other
+				// refusal ends the tail.
+				var se *StatusError
+				if !errors.As(err, &se) || (se.Status != http.StatusServiceUnavailable && se.Status != http.StatusTooManyRequests) {
+					yield(activitystore.TailEvent{}, err)
+					return
+				}
+			} else if err == nil {
 				pause = 100 * time.Millisecond
 				var stop bool
 				last, stop = readEvents(resp, last, yield)
@@ -262,6 +270,7 @@ func readEvents(resp *http.Response, last string, yield func(activitystore.TailE
 		switch {
 		case line == "":
 			if data.Len() == 0 {
+				event = ""
 				continue
 			}
 			kind := event
@@ -284,6 +293,14 @@ func readEvents(resp *http.Response, last string, yield func(activitystore.TailE
 			event = strings.TrimSpace(strings.TrimPrefix(line, "event:"))
 		case strings.HasPrefix(line, "data:"):
 			data.WriteString(strings.TrimPrefix(strings.TrimPrefix(line, "data:"), " "))
+		}
+	}
+	if err := sc.Err(); err != nil && !errors.Is(err, context.Canceled) {
+		// An event too long to be one of the server's: not a dropped
+		// connection to reconnect after.
+		if errors.Is(err, bufio.ErrTooLong) {
+			yield(activitystore.TailEvent{}, fmt.Errorf("client: the tail: %w", err))
+			return last, true
 		}
 	}
 	return last, false

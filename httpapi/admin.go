@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,6 +21,11 @@ func (h *handler) backup(w http.ResponseWriter, r *http.Request, who Principal) 
 	}
 	if !who.Admin {
 		return forbidden("", "only an admin may back up the store")
+	}
+	// A JSON body only: a browser sends one across sites only after asking
+	// the server, which says nothing, so no web page can start a backup.
+	if mt, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type")); mt != "application/json" {
+		return &apiError{status: http.StatusUnsupportedMediaType, msg: "the body must be JSON, with Content-Type application/json"}
 	}
 	var req struct {
 		To string `json:"to"`

@@ -122,6 +122,12 @@ func (g *gate) acquire(ctx context.Context, key string) (release func(), err err
 	w := &gateWaiter{key: key, ready: make(chan struct{})}
 	g.waiters = append(g.waiters, w)
 	g.waiting[key]++
+	if _, ok := g.served[key]; !ok && g.tick > 0 {
+		// A principal the gate does not remember queues as if served
+		// just before the last grant: behind those waiting longer, so
+		// that leaving and coming back does not jump the queue.
+		g.served[key] = g.tick - 1
+	}
 	g.mu.Unlock()
 	t := time.NewTimer(g.wait)
 	defer t.Stop()

@@ -146,3 +146,44 @@ func TestGateRoundRobin(t *testing.T) {
 	require.Zero(t, g.used)
 	require.Empty(t, g.served)
 }
+
+// TestGateNoJumping checks that principals that come and go do not keep
+// passing one that waits: with one place, X holds it and asks for another
+// while Y and Z take turns, each asking again as soon as it has left; X
+// gets its place within a turn of each.
+func TestGateNoJumping(t *testing.T) {
+	g := newGate("reads", 1, time.Minute)
+	holdX, err := g.acquire(t.Context(), "x")
+	require.NoError(t, err)
+	type grant struct {
+		key     string
+		release func()
+	}
+	got := make(chan grant, 4)
+	queue := func(key string, waiting int) {
+		go func() {
+			if r, err := g.acquire(t.Context(), key); err == nil {
+				got <- grant{key, r}
+			}
+		}()
+		require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.waiters) == waiting }, 5*time.Second, time.Millisecond)
+	}
+	queue("x", 1)
+	queue("y", 2)
+	queue("z", 3)
+	cur, curKey := holdX, "x"
+	for turn := range 6 {
+		cur()
+		w := <-got
+		if w.key == "x" {
+			require.LessOrEqual(t, turn, 2, "x waited past a turn of each other principal")
+			w.release()
+			return
+		}
+		if curKey != "x" {
+			queue(curKey, 2) // the one that just left asks again
+		}
+		cur, curKey = w.release, w.key
+	}
+	t.Fatal("x never got its place")
+}

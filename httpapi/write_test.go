@@ -408,16 +408,20 @@ func TestBackupEndpoint(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "copy")
 	body := `{"to":` + strconv.Quote(dir) + `}`
 
-	status, b := c.as(aliceToken).do(http.MethodPost, "/v1/admin/backup", body)
+	jsonType := []string{"Content-Type", "application/json"}
+	status, b := c.as(aliceToken).do(http.MethodPost, "/v1/admin/backup", body, jsonType...)
 	require.Equal(t, http.StatusForbidden, status, "%s", b)
 	for _, bad := range []string{`{"to":"relative/path"}`, `{}`, `not json`, `{"to":"/x","more":1}`} {
-		status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", bad)
+		status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", bad, jsonType...)
 		require.Equal(t, http.StatusBadRequest, status, "%s: %s", bad, b)
 	}
+	// What a web page could send across sites is refused.
+	status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", body, "Content-Type", "text/plain")
+	require.Equal(t, http.StatusUnsupportedMediaType, status, "%s", b)
 	_, err := os.Stat(dir)
 	require.ErrorIs(t, err, os.ErrNotExist)
 
-	status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", body)
+	status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", body, jsonType...)
 	require.Equal(t, http.StatusOK, status, "%s", b)
 	require.Contains(t, string(b), `"dir":`)
 	copied, err := activitystore.Open(dir, &activitystore.Options{MustExist: true})
@@ -426,7 +430,7 @@ func TestBackupEndpoint(t *testing.T) {
 	require.Equal(t, 2, count(t, copied))
 	require.NoError(t, copied.Verify(t.Context()))
 
-	status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", body)
+	status, b = c.as(adminToken).do(http.MethodPost, "/v1/admin/backup", body, jsonType...)
 	require.Equal(t, http.StatusConflict, status, "a folder that is not empty: %s", b)
 	require.Contains(t, string(b), "not empty")
 }

@@ -103,11 +103,25 @@ The backup itself is left as it was.`,
 			if _, err := os.Stat(filepath.Join(from, "db")); err != nil {
 				return fmt.Errorf("--from %s: not a backup (no db folder)", from)
 			}
-			if names, err := os.ReadDir(a.dir); err == nil && len(names) > 0 {
+			existed := false
+			switch names, err := os.ReadDir(a.dir); {
+			case err == nil && len(names) > 0:
 				return fmt.Errorf("--dir %s is not empty: restore into a new or empty folder", a.dir)
+			case err == nil:
+				existed = true
+			case !errors.Is(err, fs.ErrNotExist):
+				return fmt.Errorf("--dir %s: %v", a.dir, err)
 			}
 			if err := copyTree(from, a.dir); err != nil {
-				os.RemoveAll(a.dir)
+				// Take back what was copied, and only that.
+				if existed {
+					names, _ := os.ReadDir(a.dir)
+					for _, n := range names {
+						os.RemoveAll(filepath.Join(a.dir, n.Name()))
+					}
+				} else {
+					os.RemoveAll(a.dir)
+				}
 				return fmt.Errorf("restore: %w", err)
 			}
 			return a.withStore(false, nil, func(s *activitystore.Store) error {

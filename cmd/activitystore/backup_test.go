@@ -48,11 +48,20 @@ func TestBackupAndRestore(t *testing.T) {
 		r := runCmd(t, "", args...)
 		requireOneLineError(t, r, args...)
 	}
+	// A --dir that is a file is refused and left alone.
+	file := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(file, []byte("keep"), 0o644))
+	r = runCmd(t, "", "restore", "--from", local, "--dir", file)
+	requireOneLineError(t, r)
+	b, err := os.ReadFile(file)
+	require.NoError(t, err)
+	require.Equal(t, "keep", string(b))
+
 	// A failed restore leaves no half store behind.
 	empty := t.TempDir()
 	target := filepath.Join(t.TempDir(), "half")
 	r = runCmd(t, "", "restore", "--from", empty, "--dir", target)
 	requireOneLineError(t, r)
-	_, err := os.Stat(target)
+	_, err = os.Stat(target)
 	require.ErrorIs(t, err, os.ErrNotExist, fmt.Sprint(strings.TrimSpace(r.stderr)))
 }

@@ -48,3 +48,29 @@ func TestLimitListener(t *testing.T) {
 	require.NoError(t, c2.Close())
 	(<-accepted).Close()
 }
+
+// TestLimitListenerClose checks that Close ends an Accept waiting for a
+// place.
+func TestLimitListenerClose(t *testing.T) {
+	inner, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	ln := limitListener(inner, 1)
+	c, err := net.Dial("tcp", ln.Addr().String())
+	require.NoError(t, err)
+	defer c.Close()
+	c1, err := ln.Accept()
+	require.NoError(t, err)
+	defer c1.Close()
+	done := make(chan error, 1)
+	go func() {
+		_, err := ln.Accept()
+		done <- err
+	}()
+	require.NoError(t, ln.Close())
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, net.ErrClosed)
+	case <-time.After(10 * time.Second):
+		t.Fatal("Accept did not return after Close")
+	}
+}

@@ -187,6 +187,7 @@ async function loadTops() {
 }
 
 async function refresh() {
+  stopLive();
   status("");
   try {
     await loadPage(false);
@@ -242,10 +243,16 @@ async function startLive() {
           if (line.startsWith("event:")) kind = line.slice(6).trim();
           if (line.startsWith("data:")) data += line.slice(5).trim();
         }
-        if (kind === "activity" && data) {
-          $("rows").prepend(row(JSON.parse(data), true));
-        } else if (kind === "error" && data) {
-          status(JSON.parse(data).error);
+        try {
+          if (kind === "activity" && data) {
+            $("rows").prepend(row(JSON.parse(data), true));
+          } else if (kind === "lagged" && data) {
+            status("live: " + JSON.parse(data).missed + " activities came too fast to show");
+          } else if (kind === "error" && data) {
+            status(JSON.parse(data).error);
+          }
+        } catch (e) {
+          status("live: " + e.message);
         }
       }
     }
