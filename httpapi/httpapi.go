@@ -70,8 +70,8 @@ type Options struct {
 	// with the largest details, so reads take up to about
 	// MaxConcurrentReads × 16 MiB. A read waits up to 10 seconds for a
 	// slot, then is a 503 with Retry-After; a slot given back goes to the
-	// waiting read whose principal holds the fewest. Zero or less means
-	// the default, 16.
+	// waiting read whose principal has the fewest reads in, held or
+	// waiting. Zero or less means the default, 16.
 	MaxConcurrentReads int
 
 	// MaxStreams bounds the tails, exports and legacy pages (streamed

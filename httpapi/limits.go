@@ -59,10 +59,10 @@ func (l *limiter) acquire(key string) (release func(), err error) {
 // gate bounds how many requests of one kind all principals have in flight
 // together. A request waits up to wait for a place, then is a 503 with
 // Retry-After. A place given back goes to the waiting request whose
-// principal holds the fewest, and among those to the principal served
-// longest ago, so that principals that keep asking cannot keep the others
-// waiting: a principal waits for at most one place per other principal
-// waiting.
+// principal has the fewest requests in (held and waiting), and among those
+// to the principal served longest ago, so that principals that keep many
+// requests going cannot keep the others waiting: a principal with one
+// request waits for at most one place per other principal with as few.
 type gate struct {
 	kind    string
 	n       int
@@ -160,8 +160,9 @@ func (g *gate) release(key string) {
 	}
 	next := 0
 	for k, w := range g.waiters {
-		b := g.waiters[next].key
-		if g.held[w.key] < g.held[b] || (g.held[w.key] == g.held[b] && g.served[w.key] < g.served[b]) {
+		a, b := w.key, g.waiters[next].key
+		la, lb := g.held[a]+g.waiting[a], g.held[b]+g.waiting[b]
+		if la < lb || (la == lb && g.served[a] < g.served[b]) {
 			next = k
 		}
 	}
