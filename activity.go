@@ -248,8 +248,9 @@ func decodeRecord(id ID, v []byte, a *Activity) error {
 	return nil
 }
 
-// size is about the bytes a decoded activity holds.
-func (a *Activity) size() int {
+// Size is about the bytes of memory a holds: its strings and details plus
+// a fixed part. Readers that fetch activities in batches size them by it.
+func (a *Activity) Size() int {
 	return 96 + len(a.Type) + len(a.UserID) + len(a.Module) + len(a.Action) + len(a.APICall) + len(a.Resource) + len(a.Details)
 }
 

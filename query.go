@@ -25,10 +25,6 @@ const (
 	iterBytes = 1 << 20
 )
 
-// recordBytes is about the memory of a's record.
-func recordBytes(a *Activity) int {
-	return len(a.Details) + len(a.APICall) + len(a.Type) + len(a.UserID) + len(a.Module) + len(a.Action) + len(a.Resource) + 64
-}
 
 // Query selects activities, newest first by event time, ties by ID. Build it
 // with Store.Query and the methods below, then run it with All, Iter or Count.
@@ -265,7 +261,7 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 				return
 			}
 			for i := range acts {
-				bytes += recordBytes(&acts[i])
+				bytes += acts[i].Size()
 			}
 			read += len(acts)
 			chunk = max(1, min(iterChunk, iterBytes/max(1, bytes/read)))

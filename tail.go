@@ -260,7 +260,7 @@ func (s *Store) Tail(ctx context.Context, q *Query, from string) (iter.Seq2[Tail
 				}
 				size := 0
 				for i := range acts {
-					size += acts[i].size()
+					size += acts[i].Size()
 				}
 				avg = max(64, size/n)
 				for i := range acts {

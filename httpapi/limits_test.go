@@ -100,12 +100,9 @@ func TestGateFair(t *testing.T) {
 		}
 	}
 	go wait("hostile")
-	waiting := func(n int) func() bool {
-		return func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.waiters) == n }
-	}
-	require.Eventually(t, waiting(1), 5*time.Second, time.Millisecond)
+	requireWaiters(t, g, 1)
 	go wait("carol")
-	require.Eventually(t, waiting(2), 5*time.Second, time.Millisecond)
+	requireWaiters(t, g, 2)
 	h1()
 	require.Equal(t, "carol", <-got, "carol holds none: she goes first")
 	require.Equal(t, "hostile", <-got)
@@ -116,6 +113,30 @@ func TestGateFair(t *testing.T) {
 	require.Empty(t, g.served)
 }
 
+// grant is a place a queued request got.
+type grant struct {
+	key     string
+	release func()
+}
+
+// queueOn starts a request of key on g, whose place goes to got, and
+// waits until g has waiting requests waiting.
+func queueOn(t *testing.T, g *gate, got chan<- grant, key string, waiting int) {
+	t.Helper()
+	go func() {
+		if r, err := g.acquire(t.Context(), key); err == nil {
+			got <- grant{key, r}
+		}
+	}()
+	requireWaiters(t, g, waiting)
+}
+
+// requireWaiters waits until g has n requests waiting.
+func requireWaiters(t *testing.T, g *gate, n int) {
+	t.Helper()
+	require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.waiters) == n }, 5*time.Second, time.Millisecond)
+}
+
 // TestGateRoundRobin checks that among principals that hold as many
 // places, the one served longest ago goes first, whatever the order of
 // arrival.
@@ -123,19 +144,9 @@ func TestGateRoundRobin(t *testing.T) {
 	g := newGate("reads", 1, time.Minute)
 	hold, err := g.acquire(t.Context(), "a")
 	require.NoError(t, err)
-	type grant struct {
-		key     string
-		release func()
-	}
 	got := make(chan grant, 2)
-	for n, key := range []string{"a", "b"} { // a asks first
-		go func() {
-			if r, err := g.acquire(t.Context(), key); err == nil {
-				got <- grant{key, r}
-			}
-		}()
-		require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.waiters) == n+1 }, 5*time.Second, time.Millisecond)
-	}
+	queueOn(t, g, got, "a", 1) // a asks first
+	queueOn(t, g, got, "b", 2)
 	hold()
 	first := <-got
 	require.Equal(t, "b", first.key, "a was served last: b goes first")
@@ -155,19 +166,8 @@ func TestGateNoJumping(t *testing.T) {
 	g := newGate("reads", 1, time.Minute)
 	holdX, err := g.acquire(t.Context(), "x")
 	require.NoError(t, err)
-	type grant struct {
-		key     string
-		release func()
-	}
 	got := make(chan grant, 4)
-	queue := func(key string, waiting int) {
-		go func() {
-			if r, err := g.acquire(t.Context(), key); err == nil {
-				got <- grant{key, r}
-			}
-		}()
-		require.Eventually(t, func() bool { g.mu.Lock(); defer g.mu.Unlock(); return len(g.waiters) == waiting }, 5*time.Second, time.Millisecond)
-	}
+	queue := func(key string, waiting int) { queueOn(t, g, got, key, waiting) }
 	queue("x", 1)
 	queue("y", 2)
 	queue("z", 3)

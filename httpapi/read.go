@@ -101,8 +101,7 @@ func readPage(ctx context.Context, q *activitystore.Query, limit, first int, mor
 		}
 		left -= len(page.Activities)
 		for i := range page.Activities {
-			a := &page.Activities[i]
-			bytes += len(a.Details) + len(a.APICall) + len(a.Type) + len(a.UserID) + len(a.Module) + len(a.Action) + len(a.Resource) + 64
+			bytes += page.Activities[i].Size()
 		}
 		read += len(page.Activities)
 		if !more(page.Activities) || page.Next == "" || left <= 0 {
