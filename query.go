@@ -25,7 +25,6 @@ const (
 	iterBytes = 1 << 20
 )
 
-
 // Query selects activities, newest first by event time, ties by ID. Build it
 // with Store.Query and the methods below, then run it with All, Iter or Count.
 // Values given to one method are ORed; different methods are ANDed. A Query
