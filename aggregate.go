@@ -206,7 +206,7 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 	s := q.s
 	counts := map[string]uint64{}
 	err := q.aggregate(ctx, func(pt part, c ordSet, lo, hi ID) error {
-		return s.countValues(pt, f, c, lo, hi, counts)
+		return s.countValues(ctx, pt, f, c, lo, hi, counts)
 	})
 	if err != nil {
 		return nil, err
@@ -230,7 +230,7 @@ const fewMatches = 64
 
 // countValues adds to counts, per value of field f, how many members of c
 // with IDs in [lo, hi) have it.
-func (s *Store) countValues(pt part, f field, c ordSet, lo, hi ID, counts map[string]uint64) error {
+func (s *Store) countValues(ctx context.Context, pt part, f field, c ordSet, lo, hi ID, counts map[string]uint64) error {
 	if c.bm != nil && pt.arc == nil {
 		// Few matches among what may be many values (one user's resources):
 		// read the matches' labels from their records (or copies) rather
@@ -245,7 +245,7 @@ func (s *Store) countValues(pt part, f field, c ordSet, lo, hi ID, counts map[st
 			if err != nil || len(hs) == 0 {
 				return err
 			}
-			acts, err := s.fetch(hs)
+			acts, err := s.fetch(ctx, hs)
 			if err != nil {
 				return err
 			}

@@ -1,17 +1,19 @@
 package activitystore
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
-	"github.com/cockroachdb/pebble/v2/vfs"
 
 	arcfmt "github.com/activitystore/activitystore/internal/archive"
 	"github.com/activitystore/activitystore/internal/codec"
@@ -28,12 +30,11 @@ type archive struct {
 	gen    uint64 // makes the file name unique; a sequence number
 	n      int    // activities
 	size   int64  // file bytes
-	name   string // file name in the archive folder
-	path   string
-	fs     vfs.FS
+	name   string // file name in the archive tier
+	t      tier
 
 	mu      sync.Mutex
-	f       vfs.File
+	f       tierObject
 	ft      *arcfmt.Footer
 	refs    int
 	dropped bool
@@ -52,7 +53,7 @@ func (a *archive) meta() []byte {
 	return binary.AppendUvarint(b, uint64(a.size))
 }
 
-func decodeArchiveMeta(w, width int64, v []byte, fs vfs.FS, dir string) (*archive, error) {
+func decodeArchiveMeta(w, width int64, v []byte, t tier) (*archive, error) {
 	d := codec.Decoder{B: v}
 	ver := d.Byte()
 	a := &archive{window: w, width: width, gen: d.Uvarint()}
@@ -62,46 +63,44 @@ func decodeArchiveMeta(w, width int64, v []byte, fs vfs.FS, dir string) (*archiv
 	}
 	a.n, a.size = int(n), int64(size)
 	a.name = archiveName(w, a.gen)
-	a.path = filepath.Join(dir, a.name)
-	a.fs = fs
+	a.t = t
 	return a, nil
 }
 
-// acquire opens the file if needed and keeps it open until release.
-func (a *archive) acquire() (vfs.File, *arcfmt.Footer, error) {
+// where names the archive's file or object in messages.
+func (a *archive) where() string { return a.t.where(a.name) }
+
+// acquire opens the file if needed and keeps it open until release. Reads
+// through the returned ReaderAt are bounded by ctx.
+func (a *archive) acquire(ctx context.Context) (io.ReaderAt, *arcfmt.Footer, error) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.dropped {
-		return nil, nil, fmt.Errorf("activitystore: archive %s was removed", a.name)
+		return nil, nil, fmt.Errorf("activitystore: archive %s was removed", a.where())
 	}
 	if a.f == nil {
-		f, err := a.fs.Open(a.path, vfs.RandomReadsOption)
+		f, err := a.t.open(ctx, a.name)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, archiveCorrupt(a.name, "file is missing")
+				return nil, nil, archiveCorrupt(a.where(), "file is missing")
 			}
-			return nil, nil, fmt.Errorf("activitystore: cannot open archive %s: %w", a.name, err)
+			return nil, nil, fmt.Errorf("activitystore: cannot open archive %s: %w", a.where(), err)
 		}
-		st, err := f.Stat()
+		ft, err := arcfmt.ReadFooter(ctxReaderAt{ctx, f}, f.size())
 		if err != nil {
-			f.Close()
-			return nil, nil, fmt.Errorf("activitystore: cannot read archive %s: %w", a.name, err)
-		}
-		ft, err := arcfmt.ReadFooter(f, st.Size())
-		if err != nil {
-			err = archiveErr(a.name, err)
+			err = archiveErr(a.where(), err)
 		} else if ft.Window != a.window || ft.N != a.n || ft.Width != a.width {
-			err = archiveCorrupt(a.name, "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
+			err = archiveCorrupt(a.where(), "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
 				ft.Window, ft.Width, ft.N, a.window, a.width, a.n)
 		}
 		if err != nil {
-			f.Close()
+			f.close()
 			return nil, nil, err
 		}
 		a.f, a.ft = f, ft
 	}
 	a.refs++
-	return a.f, a.ft, nil
+	return ctxReaderAt{ctx, a.f}, a.ft, nil
 }
 
 func (a *archive) release() {
@@ -109,7 +108,7 @@ func (a *archive) release() {
 	defer a.mu.Unlock()
 	a.refs--
 	if a.dropped && a.refs == 0 && a.f != nil {
-		a.f.Close()
+		a.f.close()
 		a.f = nil
 	}
 }
@@ -120,13 +119,13 @@ func (a *archive) drop() {
 	defer a.mu.Unlock()
 	a.dropped = true
 	if a.refs == 0 && a.f != nil {
-		a.f.Close()
+		a.f.close()
 		a.f = nil
 	}
 }
 
 // archiveIndex returns the loaded index of a, from the cache or the file.
-func (s *Store) archiveIndex(a *archive) (*arcIndex, error) {
+func (s *Store) archiveIndex(ctx context.Context, a *archive) (*arcIndex, error) {
 	if v, ok := s.cache.Get(cacheKey{a: a, i: -1}); ok {
 		return v.(*arcIndex), nil
 	}
@@ -135,16 +134,16 @@ func (s *Store) archiveIndex(a *archive) (*arcIndex, error) {
 	if v, ok := s.cache.Get(cacheKey{a: a, i: -1}); ok {
 		return v.(*arcIndex), nil
 	}
-	f, ft, err := a.acquire()
+	f, ft, err := a.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer a.release()
 	raw, err := ft.ReadIndex(f)
 	if err != nil {
-		return nil, archiveErr(a.name, err)
+		return nil, archiveErr(a.where(), err)
 	}
-	ix, err := decodeIndex(raw, ft, &s.dicts, a.name)
+	ix, err := decodeIndex(raw, ft, &s.dicts, a.where())
 	if err != nil {
 		return nil, err
 	}
@@ -153,24 +152,24 @@ func (s *Store) archiveIndex(a *archive) (*arcIndex, error) {
 }
 
 // archiveBlock returns block i of a, decoded, through the cache.
-func (s *Store) archiveBlock(a *archive, ix *arcIndex, i int) (*arcfmt.Block, error) {
-	return s.loadBlock(a, ix, i, true)
+func (s *Store) archiveBlock(ctx context.Context, a *archive, ix *arcIndex, i int) (*arcfmt.Block, error) {
+	return s.loadBlock(ctx, a, ix, i, true)
 }
 
 // loadBlock returns block i of a, from the cache if it is there; cache says
 // whether to keep it there once read.
-func (s *Store) loadBlock(a *archive, ix *arcIndex, i int, cache bool) (*arcfmt.Block, error) {
+func (s *Store) loadBlock(ctx context.Context, a *archive, ix *arcIndex, i int, cache bool) (*arcfmt.Block, error) {
 	if v, ok := s.cache.Get(cacheKey{a: a, i: i}); ok {
 		return v.(*arcfmt.Block), nil
 	}
-	f, ft, err := a.acquire()
+	f, ft, err := a.acquire(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer a.release()
 	b, err := ft.ReadBlock(f, i)
 	if err != nil {
-		return nil, archiveErr(a.name, err)
+		return nil, archiveErr(a.where(), err)
 	}
 	if cache {
 		s.cache.Add(cacheKey{a: a, i: i}, b, b.Size())
@@ -179,12 +178,12 @@ func (s *Store) loadBlock(a *archive, ix *arcIndex, i int, cache bool) (*arcfmt.
 }
 
 // fetchArchived fills out with the activities of ids, all in archive a.
-func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
-	ix, err := s.archiveIndex(a)
+func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []Activity) error {
+	ix, err := s.archiveIndex(ctx, a)
 	if err != nil {
 		return err
 	}
-	_, ft, err := a.acquire()
+	_, ft, err := a.acquire(ctx)
 	if err != nil {
 		return err
 	}
@@ -196,11 +195,11 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 	for k, id := range ids {
 		o := ix.seg.find(id)
 		if o < 0 {
-			return &CorruptionError{Where: "archive " + a.name, Err: fmt.Errorf("activity %s is indexed but missing", id)}
+			return &CorruptionError{Where: "archive " + a.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
 		}
 		p := ft.N - 1 - o
 		i := ft.BlockAt(p)
-		b, err := s.archiveBlock(a, ix, i)
+		b, err := s.archiveBlock(ctx, a, ix, i)
 		if err != nil {
 			return err
 		}
@@ -227,19 +226,17 @@ func (s *Store) fetchArchived(a *archive, ids []ID, out []Activity) error {
 func (s *Store) removeArchive(a *archive) {
 	a.drop()
 	s.cache.RemoveIf(func(k cacheKey) bool { return k.a == a })
-	if err := s.opts.FS.Remove(a.path); err != nil && !errors.Is(err, os.ErrNotExist) {
-		s.opts.Logger.Errorf("activitystore: cannot remove %s: %v", a.path, err)
+	ctx, cancel := context.WithTimeout(s.stopCtx, time.Minute)
+	defer cancel()
+	if err := a.t.remove(ctx, a.name); err != nil {
+		s.opts.Logger.Errorf("activitystore: cannot remove %s: %v", a.where(), err)
 	}
 }
 
 // loadArchives reads the archive records and removes leftovers of
-// interrupted compactions: temporary files and archive files no record
-// refers to.
-func (s *Store) loadArchives() error {
-	fs := s.opts.FS
-	if err := fs.MkdirAll(s.archDir, 0o755); err != nil {
-		return fmt.Errorf("activitystore: cannot create %s: %w", s.archDir, err)
-	}
+// interrupted compactions: temporary and staging files, and archive files
+// or objects no record refers to.
+func (s *Store) loadArchives(ctx context.Context) error {
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixArchive}, UpperBound: []byte{prefixArchive + 1}})
 	if err != nil {
 		return err
@@ -254,7 +251,7 @@ func (s *Store) loadArchives() error {
 			s.opts.Logger.Errorf("activitystore: ignoring archive record of impossible window %d", w)
 			continue
 		}
-		a, err := decodeArchiveMeta(w, s.width, it.Value(), fs, s.archDir)
+		a, err := decodeArchiveMeta(w, s.width, it.Value(), s.tier)
 		if err != nil {
 			it.Close()
 			return err
@@ -264,9 +261,12 @@ func (s *Store) loadArchives() error {
 	if err := it.Close(); err != nil {
 		return err
 	}
-	names, err := fs.List(s.archDir)
+	if err := s.opts.FS.RemoveAll(s.stageDir()); err != nil {
+		return fmt.Errorf("activitystore: cannot remove %s: %w", s.stageDir(), err)
+	}
+	names, err := s.tier.list(ctx)
 	if err != nil {
-		return fmt.Errorf("activitystore: cannot list %s: %w", s.archDir, err)
+		return err
 	}
 	for _, name := range names {
 		m := archiveNameRE.FindStringSubmatch(name)
@@ -277,17 +277,21 @@ func (s *Store) loadArchives() error {
 		if a := s.archives[int64(w)]; a != nil && a.name == name {
 			continue
 		}
-		if err := fs.Remove(filepath.Join(s.archDir, name)); err != nil {
-			return fmt.Errorf("activitystore: cannot remove leftover %s: %w", name, err)
+		if err := s.tier.remove(ctx, name); err != nil {
+			return fmt.Errorf("activitystore: cannot remove leftover %s: %w", s.tier.where(name), err)
 		}
 	}
 	return nil
 }
 
+// stageDir is the folder where archives bound for a bucket are written
+// before their upload.
+func (s *Store) stageDir() string { return filepath.Join(s.dir, "upload") }
+
 // verifyArchive reads every part of a: checksums, the index (every ordinal
 // has exactly one value per field) and every block.
-func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
-	f, ft, err := a.acquire()
+func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(string, ...any)) {
+	f, ft, err := a.acquire(ctx)
 	if err != nil {
 		report("%v", err)
 		return
@@ -295,23 +299,23 @@ func (s *Store) verifyArchive(a *archive, report func(string, ...any)) {
 	defer a.release()
 	raw, err := ft.ReadIndex(f)
 	if err != nil {
-		report("%v", archiveErr(a.name, err))
+		report("%v", archiveErr(a.where(), err))
 		return
 	}
 	var scratch [numFields]dict
-	if _, err := decodeIndex(raw, ft, &scratch, a.name); err != nil {
+	if _, err := decodeIndex(raw, ft, &scratch, a.where()); err != nil {
 		report("%v", err)
 		return
 	}
 	for i := range ft.Blocks {
 		b, err := ft.ReadBlock(f, i)
 		if err != nil {
-			report("%v", archiveErr(a.name, err))
+			report("%v", archiveErr(a.where(), err))
 			continue
 		}
 		for j := range b.Len() {
 			if _, d := b.Record(j); len(d) > 0 && !isJSONObject(d) {
-				report("archive %s: block %d: record %d has details that are not a JSON object", a.name, i, j)
+				report("archive %s: block %d: record %d has details that are not a JSON object", a.where(), i, j)
 			}
 		}
 	}

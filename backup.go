@@ -19,6 +19,12 @@ import (
 // it. Open(dir) then gives the store as it was at one instant of the
 // backup: every activity acknowledged before Backup was called, none
 // partial, and a clean Verify. A failed Backup removes what it wrote.
+//
+// A store whose archives are in a bucket (Options.S3) copies only pebble:
+// the archives stay in the bucket, which keeps its own copies. The backup
+// opens with the same S3 options, and only while the bucket still holds
+// the archives it refers to (a later Compact of the same window or
+// retention removes them; Verify names any that are missing).
 func (s *Store) Backup(ctx context.Context, dir string) (err error) {
 	if err := s.enter(); err != nil {
 		return err
@@ -75,11 +81,15 @@ func (s *Store) Backup(ctx context.Context, dir string) (err error) {
 	if err := fs.MkdirAll(arcDir, 0o755); err != nil {
 		return fmt.Errorf("activitystore: backup: %w", err)
 	}
+	dt, local := s.tier.(*dirTier)
+	if !local {
+		arcs = nil
+	}
 	for _, a := range arcs {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if err := copyFile(fs, a.path, filepath.Join(arcDir, a.name)); err != nil {
+		if err := copyFile(fs, dt.where(a.name), filepath.Join(arcDir, a.name)); err != nil {
 			return fmt.Errorf("activitystore: backup: archive %s: %w", a.name, err)
 		}
 	}

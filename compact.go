@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"path/filepath"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
@@ -98,37 +98,24 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 		return err
 	}
 	name := archiveName(w, gen)
-	final := filepath.Join(s.archDir, name)
-	tmp := final + ".tmp"
-	fs := s.opts.FS
-	f, err := fs.Create(tmp, vfs.WriteCategoryUnspecified)
+	f, err := s.tier.create(ctx, name)
 	if err != nil {
-		return fmt.Errorf("activitystore: cannot create %s: %w", tmp, err)
+		return err
 	}
-	size, err := s.writeArchive(ctx, f, name, w, total, snap, old)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	defer f.abort()
+	size, err := s.writeArchive(ctx, f, s.tier.where(name), w, total, snap, old)
 	if err != nil && ctx.Err() == nil {
-		err = fmt.Errorf("activitystore: cannot write %s: %w", tmp, err)
+		err = fmt.Errorf("activitystore: cannot write %s: %w", f.path(), err)
 	}
 	if err != nil {
-		fs.Remove(tmp)
 		return err
 	}
 	s.hook("written")
-	if err := fs.Rename(tmp, final); err != nil {
-		fs.Remove(tmp)
-		return fmt.Errorf("activitystore: cannot rename %s: %w", tmp, err)
-	}
-	s.hook("renamed")
-	if err := syncDir(fs, s.archDir); err != nil {
-		fs.Remove(final)
+	if err := f.commit(ctx, size); err != nil {
 		return err
 	}
-	s.hook("dir-synced")
 
-	a := &archive{window: w, width: s.width, gen: gen, n: total, size: size, name: name, path: final, fs: fs}
+	a := &archive{window: w, width: s.width, gen: gen, n: total, size: size, name: name, t: s.tier}
 	s.swapMu.Lock()
 	s.sealMu.Lock()
 	s.mu.RLock()
@@ -142,7 +129,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	if !same {
 		s.sealMu.Unlock()
 		s.swapMu.Unlock()
-		fs.Remove(final)
+		s.removeLeftover(name)
 		return nil
 	}
 	lo, hi := s.windowIDs(w)
@@ -170,9 +157,9 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 		// point to the file, and reads see it already: keep the file. The
 		// next Open removes it if nothing points to it.
 		if !applied {
-			fs.Remove(final)
+			s.removeLeftover(name)
 		}
-		return fmt.Errorf("activitystore: cannot record archive %s: %w", name, err)
+		return fmt.Errorf("activitystore: cannot record archive %s: %w", s.tier.where(name), err)
 	}
 	s.hook("committed")
 	s.archived.Add(int64(n0))
@@ -189,7 +176,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 // writeArchive writes the n activities of window w, from the snapshot's
 // records merged with the old archive's, newest first, and returns the file
 // size.
-func (s *Store) writeArchive(ctx context.Context, f vfs.File, name string, w int64, n int, snap *pebble.Snapshot, old *archive) (int64, error) {
+func (s *Store) writeArchive(ctx context.Context, f arcfmt.File, name string, w int64, n int, snap *pebble.Snapshot, old *archive) (int64, error) {
 	aw, err := newArchiveWriter(f, name, w, s.width, n, s.opts.blockBytes)
 	if err != nil {
 		return 0, err
@@ -205,10 +192,10 @@ func (s *Store) writeArchive(ctx context.Context, f vfs.File, name string, w int
 	var ix *arcIndex
 	var oldBlocks []arcfmt.Section
 	if old != nil {
-		if ix, err = s.archiveIndex(old); err != nil {
+		if ix, err = s.archiveIndex(ctx, old); err != nil {
 			return 0, err
 		}
-		_, ft, err := old.acquire()
+		_, ft, err := old.acquire(ctx)
 		if err != nil {
 			return 0, err
 		}
@@ -226,7 +213,7 @@ func (s *Store) writeArchive(ctx context.Context, f vfs.File, name string, w int
 				bi, bj = bi+1, 0
 			}
 			// A one-off pass: do not let it evict what queries use.
-			c, err := s.loadBlock(old, ix, bi, false)
+			c, err := s.loadBlock(ctx, old, ix, bi, false)
 			if err != nil {
 				return false, err
 			}
@@ -289,6 +276,16 @@ func (s *Store) writeArchive(ctx context.Context, f vfs.File, name string, w int
 		}
 	}
 	return aw.finish()
+}
+
+// removeLeftover deletes archive name, written but not recorded; if that
+// fails the next Open removes it.
+func (s *Store) removeLeftover(name string) {
+	ctx, cancel := context.WithTimeout(s.stopCtx, time.Minute)
+	defer cancel()
+	if err := s.tier.remove(ctx, name); err != nil {
+		s.opts.Logger.Errorf("activitystore: cannot remove %s: %v", s.tier.where(name), err)
+	}
 }
 
 // syncDir makes a rename in dir durable.

@@ -33,6 +33,14 @@ var (
 	// that holds no store.
 	ErrNoStore = errors.New("activitystore: no store in the directory")
 
+	// ErrNodeTaken is returned by Open when another store holds the node
+	// number (Options.Node) in the bucket (Options.S3).
+	ErrNodeTaken = errors.New("activitystore: the node number is taken by another store in the bucket")
+
+	// ErrReadOnly is returned by the writes of a store opened with
+	// OpenReader.
+	ErrReadOnly = errors.New("activitystore: the store is read-only")
+
 	// ErrWriteFailed is wrapped by the error of every write (Append,
 	// sealing, Compact, DropBefore, Backup) in flight when a write or sync
 	// of pebble's log failed, for example with EIO or ENOSPC, and of every

@@ -1,6 +1,7 @@
 package activitystore
 
 import (
+	"context"
 	"slices"
 	"time"
 
@@ -155,7 +156,7 @@ func ArchiveIndexBytes(s *Store) (int64, error) {
 	s.mu.RUnlock()
 	var n int64
 	for _, a := range arcs {
-		_, ft, err := a.acquire()
+		_, ft, err := a.acquire(context.Background())
 		if err != nil {
 			return 0, err
 		}
@@ -178,7 +179,7 @@ func ArchiveIndexBreakdown(s *Store) (map[string]int64, error) {
 	enc := arcfmt.Encoder()
 	out := map[string]int64{}
 	for _, a := range arcs {
-		f, ft, err := a.acquire()
+		f, ft, err := a.acquire(context.Background())
 		if err != nil {
 			return nil, err
 		}

@@ -14,8 +14,10 @@ import (
 //
 // Layout of the 128 bits: unix milliseconds (48), version 7 (4), the event
 // time's nanoseconds within the millisecond, high 12 of 20 bits (12), variant
-// 0b10 (2), the low 8 bits of those nanoseconds (8), a store-wide sequence
-// number (54).
+// 0b10 (2), the low 8 bits of those nanoseconds (8), a sequence number
+// (54): the store's node number (Options.Node, 10 bits) and a count of the
+// store's own (44 bits). So two stores with different node numbers never
+// assign the same ID, and IDs of several stores merge in time order.
 type ID [16]byte
 
 // NilID is the zero ID; no activity has it.
@@ -26,6 +28,16 @@ var maxID = ID{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
 
 const seqBits = 54
 const maxSeq = 1<<seqBits - 1
+
+// countBits is the width of a store's own count within a sequence number;
+// the node number takes the bits above it.
+const countBits = 44
+
+// MaxNode is the largest node number (Options.Node).
+const MaxNode = 1<<(seqBits-countBits) - 1
+
+// Node returns the node number of the store that assigned id.
+func (id ID) Node() int { return int(id.seq() >> countBits) }
 
 // maxIDMillis is the last millisecond whose nanoseconds fit an int64.
 const maxIDMillis = (1<<63-1)/1_000_000 - 1

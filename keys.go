@@ -41,6 +41,7 @@ var (
 	metaFormat = []byte("mformat") // format version of the store
 	metaWidth  = []byte("mwidth")  // segment width in ns
 	metaSeq    = []byte("mseq")    // sequence numbers below this may have been used
+	metaIdent  = []byte("mident")  // random identity of the store, claimed in a bucket
 )
 
 // storeFormat is the on-disk format version. Bump it when keys or values

@@ -61,6 +61,20 @@ type Options struct {
 	// it deletes archive-named files in it that it does not refer to.
 	ArchiveDir string
 
+	// S3, when set, puts the archives in an S3-compatible bucket instead of
+	// ArchiveDir, under S3.Prefix/node-<Node>/. Archives are written to a
+	// staging file in the store's directory, uploaded and checked before
+	// the store points to them.
+	S3 *S3Options
+
+	// Node is this store's number among the stores that archive into one
+	// bucket, 0 to MaxNode. It is part of every ID the store assigns (see
+	// ID), so that IDs stay unique across the stores, and names the
+	// store's folder in the bucket. Two stores must not share a number:
+	// with S3 set, Open claims the number in the bucket and fails with
+	// ErrNodeTaken if another store holds it. The default is 0.
+	Node int
+
 	// CacheBytes bounds the memory of the data reads load from sealed
 	// segments (bitmaps, ID chunks) and archives (decompressed blocks and
 	// indexes); the least recently used is evicted first. With the open
@@ -137,11 +151,22 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, fmt.Errorf("%w: CompactEvery %s is negative", ErrInvalidOptions, c.CompactEvery)
 	case c.UserCopies < -1 || c.UserCopies > inlineIDs:
 		return c, fmt.Errorf("%w: UserCopies %d is outside [-1, %d]", ErrInvalidOptions, c.UserCopies, inlineIDs)
+	case c.Node < 0 || c.Node > MaxNode:
+		return c, fmt.Errorf("%w: Node %d is outside [0, %d]", ErrInvalidOptions, c.Node, MaxNode)
+	case c.S3 != nil && c.ArchiveDir != "":
+		return c, fmt.Errorf("%w: both S3 and ArchiveDir are set", ErrInvalidOptions)
 	case c.TailBacklog < 0 || c.TailBacklog > 1<<26:
 		return c, fmt.Errorf("%w: TailBacklog %d is outside [0, %d]", ErrInvalidOptions, c.TailBacklog, 1<<26)
 	}
 	if c.TailBacklog == 0 {
 		c.TailBacklog = 65536
+	}
+	if c.S3 != nil {
+		s3, err := c.S3.withDefaults()
+		if err != nil {
+			return c, err
+		}
+		c.S3 = &s3
 	}
 	if c.ColdAfter == 0 {
 		c.ColdAfter = 7 * 24 * time.Hour

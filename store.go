@@ -74,6 +74,7 @@ type Store struct {
 	archives map[int64]*archive
 	spans    []span // every window with data, newest first; replaced, never changed in place
 
+	tier      tier // where archives live
 	archDir   string
 	cache     *lru.Cache[cacheKey, any]
 	compactMu sync.Mutex   // one compaction or drop at a time
@@ -141,6 +142,17 @@ func Open(dir string, opts *Options) (*Store, error) {
 	s.archDir = o.ArchiveDir
 	if s.archDir == "" {
 		s.archDir = filepath.Join(dir, "archive")
+	}
+	if o.S3 != nil {
+		t, err := newS3Tier(*o.S3, o.Node, s.stageDir(), o.FS)
+		if err != nil {
+			lf.Close()
+			return nil, err
+		}
+		t.hook = o.hook
+		s.tier = t
+	} else {
+		s.tier = &dirTier{fs: o.FS, dir: s.archDir, hook: o.hook}
 	}
 	s.cache = lru.New[cacheKey, any](o.CacheBytes)
 	s.tail.init(o.TailBacklog)
@@ -236,7 +248,12 @@ func (s *Store) load() error {
 	}
 	s.nextSeq = max(s.reservedSeq, 1)
 
-	if err := s.loadArchives(); err != nil {
+	if t, ok := s.tier.(*s3Tier); ok {
+		if err := s.claimNode(context.Background(), t); err != nil {
+			return err
+		}
+	}
+	if err := s.loadArchives(context.Background()); err != nil {
 		return err
 	}
 	dirty := map[int64]bool{}

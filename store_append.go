@@ -8,13 +8,14 @@ import (
 	"time"
 )
 
-// allocSeq reserves n sequence numbers and returns the first.
+// allocSeq reserves n sequence numbers and returns the first: the store's
+// node number above its next count.
 func (s *Store) allocSeq(n int) (uint64, error) {
 	s.seqMu.Lock()
 	defer s.seqMu.Unlock()
 	first := s.nextSeq
 	end := first + uint64(n)
-	if end > maxSeq {
+	if end > 1<<countBits {
 		return 0, errors.New("activitystore: sequence numbers exhausted")
 	}
 	if end > s.reservedSeq {
@@ -25,7 +26,7 @@ func (s *Store) allocSeq(n int) (uint64, error) {
 		s.reservedSeq = r
 	}
 	s.nextSeq = end
-	return first, nil
+	return uint64(s.opts.Node)<<countBits | first, nil
 }
 
 // openSegment returns the open segment of window w, creating it, or

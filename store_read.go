@@ -72,10 +72,10 @@ func (s *Store) spansIn(lo, hi ID) []span {
 // with late arrivals in pebble. In-memory segments number label values
 // store-wide, and a segment opened or loaded since p was planned may bring
 // values p's filters lacked a number for: p is resolved again then.
-func (s *Store) parts(p *plan, sp span, dst []part) ([]part, error) {
+func (s *Store) parts(ctx context.Context, p *plan, sp span, dst []part) ([]part, error) {
 	dst = dst[:0]
 	if sp.arc != nil {
-		ix, err := s.archiveIndex(sp.arc)
+		ix, err := s.archiveIndex(ctx, sp.arc)
 		if err != nil {
 			return nil, err
 		}
@@ -219,7 +219,7 @@ func (s *Store) hits(ctx context.Context, p *plan, want int) ([]hit, error) {
 			return nil, err
 		}
 		var err error
-		if pts, err = s.parts(p, sp, pts); err != nil {
+		if pts, err = s.parts(ctx, p, sp, pts); err != nil {
 			return nil, err
 		}
 		if len(pts) == 1 {
@@ -309,7 +309,7 @@ func (s *Store) walk(ctx context.Context, p *plan, fn func(pt part, c ordSet) er
 			return err
 		}
 		var err error
-		if pts, err = s.parts(p, sp, pts); err != nil {
+		if pts, err = s.parts(ctx, p, sp, pts); err != nil {
 			return err
 		}
 		for _, pt := range pts {
@@ -416,7 +416,7 @@ func (s *Store) getMany(ctx context.Context, ids []ID) ([]Activity, []bool, erro
 				continue
 			}
 			var err error
-			if pts, err = s.parts(nil, sp, pts); err != nil {
+			if pts, err = s.parts(ctx, nil, sp, pts); err != nil {
 				return err
 			}
 			for _, pt := range pts {
@@ -435,7 +435,7 @@ func (s *Store) getMany(ctx context.Context, ids []ID) ([]Activity, []bool, erro
 		sorted := slices.Clone(hs)
 		slices.SortFunc(sorted, func(a, b hit) int { return b.id.Compare(a.id) })
 		sorted = slices.CompactFunc(sorted, func(a, b hit) bool { return a.id == b.id })
-		acts, err := s.fetch(sorted)
+		acts, err := s.fetch(ctx, sorted)
 		if err != nil {
 			return err
 		}
@@ -472,7 +472,7 @@ func (s *Store) spanOf(w int64) (span, bool) {
 // fetch reads the activities of hs, which are newest first. The records in
 // pebble are read with one iterator; those with copies are decoded from
 // them. The caller holds s.swapMu for reading.
-func (s *Store) fetch(hs []hit) ([]Activity, error) {
+func (s *Store) fetch(ctx context.Context, hs []hit) ([]Activity, error) {
 	out := make([]Activity, len(hs))
 	inPebble := 0
 	for i := range hs {
@@ -513,7 +513,7 @@ func (s *Store) fetch(hs []hit) ([]Activity, error) {
 		for k := range ids {
 			ids[k] = hs[i+k].id
 		}
-		if err := s.fetchArchived(hs[i].arc, ids, out[i:j]); err != nil {
+		if err := s.fetchArchived(ctx, hs[i].arc, ids, out[i:j]); err != nil {
 			return nil, err
 		}
 		i = j

@@ -52,7 +52,7 @@ func (s *Store) Verify(ctx context.Context) error {
 		if sp.hot == nil && sp.sl == nil {
 			continue
 		}
-		if err := s.verifyWindow(sp, report); err != nil {
+		if err := s.verifyWindow(ctx, sp, report); err != nil {
 			return err
 		}
 	}
@@ -63,16 +63,16 @@ func (s *Store) Verify(ctx context.Context) error {
 				return err
 			}
 			names[a.name] = true
-			s.verifyArchive(a, report)
+			s.verifyArchive(ctx, a, report)
 		}
 	}
-	ents, err := s.opts.FS.List(s.archDir)
+	ents, err := s.tier.list(ctx)
 	if err != nil {
-		return fmt.Errorf("activitystore: cannot list %s: %w", s.archDir, err)
+		return err
 	}
 	for _, name := range ents {
-		if !names[name] {
-			report("archive folder: %s is not an archive of this store", name)
+		if !names[name] && name != ownerObject {
+			report("archive folder: %s is not an archive of this store", s.tier.where(name))
 		}
 	}
 	if len(problems) > 0 {
@@ -102,7 +102,7 @@ func (s *Store) verifyNoRecords(lo, hi ID, report func(string, ...any)) error {
 
 // verifyWindow checks the segment of one window in pebble against its
 // records. The caller holds s.sealMu for writing.
-func (s *Store) verifyWindow(sp span, report func(string, ...any)) error {
+func (s *Store) verifyWindow(ctx context.Context, sp span, report func(string, ...any)) error {
 	w := sp.window
 	seg, dicts := sp.hot, &s.dicts
 	var copies map[ID][]byte // the record copies of a sealed segment
@@ -197,7 +197,7 @@ func (s *Store) verifyWindow(sp span, report func(string, ...any)) error {
 	}
 	// No activity may live both in pebble and in the window's archive.
 	if sp.arc != nil {
-		ix, err := s.archiveIndex(sp.arc)
+		ix, err := s.archiveIndex(ctx, sp.arc)
 		if err != nil {
 			return nil // verifyArchive reports it
 		}
