@@ -82,6 +82,13 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 		return nil, &QueryError{Field: "bucket", Reason: fmt.Sprintf("%s is not positive", bucket)}
 	}
 	s := q.s
+	if s.rd != nil {
+		if err := s.enter(); err != nil {
+			return nil, err
+		}
+		defer s.leave()
+		return q.timelineReader(ctx, bucket)
+	}
 	// The range of buckets: from Since, or the oldest window with a match,
 	// to Until, or the end of the newest window with a match. Only the
 	// query's own matches set it, so what other users stored never shapes
@@ -204,6 +211,13 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 		return nil, &QueryError{Field: "field", Reason: fmt.Sprintf("%s is not one of %v", clipped(fieldName), Fields)}
 	}
 	s := q.s
+	if s.rd != nil {
+		if err := s.enter(); err != nil {
+			return nil, err
+		}
+		defer s.leave()
+		return q.countByReader(ctx, fieldName)
+	}
 	counts := map[string]uint64{}
 	err := q.aggregate(ctx, func(pt part, c ordSet, lo, hi ID) error {
 		return s.countValues(ctx, pt, f, c, lo, hi, counts)

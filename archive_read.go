@@ -264,19 +264,31 @@ func (s *Store) loadArchives(ctx context.Context) error {
 	if err := s.opts.FS.RemoveAll(s.stageDir()); err != nil {
 		return fmt.Errorf("activitystore: cannot remove %s: %w", s.stageDir(), err)
 	}
+	return s.removeOrphans(ctx)
+}
+
+// removeOrphans deletes the archive-named files or objects of the tier
+// that no archive record refers to: what an interrupted or failed
+// compaction left. The caller holds s.compactMu, or is Open.
+func (s *Store) removeOrphans(ctx context.Context) error {
 	names, err := s.tier.list(ctx)
 	if err != nil {
 		return err
 	}
+	s.mu.RLock()
+	var orphans []string
 	for _, name := range names {
 		m := archiveNameRE.FindStringSubmatch(name)
 		if m == nil {
 			continue
 		}
 		w, _ := strconv.ParseUint(m[1], 16, 64)
-		if a := s.archives[int64(w)]; a != nil && a.name == name {
-			continue
+		if a := s.archives[int64(w)]; a == nil || a.name != name {
+			orphans = append(orphans, name)
 		}
+	}
+	s.mu.RUnlock()
+	for _, name := range orphans {
 		if err := s.tier.remove(ctx, name); err != nil {
 			return fmt.Errorf("activitystore: cannot remove leftover %s: %w", s.tier.where(name), err)
 		}
@@ -291,12 +303,34 @@ func (s *Store) stageDir() string { return filepath.Join(s.dir, "upload") }
 // verifyArchive reads every part of a: checksums, the index (every ordinal
 // has exactly one value per field) and every block.
 func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(string, ...any)) {
-	f, ft, err := a.acquire(ctx)
-	if err != nil {
-		report("%v", err)
+	switch size, err := a.t.stat(ctx, a.name); {
+	case errors.Is(err, os.ErrNotExist):
+		report("%v", archiveCorrupt(a.where(), "file is missing"))
+		return
+	case err != nil:
+		report("archive %s: %v", a.where(), err)
+		return
+	case size != a.size:
+		report("%v", archiveCorrupt(a.where(), "holds %d bytes, expected %d", size, a.size))
 		return
 	}
-	defer a.release()
+	// Read the file itself, not the caches' copies of it.
+	o, err := uncached(a.t).open(ctx, a.name)
+	if err != nil {
+		report("archive %s: %v", a.where(), err)
+		return
+	}
+	defer o.close()
+	f := ctxReaderAt{ctx, o}
+	ft, err := arcfmt.ReadFooter(f, o.size())
+	if err == nil && (ft.Window != a.window || ft.N != a.n || ft.Width != a.width) {
+		err = archiveCorrupt(a.where(), "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
+			ft.Window, ft.Width, ft.N, a.window, a.width, a.n)
+	}
+	if err != nil {
+		report("%v", archiveErr(a.where(), err))
+		return
+	}
 	raw, err := ft.ReadIndex(f)
 	if err != nil {
 		report("%v", archiveErr(a.where(), err))

@@ -26,7 +26,7 @@ import (
 // the archives it refers to (a later Compact of the same window or
 // retention removes them; Verify names any that are missing).
 func (s *Store) Backup(ctx context.Context, dir string) (err error) {
-	if err := s.enter(); err != nil {
+	if err := s.enterWrite(); err != nil {
 		return err
 	}
 	defer s.leave()

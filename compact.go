@@ -27,7 +27,7 @@ func (s *Store) hook(step string) {
 // earlier archive is corrupt) stays as it is and its error is returned, joined
 // with the others', after the remaining windows are done.
 func (s *Store) Compact(ctx context.Context) error {
-	if err := s.enter(); err != nil {
+	if err := s.enterWrite(); err != nil {
 		return err
 	}
 	defer s.leave()
@@ -45,6 +45,11 @@ func (s *Store) compact(ctx context.Context) error {
 	}
 	cold := now.Add(-s.opts.ColdAfter).UnixNano()
 	var errs []error
+	// What an earlier Compact left behind (an upload it could not record
+	// or remove) goes first.
+	if err := s.removeOrphans(ctx); err != nil {
+		errs = append(errs, err)
+	}
 	for _, sp := range s.allSpans() {
 		if err := ctx.Err(); err != nil {
 			return errors.Join(append(errs, err)...)

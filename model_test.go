@@ -187,17 +187,20 @@ func TestModel(t *testing.T) {
 			if testing.Short() {
 				ops /= 5
 			}
-			runModel(t, ops, lm, c.cache, c.checkpoint, c.inline)
+			runModel(t, ops, lm, c.cache, c.checkpoint, c.inline, nil)
 		})
 	}
 }
 
-func runModel(t *testing.T, ops, lateMin, cache, checkpoint, inline int) {
+// runModel runs the model test; with s3 set the archives go to that bucket,
+// and at the end a reader over the bucket answers like the model once every
+// window is archived.
+func runModel(t *testing.T, ops, lateMin, cache, checkpoint, inline int, s3 *S3Options) {
 	ctx := context.Background()
 	r := rand.New(rand.NewPCG(*modelSeed, 7))
 	// A small cache, so that pieces of sealed segments, archived blocks and
 	// indexes are evicted and read again.
-	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute, ColdAfter: 30 * time.Minute, CacheBytes: int64(cache), lateMin: lateMin, checkpoint: checkpoint, inline: inline, blockBytes: 1500}
+	opts := &Options{SegmentWidth: 20 * time.Minute, SealAfter: time.Minute, ColdAfter: 30 * time.Minute, CacheBytes: int64(cache), lateMin: lateMin, checkpoint: checkpoint, inline: inline, blockBytes: 1500, S3: s3}
 	s, dir, clock := openTest(t, opts)
 	opts.Now = clock.Now
 	opts.SealEvery = time.Hour
@@ -220,44 +223,7 @@ func runModel(t *testing.T, ops, lateMin, cache, checkpoint, inline int) {
 		head = head.Add(time.Duration(r.Int64N(int64(20 * time.Second))))
 		return head
 	}
-	randQuery := func() *modelQuery {
-		mq := &modelQuery{limit: 1 + r.IntN(30)}
-		for f := range numFields {
-			if r.IntN(4) != 0 {
-				continue
-			}
-			switch field(f) {
-			case fieldType:
-				mq.vals[f] = pickSome(r, mTypes)
-			case fieldUser:
-				mq.vals[f] = pickSome(r, mUsers)
-			case fieldModule:
-				mq.vals[f] = pickSome(r, mModules)
-			case fieldAction:
-				mq.vals[f] = pickSome(r, mActions)
-			case fieldResource:
-				mq.vals[f] = pickSome(r, mResources)
-			}
-		}
-		if r.IntN(3) == 0 {
-			t0 := testBase.Add(time.Duration(r.Int64N(int64(span()))))
-			if r.IntN(5) == 0 && len(stamps) > 0 {
-				t0 = pick(r, stamps)
-			}
-			mq.since = &t0
-		}
-		if r.IntN(3) == 0 {
-			t1 := testBase.Add(time.Duration(r.Int64N(int64(span()))))
-			if mq.since != nil && t1.Before(*mq.since) {
-				t1 = *mq.since
-			}
-			mq.until = &t1
-		}
-		if r.IntN(3) == 0 {
-			mq.skip = r.IntN(40)
-		}
-		return mq
-	}
+	randQuery := newRandQuery(r, span, &stamps)
 
 	for op := 0; op < ops; op++ {
 		switch k := r.IntN(100); {
@@ -303,71 +269,8 @@ func runModel(t *testing.T, ops, lateMin, cache, checkpoint, inline int) {
 			m.acts = slices.DeleteFunc(m.acts, func(a Activity) bool {
 				return (a.Time.UnixNano()/w+1)*w <= cut.UnixNano()
 			})
-		case k < 75:
-			mq := randQuery()
-			want := m.matches(mq)
-			page, err := mq.build(s).All(ctx)
-			require.NoError(t, err)
-			exp := want[min(mq.skip, len(want)):]
-			more := len(exp) > mq.limit
-			exp = exp[:min(mq.limit, len(exp))]
-			equalActs(t, exp, page.Activities, "op %d query %+v", op, mq)
-			require.Equal(t, more, page.Next != "", "op %d: next cursor", op)
-		case k < 85: // cursor walk over a whole query
-			mq := randQuery()
-			mq.limit = 1 + r.IntN(7)
-			if len(m.acts) > 2000 {
-				mq.limit *= 20
-			}
-			want := m.matches(mq)
-			want = want[min(mq.skip, len(want)):]
-			var got []Activity
-			q := mq.build(s)
-			for pages := 0; ; pages++ {
-				require.LessOrEqual(t, pages, len(want)/mq.limit+1, "op %d: too many pages", op)
-				page, err := q.All(ctx)
-				require.NoError(t, err)
-				got = append(got, page.Activities...)
-				if page.Next == "" {
-					break
-				}
-				q.Skip(0).After(page.Next)
-			}
-			equalActs(t, want, got, "op %d cursor walk %+v", op, mq)
-		case k < 88:
-			mq := randQuery()
-			n, err := mq.build(s).Count(ctx)
-			require.NoError(t, err)
-			require.Equal(t, len(m.matches(mq)), n, "op %d count %+v", op, mq)
-		case k < 90:
-			mq := randQuery()
-			f := field(r.IntN(int(numFields)))
-			got, err := mq.build(s).CountBy(ctx, f.String())
-			require.NoError(t, err)
-			require.Equal(t, m.countBy(mq, f), got, "op %d count by %s %+v", op, f, mq)
-		case k < 92:
-			mq := randQuery()
-			b := pick(r, []time.Duration{13 * time.Second, 7 * time.Minute, time.Hour, 24 * time.Hour})
-			got, err := mq.build(s).Timeline(ctx, b)
-			require.NoError(t, err)
-			require.Equal(t, m.timeline(mq, b), got, "op %d timeline by %s %+v", op, b, mq)
-		case k < 96:
-			mq := randQuery()
-			mq.skip = 0
-			var got []Activity
-			for a, err := range mq.build(s).Limit(0).Iter(ctx) {
-				require.NoError(t, err)
-				got = append(got, a)
-			}
-			equalActs(t, m.matches(mq), got, "op %d iter %+v", op, mq)
 		default:
-			if len(m.acts) == 0 {
-				continue
-			}
-			a := pick(r, m.acts)
-			g, err := s.Get(ctx, a.ID)
-			require.NoError(t, err)
-			equalActs(t, []Activity{a}, []Activity{g})
+			checkQuery(t, r, s, m, randQuery, op, k)
 		}
 	}
 	require.NoError(t, s.Verify(ctx))
@@ -376,4 +279,135 @@ func runModel(t *testing.T, ops, lateMin, cache, checkpoint, inline int) {
 	require.Equal(t, len(m.acts), st.Activities)
 	require.Positive(t, st.Archives, "the run archived nothing")
 	t.Logf("%d activities, %d segments, %d archives (%d activities)", st.Activities, st.Segments, st.Archives, st.ArchivedActivities)
+	if s3 == nil {
+		return
+	}
+	clock.Set(head.Add(48 * time.Hour))
+	require.NoError(t, s.Compact(ctx))
+	rd, err := OpenReader(&Options{S3: s3, CacheBytes: int64(cache), PollEvery: -1})
+	require.NoError(t, err)
+	defer rd.Close()
+	for op := range ops / 4 {
+		checkQuery(t, r, rd, m, randQuery, op, 52+r.IntN(48))
+	}
+	require.NoError(t, rd.Verify(ctx))
+	rst, err := rd.Stats(ctx)
+	require.NoError(t, err)
+	require.Equal(t, len(m.acts), rst.Activities)
+}
+
+// newRandQuery returns a maker of random queries over the model's values and
+// the time range span() from testBase, at times of stamps now and then.
+func newRandQuery(r *rand.Rand, span func() time.Duration, stamps *[]time.Time) func() *modelQuery {
+	return func() *modelQuery {
+		mq := &modelQuery{limit: 1 + r.IntN(30)}
+		for f := range numFields {
+			if r.IntN(4) != 0 {
+				continue
+			}
+			switch field(f) {
+			case fieldType:
+				mq.vals[f] = pickSome(r, mTypes)
+			case fieldUser:
+				mq.vals[f] = pickSome(r, mUsers)
+			case fieldModule:
+				mq.vals[f] = pickSome(r, mModules)
+			case fieldAction:
+				mq.vals[f] = pickSome(r, mActions)
+			case fieldResource:
+				mq.vals[f] = pickSome(r, mResources)
+			}
+		}
+		if r.IntN(3) == 0 {
+			t0 := testBase.Add(time.Duration(r.Int64N(int64(span()))))
+			if r.IntN(5) == 0 && len(*stamps) > 0 {
+				t0 = pick(r, *stamps)
+			}
+			mq.since = &t0
+		}
+		if r.IntN(3) == 0 {
+			t1 := testBase.Add(time.Duration(r.Int64N(int64(span()))))
+			if mq.since != nil && t1.Before(*mq.since) {
+				t1 = *mq.since
+			}
+			mq.until = &t1
+		}
+		if r.IntN(3) == 0 {
+			mq.skip = r.IntN(40)
+		}
+		return mq
+	}
+}
+
+// checkQuery runs a random query of kind k (52 to 99) on s and compares its
+// answer with the model's.
+func checkQuery(t *testing.T, r *rand.Rand, s *Store, m *model, randQuery func() *modelQuery, op, k int) {
+	ctx := context.Background()
+	switch {
+	case k < 75:
+		mq := randQuery()
+		want := m.matches(mq)
+		page, err := mq.build(s).All(ctx)
+		require.NoError(t, err)
+		exp := want[min(mq.skip, len(want)):]
+		more := len(exp) > mq.limit
+		exp = exp[:min(mq.limit, len(exp))]
+		equalActs(t, exp, page.Activities, "op %d query %+v", op, mq)
+		require.Equal(t, more, page.Next != "", "op %d: next cursor", op)
+	case k < 85: // cursor walk over a whole query
+		mq := randQuery()
+		mq.limit = 1 + r.IntN(7)
+		if len(m.acts) > 2000 {
+			mq.limit *= 20
+		}
+		want := m.matches(mq)
+		want = want[min(mq.skip, len(want)):]
+		var got []Activity
+		q := mq.build(s)
+		for pages := 0; ; pages++ {
+			require.LessOrEqual(t, pages, len(want)/mq.limit+1, "op %d: too many pages", op)
+			page, err := q.All(ctx)
+			require.NoError(t, err)
+			got = append(got, page.Activities...)
+			if page.Next == "" {
+				break
+			}
+			q.Skip(0).After(page.Next)
+		}
+		equalActs(t, want, got, "op %d cursor walk %+v", op, mq)
+	case k < 88:
+		mq := randQuery()
+		n, err := mq.build(s).Count(ctx)
+		require.NoError(t, err)
+		require.Equal(t, len(m.matches(mq)), n, "op %d count %+v", op, mq)
+	case k < 90:
+		mq := randQuery()
+		f := field(r.IntN(int(numFields)))
+		got, err := mq.build(s).CountBy(ctx, f.String())
+		require.NoError(t, err)
+		require.Equal(t, m.countBy(mq, f), got, "op %d count by %s %+v", op, f, mq)
+	case k < 92:
+		mq := randQuery()
+		b := pick(r, []time.Duration{13 * time.Second, 7 * time.Minute, time.Hour, 24 * time.Hour})
+		got, err := mq.build(s).Timeline(ctx, b)
+		require.NoError(t, err)
+		require.Equal(t, m.timeline(mq, b), got, "op %d timeline by %s %+v", op, b, mq)
+	case k < 96:
+		mq := randQuery()
+		mq.skip = 0
+		var got []Activity
+		for a, err := range mq.build(s).Limit(0).Iter(ctx) {
+			require.NoError(t, err)
+			got = append(got, a)
+		}
+		equalActs(t, m.matches(mq), got, "op %d iter %+v", op, mq)
+	default:
+		if len(m.acts) == 0 {
+			return
+		}
+		a := pick(r, m.acts)
+		g, err := s.Get(ctx, a.ID)
+		require.NoError(t, err)
+		equalActs(t, []Activity{a}, []Activity{g})
+	}
 }

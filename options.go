@@ -75,6 +75,11 @@ type Options struct {
 	// ErrNodeTaken if another store holds it. The default is 0.
 	Node int
 
+	// PollEvery is how often a store opened with OpenReader lists the
+	// bucket for new, replaced and removed archives. The default is 30
+	// seconds; -1 never (call Refresh).
+	PollEvery time.Duration
+
 	// CacheBytes bounds the memory of the data reads load from sealed
 	// segments (bitmaps, ID chunks) and archives (decompressed blocks and
 	// indexes); the least recently used is evicted first. With the open
@@ -160,6 +165,12 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.TailBacklog == 0 {
 		c.TailBacklog = 65536
+	}
+	switch {
+	case c.PollEvery == 0:
+		c.PollEvery = 30 * time.Second
+	case c.PollEvery < -1:
+		return c, fmt.Errorf("%w: PollEvery %s is negative", ErrInvalidOptions, c.PollEvery)
 	}
 	if c.S3 != nil {
 		s3, err := c.S3.withDefaults()

@@ -188,6 +188,9 @@ func (q *Query) All(ctx context.Context) (Page, error) {
 		return Page{}, err
 	}
 	defer s.leave()
+	if s.rd != nil {
+		return q.allReader(ctx)
+	}
 	p, err := q.plan(true)
 	if err != nil {
 		return Page{}, err
@@ -215,6 +218,9 @@ func (q *Query) All(ctx context.Context) (Page, error) {
 // during the walk appear if they are older than the walk's position. Stop
 // early by breaking out of the loop. An error ends the sequence.
 func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
+	if q.s.rd != nil {
+		return q.iterReader(ctx)
+	}
 	return func(yield func(Activity, error) bool) {
 		s := q.s
 		p, err := q.plan(false)
@@ -279,6 +285,9 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	defer s.leave()
+	if s.rd != nil {
+		return q.countReader(ctx)
+	}
 	p, err := q.plan(false)
 	if err != nil {
 		return 0, err

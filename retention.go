@@ -14,7 +14,7 @@ import (
 // is wholly older than t. Deleted activities disappear from every query at
 // once.
 func (s *Store) DropBefore(ctx context.Context, t time.Time) error {
-	if err := s.enter(); err != nil {
+	if err := s.enterWrite(); err != nil {
 		return err
 	}
 	defer s.leave()

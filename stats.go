@@ -63,6 +63,9 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 		return Stats{}, err
 	}
 	defer s.leave()
+	if s.rd != nil {
+		return s.statsReader(ctx)
+	}
 	st := Stats{IndexBytesByField: map[string]int64{}, Values: map[string]int{}}
 	for _, sp := range s.allSpans() {
 		if err := ctx.Err(); err != nil {
@@ -150,6 +153,9 @@ func (s *Store) Counts(ctx context.Context) (Counts, error) {
 		return Counts{}, err
 	}
 	defer s.leave()
+	if s.rd != nil {
+		return s.countsReader(ctx)
+	}
 	var c Counts
 	for _, sp := range s.allSpans() {
 		if err := ctx.Err(); err != nil {

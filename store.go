@@ -74,7 +74,9 @@ type Store struct {
 	archives map[int64]*archive
 	spans    []span // every window with data, newest first; replaced, never changed in place
 
-	tier      tier // where archives live
+	tier      tier    // where archives live
+	rd        *reader // set by OpenReader
+	readOnly  bool    // OpenReader's store and its node stores
 	archDir   string
 	cache     *lru.Cache[cacheKey, any]
 	compactMu sync.Mutex   // one compaction or drop at a time
@@ -600,6 +602,15 @@ func (s *Store) enter() error {
 	return nil
 }
 
+// enterWrite is enter for a call that writes: it also fails on a store
+// opened with OpenReader.
+func (s *Store) enterWrite() error {
+	if s.readOnly {
+		return ErrReadOnly
+	}
+	return s.enter()
+}
+
 func (s *Store) leave() { s.closeMu.RUnlock() }
 
 // Close stops the background work, seals every open segment, so that the
@@ -616,6 +627,9 @@ func (s *Store) Close() error {
 	s.bg.Wait()
 	s.closeMu.Lock()
 	defer s.closeMu.Unlock()
+	if s.rd != nil {
+		return s.closeReader()
+	}
 	// After a failed commit pebble cannot switch to a new log, which a
 	// flush needs: the store only closes.
 	err := s.failure()

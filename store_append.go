@@ -91,7 +91,7 @@ func (s *Store) forget(sl *sealedSeg) {
 // set, the activities are on disk when Append returns; concurrent callers
 // share disk syncs. Activities become visible to queries only then.
 func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
-	if err := s.enter(); err != nil {
+	if err := s.enterWrite(); err != nil {
 		return nil, err
 	}
 	defer s.leave()

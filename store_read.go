@@ -378,6 +378,13 @@ func (s *Store) repair(sl *sealedSeg) error {
 // Get returns the activity with the given ID, or an error wrapping
 // ErrNotFound.
 func (s *Store) Get(ctx context.Context, id ID) (Activity, error) {
+	if s.rd != nil {
+		if err := s.enter(); err != nil {
+			return Activity{}, err
+		}
+		defer s.leave()
+		return s.getReader(ctx, id)
+	}
 	acts, found, err := s.getMany(ctx, []ID{id})
 	if err != nil {
 		return Activity{}, err

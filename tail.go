@@ -176,7 +176,7 @@ const (
 // The sequence ends when ctx is done (with no error), when the loop breaks,
 // and with ErrClosed when the store closes.
 func (s *Store) Tail(ctx context.Context, q *Query, from string) (iter.Seq2[TailEvent, error], error) {
-	if err := s.enter(); err != nil {
+	if err := s.enterWrite(); err != nil {
 		return nil, err
 	}
 	s.leave()

@@ -20,6 +20,9 @@ type tier interface {
 	// open opens object name for reading. A missing object gives an error
 	// that errors.Is os.ErrNotExist.
 	open(ctx context.Context, name string) (tierObject, error)
+	// stat returns the size of object name as the tier holds it now,
+	// bypassing any cache; a missing object gives os.ErrNotExist.
+	stat(ctx context.Context, name string) (int64, error)
 	// remove deletes object name; a missing one is no error.
 	remove(ctx context.Context, name string) error
 	// list returns the names in the tier, leftovers of creates included.
@@ -151,6 +154,14 @@ func (o *dirObject) readAt(_ context.Context, p []byte, off int64) (int, error) 
 }
 func (o *dirObject) size() int64  { return o.n }
 func (o *dirObject) close() error { return o.f.Close() }
+
+func (t *dirTier) stat(_ context.Context, name string) (int64, error) {
+	st, err := t.fs.Stat(t.where(name))
+	if err != nil {
+		return 0, err
+	}
+	return st.Size(), nil
+}
 
 func (t *dirTier) remove(_ context.Context, name string) error {
 	if err := t.fs.Remove(t.where(name)); err != nil && !errors.Is(err, os.ErrNotExist) {

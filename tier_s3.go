@@ -172,6 +172,16 @@ func nodePrefix(prefix string, node int) string {
 	return path.Join(prefix, fmt.Sprintf("node-%d", node)) + "/"
 }
 
+// uncached returns t without its disk cache, if it has one.
+func uncached(t tier) tier {
+	if st, ok := t.(*s3Tier); ok && st.cache != nil {
+		c := *st
+		c.cache = nil
+		return &c
+	}
+	return t
+}
+
 func (t *s3Tier) where(name string) string { return "s3://" + t.bucket + "/" + t.prefix + name }
 
 // retry runs fn until it succeeds, fails for good, or the time is up: the
@@ -413,6 +423,19 @@ func (o *s3Object) done(n, asked int) (int, error) {
 		return n, io.EOF
 	}
 	return n, nil
+}
+
+func (t *s3Tier) stat(ctx context.Context, name string) (int64, error) {
+	var size int64
+	err := t.retry(ctx, func(ctx context.Context) error {
+		st, err := t.c.StatObject(ctx, t.bucket, t.prefix+name, minio.StatObjectOptions{})
+		if err != nil {
+			return notExist(err)
+		}
+		size = st.Size
+		return nil
+	})
+	return size, err
 }
 
 func (t *s3Tier) remove(ctx context.Context, name string) error {

@@ -22,6 +22,9 @@ func (s *Store) Verify(ctx context.Context) error {
 		return err
 	}
 	defer s.leave()
+	if s.rd != nil {
+		return s.verifyReader(ctx)
+	}
 	// Hold off appends and seals so records and indexes hold still.
 	s.sealMu.Lock()
 	defer s.sealMu.Unlock()
