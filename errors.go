@@ -37,6 +37,11 @@ var (
 	// number (Options.Node) in the bucket (Options.S3).
 	ErrNodeTaken = errors.New("activitystore: the node number is taken by another store in the bucket")
 
+	// ErrUnavailable wraps the error of a request to the archive bucket
+	// that kept failing (network errors, timeouts, 5xx answers) until its
+	// context's deadline or S3Options.RetryFor.
+	ErrUnavailable = errors.New("activitystore: the archive bucket is unavailable")
+
 	// ErrReadOnly is returned by the writes of a store opened with
 	// OpenReader.
 	ErrReadOnly = errors.New("activitystore: the store is read-only")

@@ -1,10 +1,22 @@
 package activitystore
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/activitystore/activitystore/internal/s3test"
+	"github.com/minio/minio-go/v7"
+	"github.com/stretchr/testify/require"
 )
 
 // s3Server starts a SeaweedFS S3 server for the test and returns options for
@@ -27,4 +39,308 @@ func TestS3Model(t *testing.T) {
 		ops /= 5
 	}
 	runModel(t, ops, 16, 4<<10, 1, 0, o)
+}
+
+// randomActs returns n random activities of the model's values at times in
+// [from, from+span).
+func randomActs(r *rand.Rand, n int, from time.Time, span time.Duration) []Activity {
+	acts := make([]Activity, n)
+	for i := range acts {
+		acts[i] = Activity{
+			Time: from.Add(time.Duration(r.Int64N(int64(span)))), Type: pick(r, mTypes), UserID: pick(r, mUsers),
+			Module: pick(r, mModules), Action: pick(r, mActions), Resource: pick(r, mResources), APICall: "POST /x",
+			Details: json.RawMessage(fmt.Sprintf(`{"i":%d}`, r.IntN(1000))),
+		}
+	}
+	return acts
+}
+
+// TestS3TwoWritersAndReader has two stores, nodes 1 and 2, archive into one
+// bucket, with late arrivals into archived windows and retention, and
+// checks a reader over the bucket against a model of both.
+func TestS3TwoWritersAndReader(t *testing.T) {
+	ctx := context.Background()
+	_, o := s3Server(t)
+	opts := func(node int) *Options {
+		return &Options{S3: o, Node: node, SegmentWidth: 20 * time.Minute, ColdAfter: 30 * time.Minute, blockBytes: 1500}
+	}
+	w1, _, c1 := openTest(t, opts(1))
+	w2, _, c2 := openTest(t, opts(2))
+	rd, err := OpenReader(&Options{S3: o, PollEvery: -1, CacheBytes: 64 << 10})
+	require.NoError(t, err)
+	defer rd.Close()
+	n, err := rd.Query().Count(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "an empty bucket")
+
+	r := rand.New(rand.NewPCG(3, 4))
+	m := &model{}
+	span := 6 * time.Hour
+	randQuery := newRandQuery(r, func() time.Duration { return span }, new([]time.Time))
+	add := func(w *Store, node int, acts []Activity) {
+		ids := mustAppend(t, w, acts...)
+		for i := range acts {
+			require.Equal(t, node, ids[i].Node())
+			acts[i].ID, acts[i].Time = ids[i], acts[i].Time.UTC()
+		}
+		m.acts = append(m.acts, acts...)
+	}
+	check := func(what string) {
+		require.NoError(t, rd.Refresh(ctx))
+		for op := range 150 {
+			checkQuery(t, r, rd, m, randQuery, op, 52+r.IntN(48))
+		}
+		require.NoError(t, rd.Verify(ctx), what)
+		st, err := rd.Stats(ctx)
+		require.NoError(t, err)
+		require.Equal(t, len(m.acts), st.Activities, what)
+	}
+	for round := range 3 {
+		// Each round adds activities all over the range: the later rounds
+		// merge late arrivals into archived windows, replacing objects.
+		add(w1, 1, randomActs(r, 400, testBase, span))
+		add(w2, 2, randomActs(r, 300, testBase, span))
+		c1.Set(testBase.Add(48 * time.Hour))
+		c2.Set(testBase.Add(48 * time.Hour))
+		require.NoError(t, w1.Compact(ctx))
+		require.NoError(t, w2.Compact(ctx))
+		check(fmt.Sprintf("round %d", round))
+	}
+	// Retention on node 1 deletes its oldest objects; the reader drops them.
+	cut := testBase.Add(2 * time.Hour)
+	require.NoError(t, w1.DropBefore(ctx, cut))
+	w := int64(20 * time.Minute)
+	m.acts = slices.DeleteFunc(m.acts, func(a Activity) bool {
+		return a.ID.Node() == 1 && (a.Time.UnixNano()/w+1)*w <= cut.UnixNano()
+	})
+	check("after retention")
+	// The writers' own answers agree with the reader's on their share.
+	for _, w := range []*Store{w1, w2} {
+		st, err := w.Stats(ctx)
+		require.NoError(t, err)
+		require.Zero(t, st.Segments, "everything is archived")
+	}
+	_, err = rd.Append(ctx, act("t", "u", testBase))
+	require.ErrorIs(t, err, ErrReadOnly)
+	require.ErrorIs(t, rd.Compact(ctx), ErrReadOnly)
+}
+
+// TestS3NodeTaken: a second store cannot take a node number another store
+// holds in the bucket.
+func TestS3NodeTaken(t *testing.T) {
+	_, o := s3Server(t)
+	openTest(t, &Options{S3: o, Node: 7})
+	_, err := Open(t.TempDir(), &Options{S3: o, Node: 7})
+	require.ErrorIs(t, err, ErrNodeTaken)
+	s, err := Open(t.TempDir(), &Options{S3: o, Node: 8})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+}
+
+// s3Objects lists the object names under the node's folder.
+func s3Objects(t *testing.T, srv *s3test.Server, o *S3Options, node int) []string {
+	t.Helper()
+	var names []string
+	prefix := nodePrefix(o.Prefix, node)
+	for obj := range srv.Client(t).ListObjectsIter(context.Background(), o.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		require.NoError(t, obj.Err)
+		names = append(names, strings.TrimPrefix(obj.Key, prefix))
+	}
+	slices.Sort(names)
+	return names
+}
+
+// storeObjects returns the object names of the store's archives, and the
+// owner object.
+func storeObjects(s *Store) []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := []string{ownerObject}
+	for _, a := range s.archives {
+		names = append(names, a.name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// TestS3ServerDownDuringUpload kills the server before an upload and after
+// it (before the store records it): Compact fails and leaves the windows
+// hot, and once the server is back the next Compact removes the orphan and
+// archives everything.
+func TestS3ServerDownDuringUpload(t *testing.T) {
+	ctx := context.Background()
+	srv, o := s3Server(t)
+	o.RetryFor = time.Second
+	for _, step := range []string{"written", "uploaded"} {
+		t.Run(step, func(t *testing.T) {
+			killed := false
+			hook := func(at string) {
+				if at == step && !killed {
+					killed = true
+					srv.Kill()
+				}
+			}
+			node := map[string]int{"written": 1, "uploaded": 2}[step]
+			s, _, clock := openTest(t, &Options{S3: o, Node: node, ColdAfter: time.Hour, hook: hook})
+			clock.Set(testBase.Add(5 * 24 * time.Hour))
+			fillDays(t, s, 3, 40)
+			before := snapshotQueries(t, s)
+			err := s.Compact(ctx)
+			require.Error(t, err)
+			require.Contains(t, err.Error(), "s3://"+o.Bucket+"/acts/node-")
+			require.True(t, killed)
+			st, err := s.Stats(ctx)
+			require.NoError(t, err)
+			require.Zero(t, st.Archives, "no window left pebble")
+			require.Equal(t, before, snapshotQueries(t, s), "queries unchanged")
+
+			srv.Restart(t)
+			if step == "uploaded" {
+				require.Len(t, s3Objects(t, srv, o, node), 2, "the owner and an orphan")
+			}
+			require.NoError(t, s.Compact(ctx))
+			st, err = s.Stats(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 3, st.Archives)
+			require.Equal(t, storeObjects(s), s3Objects(t, srv, o, node), "exactly the store's archives")
+			require.Equal(t, before, snapshotQueries(t, s))
+			require.NoError(t, s.Verify(ctx))
+		})
+	}
+}
+
+// TestS3ServerDownDuringReads: with the server gone, an archived query fails
+// within its deadline naming the object while hot data answers; a query
+// waiting out a restart succeeds.
+func TestS3ServerDownDuringReads(t *testing.T) {
+	ctx := context.Background()
+	srv, o := s3Server(t)
+	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
+	clock.Set(testBase.Add(5 * 24 * time.Hour))
+	fillDays(t, s, 3, 40)
+	require.NoError(t, s.Compact(ctx))
+	hot := mustAppend(t, s, act("t9", "u1", testBase.Add(5*24*time.Hour-time.Minute)))
+	want := snapshotQueries(t, s)
+	s.cache.RemoveIf(func(cacheKey) bool { return true })
+
+	srv.Kill()
+	qctx, cancel := context.WithTimeout(ctx, time.Second)
+	_, err := s.Query().Users("u2").All(qctx)
+	cancel()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "s3://"+o.Bucket+"/acts/node-0/")
+	page, err := s.Query().Types("t9").Since(testBase.Add(4 * 24 * time.Hour)).All(ctx)
+	require.NoError(t, err, "hot data answers")
+	require.Len(t, page.Activities, 1)
+	require.Equal(t, hot[0], page.Activities[0].ID)
+
+	// A query that starts while the server is down and has time to wait
+	// gets its answer once the server is back.
+	done := make(chan error, 1)
+	go func() {
+		qctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		_, err := s.Query().Users("u3").All(qctx)
+		done <- err
+	}()
+	srv.Restart(t)
+	require.NoError(t, <-done)
+	require.Equal(t, want, snapshotQueries(t, s))
+}
+
+// TestS3ObjectCorruptOrMissing changes and deletes archive objects behind
+// the store's back: Verify names them, and queries over those windows fail
+// naming them while the others answer.
+func TestS3ObjectCorruptOrMissing(t *testing.T) {
+	ctx := context.Background()
+	srv, o := s3Server(t)
+	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
+	clock.Set(testBase.Add(5 * 24 * time.Hour))
+	fillDays(t, s, 3, 40)
+	require.NoError(t, s.Compact(ctx))
+	require.NoError(t, s.Verify(ctx))
+	c := srv.Client(t)
+	s.mu.RLock()
+	day0, day2 := s.archives[testBase.UnixNano()/s.width], s.archives[testBase.Add(48*time.Hour).UnixNano()/s.width]
+	s.mu.RUnlock()
+	key0, key2 := "acts/node-0/"+day0.name, "acts/node-0/"+day2.name
+
+	// Flip a byte in the middle of day 0's object: same size, bad CRC.
+	obj, err := c.GetObject(ctx, o.Bucket, key0, minio.GetObjectOptions{})
+	require.NoError(t, err)
+	b, err := io.ReadAll(obj)
+	require.NoError(t, err)
+	obj.Close()
+	b[len(b)/3] ^= 0x40
+	_, err = c.PutObject(ctx, o.Bucket, key0, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
+	require.NoError(t, err)
+	require.NoError(t, c.RemoveObject(ctx, o.Bucket, key2, minio.RemoveObjectOptions{}))
+
+	err = s.Verify(ctx)
+	var ve *VerifyError
+	require.ErrorAs(t, err, &ve)
+	require.ErrorIs(t, err, ErrCorrupt)
+	text := strings.Join(ve.Problems, "\n")
+	require.Contains(t, text, "s3://"+o.Bucket+"/"+key0)
+	require.Contains(t, text, "archive s3://"+o.Bucket+"/"+key2+": file is missing")
+
+	s.cache.RemoveIf(func(cacheKey) bool { return true })
+	day := func(d int) *Query {
+		return s.Query().Since(testBase.Add(time.Duration(d) * 24 * time.Hour)).Until(testBase.Add(time.Duration(d+1) * 24 * time.Hour))
+	}
+	_, err = day(0).All(ctx)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.Contains(t, err.Error(), key0)
+	qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = day(2).Limit(100).All(qctx)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), key2)
+	page, err := day(1).Limit(100).All(ctx)
+	require.NoError(t, err)
+	require.Len(t, page.Activities, 40)
+}
+
+// TestS3DiskCache: what a reader fetched stays in its disk cache, bounded by
+// bytes, and answers with the server gone; a damaged cache file is a miss.
+func TestS3DiskCache(t *testing.T) {
+	ctx := context.Background()
+	srv, o := s3Server(t)
+	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
+	clock.Set(testBase.Add(5 * 24 * time.Hour))
+	fillDays(t, s, 3, 40)
+	require.NoError(t, s.Compact(ctx))
+	want := snapshotQueries(t, s)
+
+	ro := *o
+	ro.CacheDir = t.TempDir()
+	ro.CacheBytes = 1 << 20
+	rd, err := OpenReader(&Options{S3: &ro, PollEvery: -1})
+	require.NoError(t, err)
+	defer rd.Close()
+	require.Equal(t, want, snapshotQueries(t, rd))
+	files, err := os.ReadDir(ro.CacheDir)
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	var total int64
+	for _, f := range files {
+		info, err := f.Info()
+		require.NoError(t, err)
+		total += info.Size()
+	}
+	require.LessOrEqual(t, total, ro.CacheBytes)
+
+	// Damage one cache file: it is read again from the bucket.
+	p := filepath.Join(ro.CacheDir, files[0].Name())
+	b, err := os.ReadFile(p)
+	require.NoError(t, err)
+	b[0] ^= 0xff
+	require.NoError(t, os.WriteFile(p, b, 0o644))
+	rd.cache.RemoveIf(func(cacheKey) bool { return true })
+	require.Equal(t, want, snapshotQueries(t, rd))
+
+	// With the server gone, the disk cache answers alone.
+	srv.Kill()
+	rd.cache.RemoveIf(func(cacheKey) bool { return true })
+	require.Equal(t, want, snapshotQueries(t, rd))
 }

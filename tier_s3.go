@@ -203,7 +203,7 @@ func (t *s3Tier) retry(ctx context.Context, fn func(ctx context.Context) error) 
 		select {
 		case <-ctx.Done():
 			timer.Stop()
-			return fmt.Errorf("%w (gave up after %d attempts: %v)", err, attempts, ctx.Err())
+			return fmt.Errorf("%w: %w (gave up after %d attempts: %v)", ErrUnavailable, err, attempts, ctx.Err())
 		case <-timer.C:
 		}
 		wait = min(2*wait, 2*time.Second)

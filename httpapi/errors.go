@@ -71,6 +71,10 @@ func toAPIError(err error) *apiError {
 		return &apiError{status: http.StatusNotFound, msg: err.Error(), err: err}
 	case errors.Is(err, activitystore.ErrWriteFailed):
 		return &apiError{status: http.StatusServiceUnavailable, msg: err.Error() + "; reads go on", err: err}
+	case errors.Is(err, activitystore.ErrReadOnly):
+		return &apiError{status: http.StatusMethodNotAllowed, msg: err.Error() + ": this server only reads (serve --read-only)", err: err}
+	case errors.Is(err, activitystore.ErrUnavailable):
+		return &apiError{status: http.StatusServiceUnavailable, retryAfter: 5, msg: err.Error(), err: err}
 	case errors.Is(err, activitystore.ErrClosed):
 		return &apiError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):

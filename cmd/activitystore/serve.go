@@ -132,8 +132,13 @@ waits up to 15s for the other requests in flight, then closes the store.`,
 func (a *app) serve(ctx context.Context, cfg *serveConfig) error {
 	log := cfg.api.Logger
 	so := cfg.store
-	s, err := a.open(true, &so)
-	if err != nil {
+	var s *activitystore.Store
+	var err error
+	if cfg.readOnly {
+		if s, err = activitystore.OpenReader(&so); err != nil {
+			return fmt.Errorf("open %s: %w", cfg.archives, err)
+		}
+	} else if s, err = a.open(true, &so); err != nil {
 		return err
 	}
 	ln, err := net.Listen("tcp", cfg.addr)
@@ -165,7 +170,9 @@ func (a *app) serve(ctx context.Context, cfg *serveConfig) error {
 	bgDone := make(chan struct{})
 	go func() {
 		defer close(bgDone)
-		compactLoop(bgCtx, s, cfg.compactEvery, log)
+		if !cfg.readOnly {
+			compactLoop(bgCtx, s, cfg.compactEvery, log)
+		}
 	}()
 
 	var serveErr error

@@ -1,0 +1,508 @@
+// Package s3test runs a real SeaweedFS S3 server for tests.
+//
+// Start builds (once, via scripts/seaweedfs.sh, cached across runs) or reuses
+// SeaweedFS's weed binary and runs `weed server -s3` on free loopback ports
+// in a temporary data directory, with a single admin identity so every
+// request is authenticated. Set ACTIVITYSTORE_WEED to the path of a weed
+// binary to skip the script.
+//
+// The server runs in its own process group and, on Linux, is killed if the
+// test binary dies (Pdeathsig), so a crashed test run leaves no server
+// behind.
+package s3test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+)
+
+// EnvWeed names the environment variable that, when set, gives the path of
+// the weed binary to run instead of building it with scripts/seaweedfs.sh.
+const EnvWeed = "ACTIVITYSTORE_WEED"
+
+// readyTimeout bounds how long Start and Restart wait for the S3 API.
+const readyTimeout = 90 * time.Second
+
+// stopGrace is how long Stop waits after SIGTERM before it sends SIGKILL.
+const stopGrace = 5 * time.Second
+
+// probeBucket is the bucket Start and Restart write to, to check that the
+// whole write path (filer lock ring, master, volume server) works. It is
+// removed again once the server is ready.
+const probeBucket = "s3test-probe"
+
+// Server is a running SeaweedFS server with its S3 gateway. The zero value
+// is not usable; get one from Start.
+type Server struct {
+	// Endpoint is the host:port of the S3 API (plain HTTP, path-style).
+	Endpoint string
+	// AccessKey and SecretKey are the credentials of the server's only
+	// identity, which may do anything (Admin).
+	AccessKey, SecretKey string
+	// Dir is the server's data directory (a tb.TempDir()).
+	Dir string
+	// LogPath is the file weed's stdout and stderr go to, inside Dir.
+	LogPath string
+	// Args is the command line weed runs with, binary first.
+	Args []string
+
+	env []string
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{} // closed when cmd has exited
+	logf *os.File
+
+	ports   []int
+	buckets atomic.Int64
+}
+
+// Start runs a fresh SeaweedFS server with an S3 gateway, waits until its S3
+// API serves authenticated requests and writes, and registers tb.Cleanup to
+// stop it. It fails tb (with the tail of weed's log) if the server does not
+// get ready in time.
+func Start(tb testing.TB) *Server {
+	tb.Helper()
+	bin := weedBinary(tb)
+	dir := tb.TempDir()
+
+	accessKey := "s3test" + randomHex(tb, 4)
+	secretKey := randomHex(tb, 20)
+	cfg := map[string]any{
+		"identities": []any{map[string]any{
+			"name":        "s3test",
+			"credentials": []any{map[string]string{"accessKey": accessKey, "secretKey": secretKey}},
+			"actions":     []string{"Admin", "Read", "List", "Tagging", "Write"},
+		}},
+	}
+	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
+	if err != nil {
+		tb.Fatalf("s3test: %v", err)
+	}
+	cfgPath := filepath.Join(dir, "s3.json")
+	if err := os.WriteFile(cfgPath, cfgJSON, 0o600); err != nil {
+		tb.Fatalf("s3test: %v", err)
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		// A fresh data folder for each attempt: the master's raft state
+		// records its address.
+		dataDir := filepath.Join(dir, "data")
+		if attempt > 0 {
+			dataDir += strconv.Itoa(attempt)
+		}
+		if err := os.Mkdir(dataDir, 0o755); err != nil {
+			tb.Fatalf("s3test: %v", err)
+		}
+		ports := freePorts(tb, 8)
+		s := &Server{
+			Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[6])),
+			AccessKey: accessKey,
+			SecretKey: secretKey,
+			Dir:       dir,
+			LogPath:   filepath.Join(dir, fmt.Sprintf("weed-%d.log", attempt)),
+			ports:     ports,
+			env: append(os.Environ(),
+				// One volume per collection (each bucket is a
+				// collection) instead of 7, so many buckets fit.
+				"WEED_MASTER_VOLUME_GROWTH_COPY_1=1",
+				// Don't hold the first volume allocation for
+				// veteran volume servers that don't exist.
+				"WEED_MASTER_VOLUME_GROWTH_ALLOCATION_DEFERRAL=0s",
+				// weed reads *.toml from ., $HOME/.seaweedfs and
+				// /etc/seaweedfs: keep a developer's own out.
+				"HOME="+dir,
+			),
+		}
+		s.Args = []string{
+			bin,
+			"-logtostderr",
+			"server",
+			"-dir=" + dataDir,
+			"-ip=127.0.0.1",
+			"-ip.bind=127.0.0.1",
+			"-master.port=" + strconv.Itoa(ports[0]),
+			"-master.port.grpc=" + strconv.Itoa(ports[1]),
+			// Single-master mode: the master elects itself at
+			// once, also when it resumes its raft state.
+			"-master.peers=none",
+			"-master.volumeSizeLimitMB=64",
+			"-master.telemetry=false",
+			"-volume.port=" + strconv.Itoa(ports[2]),
+			"-volume.port.grpc=" + strconv.Itoa(ports[3]),
+			"-volume.max=200",
+			"-volume.preStopSeconds=0",
+			"-filer.port=" + strconv.Itoa(ports[4]),
+			"-filer.port.grpc=" + strconv.Itoa(ports[5]),
+			"-filer.localSocket=" + socketPath("filer", ports[4]),
+			"-s3",
+			"-s3.port=" + strconv.Itoa(ports[6]),
+			"-s3.port.grpc=" + strconv.Itoa(ports[7]),
+			"-s3.port.iceberg=0",
+			"-s3.port.lance=0",
+			"-s3.iam=false",
+			// Like S3, refuse writes to buckets that don't exist.
+			"-s3.autoCreateBucket=false",
+			"-s3.localSocket=" + socketPath("s3", ports[6]),
+			"-s3.config=" + cfgPath,
+		}
+		tb.Cleanup(s.Stop)
+		if lastErr = s.start(); lastErr != nil {
+			s.Stop()
+			if isPortClash(s.logTail()) {
+				continue // another process took one of the ports; retry
+			}
+			tb.Fatalf("s3test: start weed: %v\n%s", lastErr, s.logTail())
+		}
+		return s
+	}
+	tb.Fatalf("s3test: start weed: %v", lastErr)
+	return nil
+}
+
+// Client returns a new minio-go client for the server: plain HTTP,
+// path-style bucket addressing, authenticated as the admin identity.
+func (s *Server) Client(tb testing.TB) *minio.Client {
+	tb.Helper()
+	c, err := s.newClient()
+	if err != nil {
+		tb.Fatalf("s3test: minio client: %v", err)
+	}
+	return c
+}
+
+// Bucket creates a new bucket with a unique name and returns the name.
+func (s *Server) Bucket(tb testing.TB) string {
+	tb.Helper()
+	name := fmt.Sprintf("s3test-%d-%s", s.buckets.Add(1), randomHex(tb, 4))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Client(tb).MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
+		tb.Fatalf("s3test: make bucket %s: %v", name, err)
+	}
+	return name
+}
+
+// Kill sends SIGKILL to the server's process group and waits until weed has
+// exited. Data already acknowledged stays in the data directory; Restart
+// starts the server again on it.
+func (s *Server) Kill() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	<-s.done
+	s.reap()
+}
+
+// Stop stops the server gracefully: SIGTERM to its process group, then
+// SIGKILL if weed has not exited after a few seconds. It waits for the exit
+// and may be called any number of times.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(stopGrace):
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		<-s.done
+	}
+	s.reap()
+}
+
+// Restart starts the server again, after Kill or Stop, on the same ports and
+// data directory, and waits until it is ready. A running server is stopped
+// first. Objects written before are still there.
+//
+// Restart takes at least 15 s: once it holds volumes, SeaweedFS's master
+// refuses all volume assignments, and so all writes, for a warmup window of
+// three heartbeat pulses after it becomes leader, and Restart waits until a
+// write succeeds.
+func (s *Server) Restart(tb testing.TB) {
+	tb.Helper()
+	s.Stop()
+	if err := s.start(); err != nil {
+		s.Stop()
+		tb.Fatalf("s3test: restart weed: %v\n%s", err, s.logTail())
+	}
+}
+
+// start runs weed and waits until it is ready. The caller stops the server
+// if it fails.
+func (s *Server) start() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("already running")
+	}
+	logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(logf, "==== s3test %s: %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(s.Args, " "))
+	cmd := exec.Command(s.Args[0], s.Args[1:]...)
+	cmd.Dir = s.Dir
+	cmd.Env = s.env
+	cmd.Stdout = logf
+	cmd.Stderr = logf
+	if err := spawn(cmd); err != nil {
+		logf.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	s.cmd, s.done, s.logf = cmd, done, logf
+	return s.waitReady(done)
+}
+
+// reap releases what start acquired once the process has exited. s.mu is
+// held.
+func (s *Server) reap() {
+	s.logf.Close()
+	// weed puts the gRPC Unix sockets in /tmp under fixed names; remove
+	// them so a killed server leaves nothing behind.
+	for i, name := range []string{"master", "volume", "filer", "s3"} {
+		os.Remove(fmt.Sprintf("/tmp/seaweedfs-%s-grpc-%d.sock", name, s.ports[2*i+1]))
+	}
+	os.Remove(socketPath("filer", s.ports[4]))
+	os.Remove(socketPath("s3", s.ports[6]))
+	s.cmd, s.done, s.logf = nil, nil, nil
+}
+
+// waitReady polls until the S3 API answers an authenticated ListBuckets and
+// a write to a probe bucket succeeds, the process exits, or readyTimeout
+// passes. s.mu is held.
+func (s *Server) waitReady(done <-chan struct{}) error {
+	c, err := s.newClient()
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(readyTimeout)
+	// One context for all attempts: a probe request that the server holds
+	// (e.g. a PUT waiting for the filer's lock ring) is waited for rather
+	// than abandoned and repeated, which would leave it running inside weed.
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	go func() {
+		select {
+		case <-done:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	var lastErr error
+	for {
+		err := probe(ctx, c)
+		if err == nil {
+			return nil
+		}
+		if lastErr == nil || ctx.Err() == nil {
+			lastErr = err // keep the error from before the deadline
+		}
+		select {
+		case <-done:
+			return fmt.Errorf("weed exited early (%v)", s.cmd.ProcessState)
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("S3 API at %s not ready after %v: %v", s.Endpoint, readyTimeout, lastErr)
+		}
+	}
+}
+
+// probe checks that the server lists buckets and stores an object, then
+// removes what it wrote.
+func probe(ctx context.Context, c *minio.Client) error {
+	if _, err := c.ListBuckets(ctx); err != nil {
+		return fmt.Errorf("list buckets: %w", err)
+	}
+	if err := c.MakeBucket(ctx, probeBucket, minio.MakeBucketOptions{}); err != nil {
+		if resp := minio.ToErrorResponse(err); resp.Code != "BucketAlreadyOwnedByYou" && resp.Code != "BucketAlreadyExists" {
+			return fmt.Errorf("make bucket: %w", err)
+		}
+	}
+	body := []byte("ready")
+	if _, err := c.PutObject(ctx, probeBucket, "probe", bytes.NewReader(body), int64(len(body)), minio.PutObjectOptions{}); err != nil {
+		return fmt.Errorf("put object: %w", err)
+	}
+	if err := c.RemoveObject(ctx, probeBucket, "probe", minio.RemoveObjectOptions{}); err != nil {
+		return fmt.Errorf("remove object: %w", err)
+	}
+	if err := c.RemoveBucket(ctx, probeBucket); err != nil {
+		return fmt.Errorf("remove bucket: %w", err)
+	}
+	return nil
+}
+
+func (s *Server) newClient() (*minio.Client, error) {
+	return minio.New(s.Endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Secure:       false,
+		Region:       "us-east-1",
+		BucketLookup: minio.BucketLookupPath,
+	})
+}
+
+// logTail returns the last lines of weed's log.
+func (s *Server) logTail() string {
+	const max = 8 << 10
+	b, err := os.ReadFile(s.LogPath)
+	if err != nil {
+		return fmt.Sprintf("(no weed log: %v)", err)
+	}
+	if len(b) > max {
+		b = b[len(b)-max:]
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			b = b[i+1:]
+		}
+	}
+	return fmt.Sprintf("---- tail of %s ----\n%s", s.LogPath, b)
+}
+
+func isPortClash(log string) bool {
+	return strings.Contains(log, "address already in use")
+}
+
+// socketPath is where weed's local Unix socket for service name on port
+// goes. It is short on purpose: Unix socket paths are limited to 107 bytes,
+// and tb.TempDir() paths can be longer.
+func socketPath(name string, port int) string {
+	return filepath.Join(os.TempDir(), fmt.Sprintf("s3test-%s-%d.sock", name, port))
+}
+
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago.
+func freePorts(tb testing.TB, n int) []int {
+	tb.Helper()
+	ports := make([]int, 0, n)
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for len(ports) < n {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			tb.Fatalf("s3test: free port: %v", err)
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+func randomHex(tb testing.TB, n int) string {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		tb.Fatalf("s3test: %v", err)
+	}
+	return hex.EncodeToString(b)
+}
+
+var weed struct {
+	sync.Mutex
+	path string
+}
+
+// weedBinary returns the path of the weed binary: $ACTIVITYSTORE_WEED, or
+// what scripts/seaweedfs.sh prints (building it on first use).
+func weedBinary(tb testing.TB) string {
+	tb.Helper()
+	if p := os.Getenv(EnvWeed); p != "" {
+		return p
+	}
+	weed.Lock()
+	defer weed.Unlock()
+	if weed.path != "" {
+		return weed.path
+	}
+	root, err := repoRoot()
+	if err != nil {
+		tb.Fatalf("s3test: %v", err)
+	}
+	script := filepath.Join(root, "scripts", "seaweedfs.sh")
+	var stdout, stderr bytes.Buffer
+	cmd := exec.Command("bash", script)
+	cmd.Dir = root
+	cmd.Stdout = &stdout
+	cmd.Stderr = &stderr
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		tb.Fatalf("s3test: %s: %v\n%s", script, err, tail(stderr.String(), 4<<10))
+	}
+	lines := strings.Fields(strings.TrimSpace(stdout.String()))
+	if len(lines) == 0 {
+		tb.Fatalf("s3test: %s printed no path\n%s", script, tail(stderr.String(), 4<<10))
+	}
+	p := lines[len(lines)-1]
+	if _, err := os.Stat(p); err != nil {
+		tb.Fatalf("s3test: %s: %v", script, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		tb.Logf("s3test: built %s in %v", p, d.Round(time.Second))
+	}
+	weed.path = p
+	return p
+}
+
+// repoRoot finds the module root: two levels above this file, or else the
+// first folder with a go.mod above the working directory.
+func repoRoot() (string, error) {
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		if _, err := os.Stat(filepath.Join(root, "scripts", "seaweedfs.sh")); err == nil {
+			return filepath.Clean(root), nil
+		}
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir, nil
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", errors.New("no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
