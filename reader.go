@@ -64,7 +64,7 @@ func OpenReader(opts *Options) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Store{opts: o, stop: make(chan struct{}), rd: &reader{client: c, o: *o.S3, nodes: map[int]*Store{}, bad: map[string]error{}}}
+	s := &Store{opts: o, readOnly: true, stop: make(chan struct{}), rd: &reader{client: c, o: *o.S3, nodes: map[int]*Store{}, bad: map[string]error{}}}
 	s.cache = lru.New[cacheKey, any](o.CacheBytes)
 	s.stopCtx, s.stopFn = context.WithCancel(context.Background())
 	if err := s.Refresh(context.Background()); err != nil {
