@@ -34,11 +34,13 @@ func s3Server(t *testing.T) (*s3test.Server, *S3Options) {
 // over the bucket checked against the model at the end.
 func TestS3Model(t *testing.T) {
 	_, o := s3Server(t)
-	ops := *modelOps / 2
+	// Fewer operations than TestModel, and a cache that holds a few blocks:
+	// every miss is a request to the server.
+	ops := *modelOps / 4
 	if testing.Short() {
 		ops /= 5
 	}
-	runModel(t, ops, 16, 4<<10, 1, 0, o)
+	runModel(t, ops, 16, 64<<10, 1, 0, o)
 }
 
 // randomActs returns n random activities of the model's values at times in
