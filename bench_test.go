@@ -101,6 +101,7 @@ func loadedStore(b *testing.B) *activitystore.Store { return benchStore.get(b, f
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	activitystore.StopSharedS3()
 	for _, bs := range []*builtStore{&benchStore, &archStore} {
 		if bs.s != nil {
 			bs.s.Close()

@@ -214,3 +214,7 @@ func ArchiveIndexBreakdown(s *Store) (map[string]int64, error) {
 	}
 	return out, nil
 }
+
+// StopSharedS3 stops the SeaweedFS server the S3 tests share, if one ran;
+// TestMain calls it.
+func StopSharedS3() { stopSharedS3() }

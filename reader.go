@@ -247,8 +247,12 @@ func (s *Store) refreshNode(ctx context.Context, n int) error {
 		s.cache.RemoveIf(func(k cacheKey) bool { return k.a == a })
 	}
 	r.mu.Lock()
-	if r.nodes[n] == nil && ns.width != 0 {
-		r.nodes[n] = ns
+	if r.nodes[n] == nil {
+		if ns.width != 0 {
+			r.nodes[n] = ns
+		} else {
+			ns.db.Close() // no archive of the node could be read yet
+		}
 	}
 	r.mu.Unlock()
 	return errors.Join(errs...)

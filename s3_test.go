@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,21 +20,59 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// s3Server starts a SeaweedFS S3 server for the test and returns options for
-// a fresh bucket on it.
+// s3Server starts a SeaweedFS S3 server of the test's own, for tests that
+// stop or kill it, and returns options for a fresh bucket on it.
 func s3Server(t *testing.T) (*s3test.Server, *S3Options) {
 	t.Helper()
 	srv := s3test.Start(t)
-	return srv, &S3Options{
+	return srv, s3Options(t, srv)
+}
+
+// s3Options returns options for a fresh bucket on srv.
+func s3Options(t *testing.T, srv *s3test.Server) *S3Options {
+	t.Helper()
+	return &S3Options{
 		Endpoint: srv.Endpoint, Insecure: true, Bucket: srv.Bucket(t), Prefix: "acts",
 		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, RetryFor: 5 * time.Second,
+	}
+}
+
+// shared is one SeaweedFS server for the tests that leave it running, each
+// with buckets of its own; TestMain stops it.
+var shared struct {
+	once sync.Once
+	srv  *s3test.Server
+	dir  string
+	err  error
+}
+
+// sharedS3 returns the shared server and options for a fresh bucket on it.
+func sharedS3(t *testing.T) (*s3test.Server, *S3Options) {
+	t.Helper()
+	shared.once.Do(func() {
+		if shared.dir, shared.err = os.MkdirTemp("", "activitystore-s3-"); shared.err == nil {
+			shared.srv, shared.err = s3test.Launch(shared.dir)
+		}
+	})
+	require.NoError(t, shared.err)
+	return shared.srv, s3Options(t, shared.srv)
+}
+
+// stopSharedS3 stops the shared server, if it ran.
+func stopSharedS3() {
+	if shared.srv != nil {
+		shared.srv.Stop()
+	}
+	if shared.dir != "" {
+		os.RemoveAll(shared.dir)
 	}
 }
 
 // TestS3Model is the model test with the archives in a bucket, and a reader
 // over the bucket checked against the model at the end.
 func TestS3Model(t *testing.T) {
-	_, o := s3Server(t)
+	t.Parallel()
+	_, o := sharedS3(t)
 	// Fewer operations than TestModel, and a cache that holds a few blocks:
 	// every miss is a request to the server.
 	ops := *modelOps / 4
@@ -61,8 +100,9 @@ func randomActs(r *rand.Rand, n int, from time.Time, span time.Duration) []Activ
 // bucket, with late arrivals into archived windows and retention, and
 // checks a reader over the bucket against a model of both.
 func TestS3TwoWritersAndReader(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	_, o := s3Server(t)
+	_, o := sharedS3(t)
 	opts := func(node int) *Options {
 		return &Options{S3: o, Node: node, SegmentWidth: 20 * time.Minute, ColdAfter: 30 * time.Minute, blockBytes: 1500}
 	}
@@ -130,7 +170,8 @@ func TestS3TwoWritersAndReader(t *testing.T) {
 // TestS3NodeTaken: a second store cannot take a node number another store
 // holds in the bucket.
 func TestS3NodeTaken(t *testing.T) {
-	_, o := s3Server(t)
+	t.Parallel()
+	_, o := sharedS3(t)
 	openTest(t, &Options{S3: o, Node: 7})
 	_, err := Open(t.TempDir(), &Options{S3: o, Node: 7})
 	require.ErrorIs(t, err, ErrNodeTaken)
@@ -170,6 +211,10 @@ func storeObjects(s *Store) []string {
 // hot, and once the server is back the next Compact removes the orphan and
 // archives everything.
 func TestS3ServerDownDuringUpload(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts and restarts a server of its own")
+	}
 	ctx := context.Background()
 	srv, o := s3Server(t)
 	o.RetryFor = time.Second
@@ -215,6 +260,10 @@ func TestS3ServerDownDuringUpload(t *testing.T) {
 // within its deadline naming the object while hot data answers; a query
 // waiting out a restart succeeds.
 func TestS3ServerDownDuringReads(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts and restarts a server of its own")
+	}
 	ctx := context.Background()
 	srv, o := s3Server(t)
 	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
@@ -254,8 +303,9 @@ func TestS3ServerDownDuringReads(t *testing.T) {
 // the store's back: Verify names them, and queries over those windows fail
 // naming them while the others answer.
 func TestS3ObjectCorruptOrMissing(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
-	srv, o := s3Server(t)
+	srv, o := sharedS3(t)
 	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
 	clock.Set(testBase.Add(5 * 24 * time.Hour))
 	fillDays(t, s, 3, 40)
@@ -306,6 +356,10 @@ func TestS3ObjectCorruptOrMissing(t *testing.T) {
 // TestS3DiskCache: what a reader fetched stays in its disk cache, bounded by
 // bytes, and answers with the server gone; a damaged cache file is a miss.
 func TestS3DiskCache(t *testing.T) {
+	t.Parallel()
+	if testing.Short() {
+		t.Skip("starts and restarts a server of its own")
+	}
 	ctx := context.Background()
 	srv, o := s3Server(t)
 	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
