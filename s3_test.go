@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -156,6 +157,7 @@ func TestS3TwoWritersAndReader(t *testing.T) {
 		return a.ID.Node() == 1 && (a.Time.UnixNano()/w+1)*w <= cut.UnixNano()
 	})
 	check("after retention")
+	require.Equal(t, storeObjects(w1), s3Objects(t, shared.srv, o, 1), "retention deleted node 1's objects of the dropped windows")
 	// The writers' own answers agree with the reader's on their share.
 	for _, w := range []*Store{w1, w2} {
 		st, err := w.Stats(ctx)
@@ -218,17 +220,28 @@ func TestS3ServerDownDuringUpload(t *testing.T) {
 	ctx := context.Background()
 	srv, o := s3Server(t)
 	o.RetryFor = time.Second
-	for _, step := range []string{"written", "uploaded"} {
+	for _, step := range []string{"written", "mid-upload", "uploaded"} {
 		t.Run(step, func(t *testing.T) {
 			killed := false
-			hook := func(at string) {
-				if at == step && !killed {
+			kill := func() {
+				if !killed {
 					killed = true
 					srv.Kill()
 				}
 			}
-			node := map[string]int{"written": 1, "uploaded": 2}[step]
-			s, _, clock := openTest(t, &Options{S3: o, Node: node, ColdAfter: time.Hour, hook: hook})
+			hook := func(at string) {
+				if at == step {
+					kill()
+				}
+			}
+			node := map[string]int{"written": 1, "mid-upload": 2, "uploaded": 3}[step]
+			no := *o
+			if step == "mid-upload" {
+				// The server dies when half of the first archive's bytes
+				// have gone out.
+				no.Transport = killingTransport{kill: kill}
+			}
+			s, _, clock := openTest(t, &Options{S3: &no, Node: node, ColdAfter: time.Hour, hook: hook})
 			clock.Set(testBase.Add(5 * 24 * time.Hour))
 			fillDays(t, s, 3, 40)
 			before := snapshotQueries(t, s)
@@ -244,6 +257,8 @@ func TestS3ServerDownDuringUpload(t *testing.T) {
 			srv.Restart(t)
 			if step == "uploaded" {
 				require.Len(t, s3Objects(t, srv, o, node), 2, "the owner and an orphan")
+			} else {
+				require.Len(t, s3Objects(t, srv, o, node), 1, "the owner only")
 			}
 			require.NoError(t, s.Compact(ctx))
 			st, err = s.Stats(ctx)
@@ -254,6 +269,34 @@ func TestS3ServerDownDuringUpload(t *testing.T) {
 			require.NoError(t, s.Verify(ctx))
 		})
 	}
+}
+
+// killingTransport calls kill once half the body of an archive's PUT has
+// been read.
+type killingTransport struct{ kill func() }
+
+func (k killingTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.Method == http.MethodPut && strings.HasSuffix(req.URL.Path, ".arc") && req.Body != nil && req.ContentLength > 2 {
+		req.Body = &killingBody{ReadCloser: req.Body, left: req.ContentLength / 2, kill: k.kill}
+	}
+	return http.DefaultTransport.RoundTrip(req)
+}
+
+type killingBody struct {
+	io.ReadCloser
+	left int64
+	kill func()
+}
+
+func (b *killingBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		b.kill()
+	} else if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
 
 // TestS3ServerDownDuringReads: with the server gone, an archived query fails
