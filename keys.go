@@ -42,6 +42,7 @@ var (
 	metaWidth  = []byte("mwidth")  // segment width in ns
 	metaSeq    = []byte("mseq")    // sequence numbers below this may have been used
 	metaIdent  = []byte("mident")  // random identity of the store, claimed in a bucket
+	metaTier   = []byte("mtier")   // where the archives are: absent for a folder, else s3://bucket/prefix/node-N/
 )
 
 // storeFormat is the on-disk format version. Bump it when keys or values

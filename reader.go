@@ -311,11 +311,12 @@ func (q *Query) on(n *Store) *Query {
 
 // nodeHits streams the matches of one node store in chunks.
 type nodeHits struct {
-	s    *Store
-	p    plan
-	buf  []hit
-	i    int
-	done bool
+	s     *Store
+	p     plan
+	buf   []hit
+	i     int
+	done  bool
+	chunk int // matches read at the next refill
 }
 
 func (h *nodeHits) peek(ctx context.Context) (*hit, error) {
@@ -325,15 +326,15 @@ func (h *nodeHits) peek(ctx context.Context) (*hit, error) {
 	if h.done {
 		return nil, nil
 	}
-	const chunk = 256
-	hs, err := h.s.hits(ctx, &h.p, chunk)
+	hs, err := h.s.hits(ctx, &h.p, h.chunk)
 	if err != nil {
 		return nil, err
 	}
 	h.buf, h.i = hs, 0
-	if len(hs) < chunk {
+	if len(hs) < h.chunk {
 		h.done = true
 	}
+	h.chunk = min(2*h.chunk, 4096)
 	if len(hs) == 0 {
 		return nil, nil
 	}
@@ -351,7 +352,9 @@ func (q *Query) mergedHits(ctx context.Context, nodes []*Store, skip uint64, wan
 			return nil, nil, err
 		}
 		p.skip = 0
-		streams = append(streams, &nodeHits{s: n, p: p})
+		// A page of want after skip takes at most skip+want of each node;
+		// the first read asks for that much, up to a bound.
+		streams = append(streams, &nodeHits{s: n, p: p, chunk: int(min(skip+uint64(want), 1024))})
 	}
 	var out []hit
 	var from []int
@@ -419,6 +422,9 @@ func (q *Query) allReader(ctx context.Context) (Page, error) {
 		return Page{}, err
 	}
 	nodes := q.s.rd.nodeList()
+	if len(nodes) == 1 {
+		return q.on(nodes[0]).All(ctx)
+	}
 	var page Page
 	err = readingAll(nodes, func() error {
 		hs, from, err := q.mergedHits(ctx, nodes, p.skip, p.limit+1, true)
@@ -443,6 +449,14 @@ func (q *Query) iterReader(ctx context.Context) iter.Seq2[Activity, error] {
 			return
 		}
 		nodes := q.s.rd.nodeList()
+		if len(nodes) == 1 {
+			for a, err := range q.on(nodes[0]).Iter(ctx) {
+				if !yield(a, err) || err != nil {
+					return
+				}
+			}
+			return
+		}
 		type stream struct {
 			next func() (Activity, error, bool)
 			stop func()

@@ -443,3 +443,34 @@ func TestS3DiskCache(t *testing.T) {
 	rd.cache.RemoveIf(func(cacheKey) bool { return true })
 	require.Equal(t, want, snapshotQueries(t, rd))
 }
+
+// TestS3LocationIsKept: a store whose archives are in a bucket refuses to
+// open without it, or with another node number, and one with archives in a
+// folder refuses a bucket.
+func TestS3LocationIsKept(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	_, o := sharedS3(t)
+	s, dir, clock := openTest(t, &Options{S3: o, Node: 4, ColdAfter: time.Hour})
+	clock.Set(testBase.Add(5 * 24 * time.Hour))
+	fillDays(t, s, 2, 10)
+	require.NoError(t, s.Compact(ctx))
+	require.NoError(t, s.Close())
+	for _, opts := range []*Options{{}, {S3: o, Node: 5}} {
+		_, err := Open(dir, opts)
+		require.ErrorIs(t, err, ErrInvalidOptions)
+		require.ErrorContains(t, err, "s3://"+o.Bucket+"/acts/node-4/")
+	}
+	s, err := Open(dir, &Options{S3: o, Node: 4})
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	local, ldir, lclock := openTest(t, &Options{ColdAfter: time.Hour})
+	lclock.Set(testBase.Add(5 * 24 * time.Hour))
+	fillDays(t, local, 2, 10)
+	require.NoError(t, local.Compact(ctx))
+	require.NoError(t, local.Close())
+	_, err = Open(ldir, &Options{S3: o, Node: 6})
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, "a folder")
+}

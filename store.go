@@ -250,6 +250,9 @@ func (s *Store) load() error {
 	}
 	s.nextSeq = max(s.reservedSeq, 1)
 
+	if err := s.checkTier(); err != nil {
+		return err
+	}
 	if t, ok := s.tier.(*s3Tier); ok {
 		if err := s.claimNode(context.Background(), t); err != nil {
 			return err

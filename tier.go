@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
@@ -179,4 +180,49 @@ func (t *dirTier) list(context.Context) ([]string, error) {
 		return nil, fmt.Errorf("activitystore: cannot list %s: %w", t.dir, err)
 	}
 	return names, nil
+}
+
+// checkTier makes sure the store is opened with the archive location it
+// was created with (or had when it first archived): a folder, or one
+// bucket, prefix and node. Archive records name files, not locations, so a
+// store opened with another would miss its archives or spread them over
+// two places. A store without archives may move.
+func (s *Store) checkTier() error {
+	want := ""
+	if t, ok := s.tier.(*s3Tier); ok {
+		want = "s3://" + t.bucket + "/" + t.prefix
+	}
+	v, closer, err := s.db.Get(metaTier)
+	have := ""
+	switch {
+	case err == nil:
+		have = string(v)
+		closer.Close()
+	case !errors.Is(err, pebble.ErrNotFound):
+		return err
+	}
+	if have == want {
+		return nil
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixArchive}, UpperBound: []byte{prefixArchive + 1}})
+	if err != nil {
+		return err
+	}
+	archived := it.First()
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if archived {
+		where := func(loc string) string {
+			if loc == "" {
+				return "a folder (ArchiveDir)"
+			}
+			return loc
+		}
+		return fmt.Errorf("%w: the store's archives are in %s, not %s", ErrInvalidOptions, where(have), where(want))
+	}
+	if want == "" {
+		return s.db.Delete(metaTier, pebble.Sync)
+	}
+	return s.set(metaTier, []byte(want))
 }

@@ -48,6 +48,7 @@ type config struct {
 	cpuProfile     string        // CPU profile of the query phases, if set
 	settle         time.Duration // longest wait for the store to settle after the load; default 5 minutes
 	archivedBudget time.Duration // time an archived query row may take before it stops short of runs
+	archives       []string      // where the compaction phase puts the archives: local, s3; default local
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.BoolVar(&c.progress, "progress", true, "show progress bars on standard error")
 	systems := flag.String("systems", "pebble,sqlite", "comparators to load and query beside activitystore, comma separated: pebble, sqlite, or none")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the hot query phase to this file")
+	archives := flag.String("archives", locLocal, "where the compaction phase puts the archives: local, s3 (a SeaweedFS server the bench starts), or local,s3")
 	flag.Parse()
 	if runChild() {
 		return
@@ -90,6 +92,10 @@ func main() {
 		default:
 			log.Fatalf("bench: -systems: unknown comparator %q (pebble, sqlite or none)", name)
 		}
+	}
+	var err error
+	if c.archives, err = parseArchives(*archives); err != nil {
+		log.Fatal("bench: ", err)
 	}
 	if c.n < 1000 || c.ingestN < 1000 || c.runs < 1 {
 		log.Fatal("bench: -n and -ingest-n must be at least 1000, -runs at least 1")
@@ -338,13 +344,14 @@ type results struct {
 	JSONBytes     int64                         `json:"json_bytes"`
 	Ingest        []ingestResult                `json:"ingest"`
 	Queries       map[string]map[string]latency `json:"queries"`          // query ID -> system -> figures
-	Archived      map[string]latency            `json:"archived_queries"` // query ID -> activitystore on archives
+	Archived      map[string]latency            `json:"archived_queries"` // query ID -> activitystore on local archives
 	Disk          map[string]float64            `json:"disk_bytes_per_activity"`
 	Index         map[string]float64            `json:"index_bytes_per_activity"` // field -> bytes
 	SettleSeconds float64                       `json:"settle_seconds"`           // after the load, until sealed and compacted
 	OpenSeconds   float64                       `json:"open_seconds"`
 	Reopen        []reopenResult                `json:"reopen,omitempty"`
-	Compaction    *compaction                   `json:"compaction,omitempty"`
+	Compaction    *compaction                   `json:"compaction,omitempty"` // with local archives
+	S3            *s3Result                     `json:"s3,omitempty"`         // with the archives in a bucket (-archives s3)
 	PeakRSSMB     float64                       `json:"peak_rss_mb"`
 	Complete      bool                          `json:"complete"` // false in the file written after each phase
 }
@@ -365,6 +372,7 @@ func (r *results) save(path string) error {
 type compaction struct {
 	Seconds       float64 `json:"seconds"`
 	PerSecond     float64 `json:"activities_per_second"`
+	MBPerSec      float64 `json:"archive_mb_per_second"` // archive bytes written (local) or uploaded (s3) per second
 	ArchiveBytes  int64   `json:"archive_bytes"`
 	RatioJSON     float64 `json:"archive_to_json"`
 	BytesPerActiv float64 `json:"bytes_per_activity"`
@@ -581,34 +589,28 @@ func run(ctx context.Context, c *config) (*results, error) {
 		return nil, err
 	}
 	if c.want("compact") {
-		bar := c.bar(1, "compaction")
-		t0 := time.Now()
-		err := o.s.Compact(ctx)
-		el := time.Since(t0).Seconds()
-		bar.Finish()
-		if err != nil {
-			return nil, err
-		}
-		st, err := o.s.Stats(ctx)
-		if err != nil {
-			return nil, err
-		}
-		res.Compaction = &compaction{Seconds: el, PerSecond: float64(st.ArchivedActivities) / el, ArchiveBytes: st.ArchiveBytes,
-			RatioJSON: float64(st.ArchiveBytes) / float64(d.jsonBytes), BytesPerActiv: float64(st.ArchiveBytes) / float64(st.ArchivedActivities)}
-		for _, q := range queries {
-			bar := c.bar(1, q.id+" archived")
-			// An archived row that reads and decompresses much per run (a
-			// large data set with a small cache) stops after a while, as a
-			// comparator's does.
-			l, err := measure(ctx, c, d, o, q, c.archivedBudget)
-			bar.Finish()
-			if err != nil {
-				return nil, fmt.Errorf("%s on archives: %w", q.id, err)
-			}
-			res.Archived[q.id] = l
-			if err := res.save(c.jsonPath); err != nil {
+		var s3 *s3Bench
+		if c.archivesAt(locS3) {
+			// A copy of the store, made before the local compaction,
+			// compacts into a bucket.
+			if s3, err = startS3(ctx, c, o.s); err != nil {
 				return nil, err
 			}
+			defer s3.close()
+		}
+		if c.archivesAt(locLocal) {
+			if res.Compaction, err = compactStore(ctx, c, d, o.s, "compaction"); err != nil {
+				return nil, err
+			}
+			if err := archivedQueries(ctx, c, d, o, locLocal, res.Archived, res); err != nil {
+				return nil, err
+			}
+		}
+		if s3 != nil {
+			if err := s3.run(ctx, c, d, res); err != nil {
+				return nil, err
+			}
+			s3.close() // the figures are in; the server is not needed
 		}
 	}
 	res.PeakRSSMB = peakRSS()

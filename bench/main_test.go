@@ -105,3 +105,50 @@ func TestSuiteAlone(t *testing.T) {
 		require.NotContains(t, tg.What, "pebble")
 	}
 }
+
+// TestSuiteS3 runs the compaction phase with local archives and with the
+// archives in a bucket of a SeaweedFS server the bench starts, and checks
+// that both, and a reader over the bucket, answer as the hot store does.
+func TestSuiteS3(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a SeaweedFS server")
+	}
+	archives, err := parseArchives("s3,local")
+	require.NoError(t, err)
+	require.Equal(t, []string{locLocal, locS3}, archives)
+	_, err = parseArchives("local,gcs")
+	require.Error(t, err)
+
+	c := &config{n: 5000, ingestN: 1000, seed: 3, dir: t.TempDir(), runs: 10, budget: time.Second, settle: time.Second,
+		systems: []string{sysOurs}, only: map[string]bool{"query": true, "compact": true}, archives: archives}
+	c.jsonPath = filepath.Join(t.TempDir(), "s3.json")
+	res, err := run(context.Background(), c)
+	require.NoError(t, err)
+	require.NotNil(t, res.Compaction)
+	require.NotNil(t, res.S3)
+	s3 := res.S3
+	require.NotNil(t, s3.Compaction)
+	require.Equal(t, res.Compaction.ArchiveBytes, s3.Compaction.ArchiveBytes, "the same archives, elsewhere")
+	require.Positive(t, s3.Compaction.MBPerSec)
+	require.Positive(t, s3.CompactionRequests.ByMethod["PUT"])
+	require.GreaterOrEqual(t, s3.CompactionRequests.SentBytes, s3.Compaction.ArchiveBytes)
+	require.Positive(t, s3.ReaderOpenSeconds)
+	for _, q := range queries {
+		hot := res.Queries[q.id][sysOurs]
+		for where, m := range map[string]map[string]latency{"local": res.Archived, "s3": s3.Archived, "s3 reader": s3.Reader} {
+			require.Equal(t, c.runs, m[q.id].Runs, "%s on %s", q.id, where)
+			require.Equal(t, hot.Results, m[q.id].Results, "%s on %s answers differently", q.id, where)
+		}
+	}
+	b, err := os.ReadFile(c.jsonPath)
+	require.NoError(t, err)
+	var saved results
+	require.NoError(t, json.Unmarshal(b, &saved))
+	require.Equal(t, s3.Reader, saved.S3.Reader)
+	var out bytes.Buffer
+	res.print(&out)
+	for _, want := range []string{"COMPACTION, every window cold", "MB/s uploaded", "s3 reader cold", "OpenReader in"} {
+		require.Contains(t, out.String(), want)
+	}
+	t.Log("\n" + out.String())
+}

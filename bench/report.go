@@ -221,18 +221,7 @@ func (r *results) print(w io.Writer) {
 			fmt.Fprintf(w, "  %-36s %7.0fms %12.0fms %7.1fms %7.0fms %7.0f MB %14s\n", x.Case, x.OpenMS, x.FirstMS, x.Q3lMS, x.WallMS, x.PeakRSSMB, comma(float64(x.RebuiltActs)))
 		}
 	}
-	if c := r.Compaction; c != nil {
-		fmt.Fprintf(w, "\nCOMPACTION: %s activities/s (%.1fs); archives %.1f B/activity, %.4f of the JSON lines\n",
-			comma(c.PerSecond), c.Seconds, c.BytesPerActiv, c.RatioJSON)
-		fmt.Fprintf(w, "  %-34s %-28s %-28s %s\n", "", "hot", "archived", "archived, first run (cold)")
-		for _, q := range queries {
-			first := "-"
-			if a := r.Archived[q.id]; a.Runs > 0 {
-				first = us(a.First)
-			}
-			fmt.Fprintf(w, "  %-34s %-28s %-28s %s\n", q.id+" "+q.name, lat(r.Queries[q.id][sysOurs]), lat(r.Archived[q.id]), first)
-		}
-	}
+	r.printCompaction(w)
 	fmt.Fprintf(w, "\npeak RSS %.0f MB\n", r.PeakRSSMB)
 	ts := r.targets()
 	if len(ts) > 0 {
@@ -241,4 +230,81 @@ func (r *results) print(w io.Writer) {
 			fmt.Fprintf(w, "  %-6s  %-62s %s\n", verdict(t.Met), t.What, t.Got)
 		}
 	}
+}
+
+// archiveGroup is one column group of the compaction table: the archived
+// query rows of one location.
+type archiveGroup struct {
+	name string
+	m    map[string]latency
+}
+
+func (r *results) archiveGroups() []archiveGroup {
+	var gs []archiveGroup
+	if r.Compaction != nil {
+		gs = append(gs, archiveGroup{locLocal, r.Archived})
+	}
+	if r.S3 != nil {
+		gs = append(gs, archiveGroup{locS3, r.S3.Archived}, archiveGroup{locReader, r.S3.Reader})
+	}
+	return gs
+}
+
+// printCompaction prints the compaction phase: with local archives only,
+// one line and three columns; with the archives in a bucket too, a line per
+// location and a column group per location.
+func (r *results) printCompaction(w io.Writer) {
+	gs := r.archiveGroups()
+	if len(gs) == 0 {
+		return
+	}
+	if c := r.Compaction; c != nil && r.S3 == nil {
+		fmt.Fprintf(w, "\nCOMPACTION: %s activities/s (%.1fs); archives %.1f B/activity, %.4f of the JSON lines\n",
+			comma(c.PerSecond), c.Seconds, c.BytesPerActiv, c.RatioJSON)
+		fmt.Fprintf(w, "  %-34s %-28s %-28s %s\n", "", "hot", "archived", "archived, first run (cold)")
+		for _, q := range queries {
+			fmt.Fprintf(w, "  %-34s %-28s %-28s %s\n", q.id+" "+q.name, lat(r.Queries[q.id][sysOurs]), lat(r.Archived[q.id]), firstRun(r.Archived[q.id]))
+		}
+		return
+	}
+	fmt.Fprintf(w, "\nCOMPACTION, every window cold (activities/s, MB/s of archives written or uploaded)\n")
+	line := func(loc string, c *compaction, verb string) {
+		fmt.Fprintf(w, "  %-10s %s activities/s, %.1f MB/s %s (%.1fs); archives %.1f B/activity, %.4f of the JSON lines\n",
+			loc, comma(c.PerSecond), c.MBPerSec, verb, c.Seconds, c.BytesPerActiv, c.RatioJSON)
+	}
+	if c := r.Compaction; c != nil {
+		line(locLocal, c, "written")
+	}
+	if s := r.S3; s != nil && s.Compaction != nil {
+		line(locS3, s.Compaction, "uploaded")
+		fmt.Fprintf(w, "  %-10s SeaweedFS on this machine, started in %.1fs; compaction: %s\n", "", s.StartSeconds, s.CompactionRequests)
+		if len(s.Archived) > 0 {
+			fmt.Fprintf(w, "  %-10s archived queries: %s\n", "", s.QueryRequests)
+		}
+		if s.ReaderOpenSeconds > 0 {
+			fmt.Fprintf(w, "  %-10s OpenReader in %.0fms; it and its queries: %s\n", locReader, s.ReaderOpenSeconds*1000, s.ReaderRequests)
+		}
+	}
+	row := func(name, hot string, cell func(g archiveGroup) (string, string)) {
+		b := fmt.Sprintf("  %-34s %-28s", name, hot)
+		for _, g := range gs {
+			a, cold := cell(g)
+			b += fmt.Sprintf(" %-28s %-16s", a, cold)
+		}
+		fmt.Fprintln(w, strings.TrimRight(b, " "))
+	}
+	row("", "hot", func(g archiveGroup) (string, string) { return g.name, g.name + " cold" })
+	for _, q := range queries {
+		row(q.id+" "+q.name, lat(r.Queries[q.id][sysOurs]), func(g archiveGroup) (string, string) {
+			return lat(g.m[q.id]), firstRun(g.m[q.id])
+		})
+	}
+}
+
+// firstRun is the first run of an archived row: what no cache held yet.
+func firstRun(l latency) string {
+	if l.Runs == 0 {
+		return "-"
+	}
+	return us(l.First)
 }

@@ -1,14 +1,15 @@
-// Package s3test runs a real SeaweedFS S3 server for tests.
+// Package s3test runs a real SeaweedFS S3 server for tests (Start), and for
+// tools such as the bench (Launch).
 //
-// Start builds (once, via scripts/seaweedfs.sh, cached across runs) or reuses
-// SeaweedFS's weed binary and runs `weed server -s3` on free loopback ports
-// in a temporary data directory, with a single admin identity so every
-// request is authenticated. Set ACTIVITYSTORE_WEED to the path of a weed
-// binary to skip the script.
+// Both build (once, via scripts/seaweedfs.sh, cached across runs) or reuse
+// SeaweedFS's weed binary and run `weed server -s3` on free loopback ports
+// in a data directory (Start: a temporary one), with a single admin
+// identity so every request is authenticated. Set ACTIVITYSTORE_WEED to the
+// path of a weed binary to skip the script.
 //
 // The server runs in its own process group and, on Linux, is killed if the
-// test binary dies (Pdeathsig), so a crashed test run leaves no server
-// behind.
+// test binary (or tool) dies (Pdeathsig), so a crashed run leaves no
+// server behind.
 package s3test
 
 import (
@@ -19,6 +20,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"os/exec"
@@ -40,26 +42,27 @@ import (
 // the weed binary to run instead of building it with scripts/seaweedfs.sh.
 const EnvWeed = "ACTIVITYSTORE_WEED"
 
-// readyTimeout bounds how long Start and Restart wait for the S3 API.
+// readyTimeout bounds how long Launch and Restart wait for the S3 API.
 const readyTimeout = 90 * time.Second
 
 // stopGrace is how long Stop waits after SIGTERM before it sends SIGKILL.
 const stopGrace = 5 * time.Second
 
-// probeBucket is the bucket Start and Restart write to, to check that the
+// probeBucket is the bucket Launch and Restart write to, to check that the
 // whole write path (filer lock ring, master, volume server) works. It is
 // removed again once the server is ready.
 const probeBucket = "s3test-probe"
 
 // Server is a running SeaweedFS server with its S3 gateway. The zero value
-// is not usable; get one from Start.
+// is not usable; get one from Start or Launch.
 type Server struct {
 	// Endpoint is the host:port of the S3 API (plain HTTP, path-style).
 	Endpoint string
 	// AccessKey and SecretKey are the credentials of the server's only
 	// identity, which may do anything (Admin).
 	AccessKey, SecretKey string
-	// Dir is the server's data directory (a tb.TempDir()).
+	// Dir is the server's folder: the one given to Launch (Start: a
+	// tb.TempDir()).
 	Dir string
 	// LogPath is the file weed's stdout and stderr go to, inside Dir.
 	LogPath string
@@ -77,17 +80,42 @@ type Server struct {
 	buckets atomic.Int64
 }
 
-// Start runs a fresh SeaweedFS server with an S3 gateway, waits until its S3
-// API serves authenticated requests and writes, and registers tb.Cleanup to
-// stop it. It fails tb (with the tail of weed's log) if the server does not
-// get ready in time.
+// Start runs a fresh SeaweedFS server with an S3 gateway in a tb.TempDir()
+// (see Launch) and registers tb.Cleanup to stop it. It fails tb (with the
+// tail of weed's log) if the server does not get ready in time.
 func Start(tb testing.TB) *Server {
 	tb.Helper()
-	bin := weedBinary(tb)
-	dir := tb.TempDir()
+	bin, built, err := weedBinary()
+	if err != nil {
+		tb.Fatalf("s3test: %v", err)
+	}
+	if built > 5*time.Second {
+		tb.Logf("s3test: built %s in %v", bin, built.Round(time.Second))
+	}
+	s, err := Launch(tb.TempDir())
+	if err != nil {
+		tb.Fatalf("%v", err)
+	}
+	tb.Cleanup(s.Stop)
+	return s
+}
 
-	accessKey := "s3test" + randomHex(tb, 4)
-	secretKey := randomHex(tb, 20)
+// Launch runs a fresh SeaweedFS server with an S3 gateway on free loopback
+// ports, with its configuration, data and log in dir (created if missing;
+// a folder used before gets a new data folder), and waits until its S3
+// API serves authenticated requests and writes. The caller calls Stop. The
+// error holds the tail of weed's log if the server did not get ready in
+// time.
+func Launch(dir string) (*Server, error) {
+	bin, _, err := weedBinary()
+	if err != nil {
+		return nil, fmt.Errorf("s3test: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("s3test: %w", err)
+	}
+	accessKey := "s3test" + randomHex(4)
+	secretKey := randomHex(20)
 	cfg := map[string]any{
 		"identities": []any{map[string]any{
 			"name":        "s3test",
@@ -97,30 +125,41 @@ func Start(tb testing.TB) *Server {
 	}
 	cfgJSON, err := json.MarshalIndent(cfg, "", "  ")
 	if err != nil {
-		tb.Fatalf("s3test: %v", err)
+		return nil, fmt.Errorf("s3test: %w", err)
 	}
 	cfgPath := filepath.Join(dir, "s3.json")
 	if err := os.WriteFile(cfgPath, cfgJSON, 0o600); err != nil {
-		tb.Fatalf("s3test: %v", err)
+		return nil, fmt.Errorf("s3test: %w", err)
 	}
 	var lastErr error
+	k := 0 // number of the data folder and log
 	for attempt := 0; attempt < 3; attempt++ {
 		// A fresh data folder for each attempt: the master's raft state
 		// records its address.
-		dataDir := filepath.Join(dir, "data")
-		if attempt > 0 {
-			dataDir += strconv.Itoa(attempt)
+		var dataDir string
+		for ; ; k++ {
+			dataDir = filepath.Join(dir, "data")
+			if k > 0 {
+				dataDir += strconv.Itoa(k)
+			}
+			err := os.Mkdir(dataDir, 0o755)
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, fs.ErrExist) {
+				return nil, fmt.Errorf("s3test: %w", err)
+			}
 		}
-		if err := os.Mkdir(dataDir, 0o755); err != nil {
-			tb.Fatalf("s3test: %v", err)
+		ports, err := freePorts(8)
+		if err != nil {
+			return nil, fmt.Errorf("s3test: free port: %w", err)
 		}
-		ports := freePorts(tb, 8)
 		s := &Server{
 			Endpoint:  net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[6])),
 			AccessKey: accessKey,
 			SecretKey: secretKey,
 			Dir:       dir,
-			LogPath:   filepath.Join(dir, fmt.Sprintf("weed-%d.log", attempt)),
+			LogPath:   filepath.Join(dir, fmt.Sprintf("weed-%d.log", k)),
 			ports:     ports,
 			env: append(os.Environ(),
 				// One volume per collection (each bucket is a
@@ -134,6 +173,7 @@ func Start(tb testing.TB) *Server {
 				"HOME="+dir,
 			),
 		}
+		k++
 		s.Args = []string{
 			bin,
 			"-logtostderr",
@@ -166,39 +206,61 @@ func Start(tb testing.TB) *Server {
 			"-s3.localSocket=" + socketPath("s3", ports[6]),
 			"-s3.config=" + cfgPath,
 		}
-		tb.Cleanup(s.Stop)
 		if lastErr = s.start(); lastErr != nil {
 			s.Stop()
 			if isPortClash(s.logTail()) {
 				continue // another process took one of the ports; retry
 			}
-			tb.Fatalf("s3test: start weed: %v\n%s", lastErr, s.logTail())
+			return nil, fmt.Errorf("s3test: start weed: %v\n%s", lastErr, s.logTail())
 		}
-		return s
+		return s, nil
 	}
-	tb.Fatalf("s3test: start weed: %v", lastErr)
-	return nil
+	return nil, fmt.Errorf("s3test: start weed: %v", lastErr)
 }
 
-// Client returns a new minio-go client for the server: plain HTTP,
+// NewClient returns a new minio-go client for the server: plain HTTP,
 // path-style bucket addressing, authenticated as the admin identity.
+func (s *Server) NewClient() (*minio.Client, error) {
+	return minio.New(s.Endpoint, &minio.Options{
+		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
+		Secure:       false,
+		Region:       "us-east-1",
+		BucketLookup: minio.BucketLookupPath,
+	})
+}
+
+// Client is NewClient for tests: it fails tb on an error.
 func (s *Server) Client(tb testing.TB) *minio.Client {
 	tb.Helper()
-	c, err := s.newClient()
+	c, err := s.NewClient()
 	if err != nil {
 		tb.Fatalf("s3test: minio client: %v", err)
 	}
 	return c
 }
 
-// Bucket creates a new bucket with a unique name and returns the name.
+// MakeBucket creates a new bucket with a unique name and returns the name.
+func (s *Server) MakeBucket(ctx context.Context) (string, error) {
+	name := fmt.Sprintf("s3test-%d-%s", s.buckets.Add(1), randomHex(4))
+	c, err := s.NewClient()
+	if err != nil {
+		return "", fmt.Errorf("s3test: minio client: %w", err)
+	}
+	if err := c.MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
+		return "", fmt.Errorf("s3test: make bucket %s: %w", name, err)
+	}
+	return name, nil
+}
+
+// Bucket is MakeBucket for tests, with a 30-second timeout: it fails tb on
+// an error.
 func (s *Server) Bucket(tb testing.TB) string {
 	tb.Helper()
-	name := fmt.Sprintf("s3test-%d-%s", s.buckets.Add(1), randomHex(tb, 4))
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := s.Client(tb).MakeBucket(ctx, name, minio.MakeBucketOptions{}); err != nil {
-		tb.Fatalf("s3test: make bucket %s: %v", name, err)
+	name, err := s.MakeBucket(ctx)
+	if err != nil {
+		tb.Fatalf("%v", err)
 	}
 	return name
 }
@@ -246,11 +308,19 @@ func (s *Server) Stop() {
 // write succeeds.
 func (s *Server) Restart(tb testing.TB) {
 	tb.Helper()
+	if err := s.restart(); err != nil {
+		tb.Fatalf("%v", err)
+	}
+}
+
+// restart is Restart without a testing.TB.
+func (s *Server) restart() error {
 	s.Stop()
 	if err := s.start(); err != nil {
 		s.Stop()
-		tb.Fatalf("s3test: restart weed: %v\n%s", err, s.logTail())
+		return fmt.Errorf("s3test: restart weed: %v\n%s", err, s.logTail())
 	}
+	return nil
 }
 
 // start runs weed and waits until it is ready. The caller stops the server
@@ -302,7 +372,7 @@ func (s *Server) reap() {
 // a write to a probe bucket succeeds, the process exits, or readyTimeout
 // passes. s.mu is held.
 func (s *Server) waitReady(done <-chan struct{}) error {
-	c, err := s.newClient()
+	c, err := s.NewClient()
 	if err != nil {
 		return err
 	}
@@ -363,15 +433,6 @@ func probe(ctx context.Context, c *minio.Client) error {
 	return nil
 }
 
-func (s *Server) newClient() (*minio.Client, error) {
-	return minio.New(s.Endpoint, &minio.Options{
-		Creds:        credentials.NewStaticV4(s.AccessKey, s.SecretKey, ""),
-		Secure:       false,
-		Region:       "us-east-1",
-		BucketLookup: minio.BucketLookupPath,
-	})
-}
-
 // logTail returns the last lines of weed's log.
 func (s *Server) logTail() string {
 	const max = 8 << 10
@@ -401,8 +462,7 @@ func socketPath(name string, port int) string {
 
 // freePorts returns n distinct loopback TCP ports that were free a moment
 // ago.
-func freePorts(tb testing.TB, n int) []int {
-	tb.Helper()
+func freePorts(n int) ([]int, error) {
 	ports := make([]int, 0, n)
 	var ls []net.Listener
 	defer func() {
@@ -413,19 +473,18 @@ func freePorts(tb testing.TB, n int) []int {
 	for len(ports) < n {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			tb.Fatalf("s3test: free port: %v", err)
+			return nil, err
 		}
 		ls = append(ls, l)
 		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
 	}
-	return ports
+	return ports, nil
 }
 
-func randomHex(tb testing.TB, n int) string {
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		tb.Fatalf("s3test: %v", err)
-	}
+	rand.Read(b) // never fails
 	return hex.EncodeToString(b)
 }
 
@@ -435,20 +494,20 @@ var weed struct {
 }
 
 // weedBinary returns the path of the weed binary: $ACTIVITYSTORE_WEED, or
-// what scripts/seaweedfs.sh prints (building it on first use).
-func weedBinary(tb testing.TB) string {
-	tb.Helper()
+// what scripts/seaweedfs.sh prints (building it on first use), and how long
+// this call took to get it from the script (zero once it is known).
+func weedBinary() (string, time.Duration, error) {
 	if p := os.Getenv(EnvWeed); p != "" {
-		return p
+		return p, 0, nil
 	}
 	weed.Lock()
 	defer weed.Unlock()
 	if weed.path != "" {
-		return weed.path
+		return weed.path, 0, nil
 	}
 	root, err := repoRoot()
 	if err != nil {
-		tb.Fatalf("s3test: %v", err)
+		return "", 0, err
 	}
 	script := filepath.Join(root, "scripts", "seaweedfs.sh")
 	var stdout, stderr bytes.Buffer
@@ -458,21 +517,18 @@ func weedBinary(tb testing.TB) string {
 	cmd.Stderr = &stderr
 	start := time.Now()
 	if err := cmd.Run(); err != nil {
-		tb.Fatalf("s3test: %s: %v\n%s", script, err, tail(stderr.String(), 4<<10))
+		return "", 0, fmt.Errorf("%s: %v\n%s", script, err, tail(stderr.String(), 4<<10))
 	}
 	lines := strings.Fields(strings.TrimSpace(stdout.String()))
 	if len(lines) == 0 {
-		tb.Fatalf("s3test: %s printed no path\n%s", script, tail(stderr.String(), 4<<10))
+		return "", 0, fmt.Errorf("%s printed no path\n%s", script, tail(stderr.String(), 4<<10))
 	}
 	p := lines[len(lines)-1]
 	if _, err := os.Stat(p); err != nil {
-		tb.Fatalf("s3test: %s: %v", script, err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		tb.Logf("s3test: built %s in %v", p, d.Round(time.Second))
+		return "", 0, fmt.Errorf("%s: %v", script, err)
 	}
 	weed.path = p
-	return p
+	return p, time.Since(start), nil
 }
 
 // repoRoot finds the module root: two levels above this file, or else the

@@ -8,9 +8,12 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
+	"fmt"
 	"hash/crc32"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -212,4 +215,33 @@ func TestS3Semantics(t *testing.T) {
 		require.NoError(t, c.RemoveObject(ctx, b, "list/a/b", minio.RemoveObjectOptions{}))
 		require.Equal(t, []string{"list/a", "list/a-b", "list/a0"}, list())
 	})
+}
+
+// TestLaunch starts servers without a testing.TB, twice in one folder, as
+// the bench does.
+func TestLaunch(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a SeaweedFS server")
+	}
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "weed") // created by Launch
+	ctx := context.Background()
+	for round := range 2 {
+		srv, err := s3test.Launch(dir)
+		require.NoError(t, err)
+		require.Equal(t, dir, srv.Dir)
+		b, err := srv.MakeBucket(ctx)
+		require.NoError(t, err)
+		b2, err := srv.MakeBucket(ctx)
+		require.NoError(t, err)
+		require.NotEqual(t, b, b2)
+		c, err := srv.NewClient()
+		require.NoError(t, err)
+		_, err = c.PutObject(ctx, b, "k", bytes.NewReader([]byte("v")), 1, minio.PutObjectOptions{})
+		require.NoError(t, err)
+		srv.Stop()
+		srv.Stop() // idempotent
+		_, err = os.Stat(filepath.Join(dir, fmt.Sprintf("weed-%d.log", round)))
+		require.NoError(t, err, "each launch has its own data folder and log")
+	}
 }
