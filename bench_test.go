@@ -13,6 +13,7 @@ import (
 
 	"github.com/activitystore/activitystore"
 	"github.com/activitystore/activitystore/internal/gen"
+	"github.com/activitystore/activitystore/internal/s3test"
 )
 
 var benchN = flag.Int("bench.n", 1_000_000, "activities in the store the query benchmarks run on")
@@ -100,6 +101,11 @@ func (bs *builtStore) get(b *testing.B, archived bool) *activitystore.Store {
 func loadedStore(b *testing.B) *activitystore.Store { return benchStore.get(b, false) }
 
 func TestMain(m *testing.M) {
+	// The S3 tests' server, built before the tests' timeout starts.
+	if err := s3test.Prepare(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	code := m.Run()
 	activitystore.StopSharedS3()
 	for _, bs := range []*builtStore{&benchStore, &archStore} {

@@ -5,12 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/activitystore/activitystore/internal/s3test"
 	"github.com/stretchr/testify/require"
 )
 
@@ -19,6 +21,10 @@ func TestMain(m *testing.M) {
 	flag.Parse()
 	if runChild() {
 		os.Exit(0)
+	}
+	if err := s3test.Prepare(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
 	os.Exit(m.Run())
 }

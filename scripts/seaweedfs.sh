@@ -6,13 +6,17 @@
 #
 # The binary is cached in $ACTIVITYSTORE_WEED_CACHE, by default
 # ${XDG_CACHE_HOME:-$HOME/.cache}/activitystore, under the version's name.
+# With --check it only says, by its exit status, whether it is built.
 set -euo pipefail
 version=v0.0.0-20261109003541-7506e5f91cd6
 cache=${ACTIVITYSTORE_WEED_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/activitystore}
 bin=$cache/weed-$version
 if [ -x "$bin" ]; then
-  echo "$bin"
+  [ "${1:-}" = --check ] || echo "$bin"
   exit 0
+fi
+if [ "${1:-}" = --check ]; then
+  exit 1
 fi
 mkdir -p "$cache"
 # Concurrent runs (parallel test packages) wait for one build instead of

@@ -562,3 +562,20 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// Prepare builds the weed binary if it is not built yet (about 12 minutes
+// on 2 cores the first time; then it is cached). A TestMain calls it before
+// m.Run, so that the build does not count against the tests' timeout. It
+// says so on standard error when it builds.
+func Prepare() error {
+	if os.Getenv(EnvWeed) == "" {
+		if root, err := repoRoot(); err == nil {
+			check := exec.Command("bash", filepath.Join(root, "scripts", "seaweedfs.sh"), "--check")
+			if check.Run() != nil {
+				fmt.Fprintln(os.Stderr, "s3test: building SeaweedFS for the S3 tests, once (about 12 minutes on 2 cores)")
+			}
+		}
+	}
+	_, _, err := weedBinary()
+	return err
+}
