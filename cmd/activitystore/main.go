@@ -60,6 +60,7 @@ const defaultDir = "./activitystore-data"
 // app holds what every command shares: the global flags and the streams.
 type app struct {
 	dir    string
+	loc    location
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -97,6 +98,8 @@ other commands want an existing store.`,
 		SilenceUsage:  true,
 	}
 	root.PersistentFlags().StringVar(&a.dir, "dir", defaultDir, "the store directory")
+	a.loc.register(root.PersistentFlags())
+	root.PersistentPreRunE = func(c *cobra.Command, _ []string) error { return applyLocationEnv(c) }
 	root.AddCommand(
 		a.serveCommand(),
 		a.importCommand(),
@@ -163,7 +166,14 @@ func (a *app) open(create bool, opts *activitystore.Options) (*activitystore.Sto
 		o.MustExist = true
 		opts = &o
 	}
-	s, err := activitystore.Open(a.dir, opts)
+	o := activitystore.Options{}
+	if opts != nil {
+		o = *opts
+	}
+	if err := a.loc.apply(&o); err != nil {
+		return nil, err
+	}
+	s, err := activitystore.Open(a.dir, &o)
 	if errors.Is(err, activitystore.ErrNoStore) {
 		return nil, fmt.Errorf("no store in %s (set --dir; import or serve create a store)", a.dir)
 	}

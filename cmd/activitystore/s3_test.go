@@ -95,3 +95,45 @@ func TestServeTwoNodesAndReadOnly(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, code, "%s", body)
 	require.Contains(t, string(body), "read-only")
 }
+
+// TestCommandsOnABucket: import, compact, query, stats and verify work on a
+// store whose archives are in a bucket, given --archives (here from
+// ACTIVITYSTORE_ARCHIVES); without it the store refuses to open.
+func TestCommandsOnABucket(t *testing.T) {
+	srv := s3test.Start(t)
+	dir := t.TempDir()
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	t.Setenv("AWS_ENDPOINT_URL", "http://"+srv.Endpoint)
+	t.Setenv("ACTIVITYSTORE_ARCHIVES", "s3://"+srv.Bucket(t)+"/cli")
+	var lines strings.Builder
+	for _, a := range generate(200, 3, time.Now().UTC().Add(-10*24*time.Hour)) {
+		b, err := json.Marshal(a)
+		require.NoError(t, err)
+		lines.Write(append(b, '\n'))
+	}
+	r := runCmd(t, lines.String(), "import", "--dir", dir)
+	require.Zero(t, r.code, r.stderr)
+	r = runCmd(t, "", "compact", "--dir", dir, "--cold-after", "1d")
+	require.Zero(t, r.code, r.stderr)
+	require.Contains(t, r.stdout, "archived activities: 0 -> 200 of 200")
+	r = runCmd(t, "", "stats", "--dir", dir, "--output", "json")
+	require.Zero(t, r.code, r.stderr)
+	var st struct {
+		Activities         int `json:"activities"`
+		ArchivedActivities int `json:"archived_activities"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(r.stdout), &st))
+	require.Equal(t, 200, st.Activities)
+	require.Equal(t, 200, st.ArchivedActivities)
+	r = runCmd(t, "", "verify", "--dir", dir)
+	require.Zero(t, r.code, r.stderr)
+	r = runCmd(t, "", "query", "--dir", dir, "--limit", "500", "--output", "json")
+	require.Zero(t, r.code, r.stderr)
+	require.Equal(t, 200, strings.Count(r.stdout, `"id"`))
+
+	t.Setenv("ACTIVITYSTORE_ARCHIVES", "")
+	r = runCmd(t, "", "verify", "--dir", dir)
+	require.Equal(t, 1, r.code)
+	require.Contains(t, r.stderr, "archives are in s3://")
+}

@@ -123,7 +123,7 @@ waits up to 15s for the other requests in flight, then closes the store.`,
 			return a.serve(c.Context(), cfg)
 		},
 	}
-	cfg = serveFlags(c)
+	cfg = serveFlags(c, &a.loc)
 	return c
 }
 
@@ -136,7 +136,7 @@ func (a *app) serve(ctx context.Context, cfg *serveConfig) error {
 	var err error
 	if cfg.readOnly {
 		if s, err = activitystore.OpenReader(&so); err != nil {
-			return fmt.Errorf("open %s: %w", cfg.archives, err)
+			return fmt.Errorf("open %s: %w", a.loc.archives, err)
 		}
 	} else if s, err = a.open(true, &so); err != nil {
 		return err

@@ -24,8 +24,7 @@ type serveConfig struct {
 	store           activitystore.Options
 	api             httpapi.Options
 	compactEvery    time.Duration
-	archives        string // --archives: a folder or s3://bucket/prefix
-	s3              activitystore.S3Options
+	loc             *location // the global archive flags
 	readOnly        bool
 }
 
@@ -39,8 +38,8 @@ func envName(flag string) string {
 
 // serveFlags registers serve's flags on c, each with its environment
 // variable in its usage, and returns the config they fill.
-func serveFlags(c *cobra.Command) *serveConfig {
-	cfg := &serveConfig{store: serveStoreOptions, api: serveAPIOptions, compactEvery: time.Hour}
+func serveFlags(c *cobra.Command, loc *location) *serveConfig {
+	cfg := &serveConfig{store: serveStoreOptions, api: serveAPIOptions, compactEvery: time.Hour, loc: loc}
 	cfg.store.ColdAfter = 7 * 24 * time.Hour
 	cfg.store.TailBacklog = 65536
 	f := c.Flags()
@@ -50,15 +49,6 @@ func serveFlags(c *cobra.Command) *serveConfig {
 	f.Var(durationFlag{&cfg.store.ColdAfter, false}, "cold-after", "archive windows that ended this long ago, like 7d")
 	f.Var(durationFlag{&cfg.compactEvery, true}, "compact-every", "archive and delete as set, this often in the background, like 1h (0: never)")
 	f.StringVar(&cfg.store.ArchiveDir, "archive-dir", "", "the folder of the archive files (default: archive/ in --dir)")
-	f.StringVar(&cfg.archives, "archives", "", "where archives go: s3://bucket/prefix for an S3-compatible bucket (endpoint and credentials from the --s3-* flags or AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION), or a folder like --archive-dir")
-	f.StringVar(&cfg.s3.Endpoint, "s3-endpoint", "", "the S3 server, host:port or http(s)://host:port (default: $AWS_ENDPOINT_URL, else s3.amazonaws.com)")
-	f.StringVar(&cfg.s3.Region, "s3-region", "", "the bucket's region (default: $AWS_REGION)")
-	f.StringVar(&cfg.s3.AccessKey, "s3-access-key", "", "the S3 access key (default: $AWS_ACCESS_KEY_ID)")
-	f.StringVar(&cfg.s3.SecretKey, "s3-secret-key", "", "the S3 secret key (default: $AWS_SECRET_ACCESS_KEY)")
-	f.StringVar(&cfg.s3.CacheDir, "s3-cache-dir", "", "a local folder that keeps what reads fetch from the bucket (default: none)")
-	f.Var(sizeFlag{&cfg.s3.CacheBytes}, "s3-cache", "the most --s3-cache-dir holds, like 1GiB")
-	f.Var(durationFlag{&cfg.s3.RetryFor, false}, "s3-retry-for", "how long a failed S3 request is retried without a deadline of its own, like 30s")
-	f.IntVar(&cfg.store.Node, "node", 0, fmt.Sprintf("this store's node number in the bucket, 0 to %d: unique among the stores that share --archives", activitystore.MaxNode))
 	f.BoolVar(&cfg.readOnly, "read-only", false, "serve the archives of every node in the --archives bucket, read-only, with no store of its own (--dir is not used)")
 	f.Var(durationFlag{&cfg.store.PollEvery, false}, "poll-every", "with --read-only, how often to look for new archives in the bucket, like 30s")
 	f.Var(durationFlag{&cfg.store.SegmentWidth, false}, "segment-width", "the time window of one segment of a new store, like 24h (default 24h; an existing store keeps its own)")
@@ -85,21 +75,30 @@ func serveFlags(c *cobra.Command) *serveConfig {
 func applyEnv(c *cobra.Command) error {
 	var err error
 	set := func(fl *pflag.Flag) {
-		if err != nil || fl.Changed || fl.Name == "help" {
-			return
+		if err == nil {
+			err = setFromEnv(fl)
 		}
-		v, ok := os.LookupEnv(envName(fl.Name))
-		if !ok {
-			return
-		}
-		if serr := fl.Value.Set(v); serr != nil {
-			err = fmt.Errorf("invalid %s=%q (--%s): %v", envName(fl.Name), v, fl.Name, serr)
-		}
-		fl.Changed = true
 	}
 	c.Flags().VisitAll(set)
 	c.InheritedFlags().VisitAll(set)
 	return err
+}
+
+// setFromEnv sets flag fl from its environment variable, if it is set and
+// the flag was not given.
+func setFromEnv(fl *pflag.Flag) error {
+	if fl.Changed || fl.Name == "help" {
+		return nil
+	}
+	v, ok := os.LookupEnv(envName(fl.Name))
+	if !ok {
+		return nil
+	}
+	fl.Changed = true
+	if err := fl.Value.Set(v); err != nil {
+		return fmt.Errorf("invalid %s=%q (--%s): %v", envName(fl.Name), v, fl.Name, err)
+	}
+	return nil
 }
 
 // check reports the first setting that cannot work, naming its flag.
@@ -117,30 +116,14 @@ func (cfg *serveConfig) check() error {
 		return fmt.Errorf("invalid --max-reads %d: want a positive number", cfg.api.MaxConcurrentReads)
 	case cfg.api.MaxStreams <= 0:
 		return fmt.Errorf("invalid --max-streams %d: want a positive number", cfg.api.MaxStreams)
-	case cfg.readOnly && !strings.HasPrefix(cfg.archives, "s3://"):
+	case cfg.readOnly && !cfg.loc.isBucket():
 		return fmt.Errorf("--read-only serves a bucket: give --archives s3://bucket/prefix")
-	case cfg.archives != "" && cfg.store.ArchiveDir != "":
-		return fmt.Errorf("--archives and --archive-dir both say where archives go: give one")
 	case cfg.store.RetainFor > 0 && cfg.store.RetainFor < cfg.store.ColdAfter:
 		// Allowed by the store, but surely not meant.
 		return fmt.Errorf("--retain %s is shorter than --cold-after %s: nothing would ever be archived", fmtDuration(cfg.store.RetainFor), fmtDuration(cfg.store.ColdAfter))
 	}
-	if strings.HasPrefix(cfg.archives, "s3://") {
-		loc, err := activitystore.ParseS3URL(cfg.archives)
-		if err != nil {
-			return fmt.Errorf("invalid --archives: %v", err)
-		}
-		o := cfg.s3
-		o.Bucket, o.Prefix = loc.Bucket, loc.Prefix
-		if scheme, host, ok := strings.Cut(o.Endpoint, "://"); ok {
-			if scheme != "http" && scheme != "https" {
-				return fmt.Errorf("invalid --s3-endpoint %q: want host:port or http(s)://host:port", o.Endpoint)
-			}
-			o.Endpoint, o.Insecure = strings.TrimSuffix(host, "/"), scheme == "http"
-		}
-		cfg.store.S3 = &o
-	} else if cfg.archives != "" {
-		cfg.store.ArchiveDir = cfg.archives
+	if err := cfg.loc.apply(&cfg.store); err != nil {
+		return err
 	}
 	if cfg.tlsCert != "" {
 		if _, err := tls.LoadX509KeyPair(cfg.tlsCert, cfg.tlsKey); err != nil {
