@@ -113,6 +113,15 @@
 // archive. Late arrivals for an archived window go to pebble as usual and are
 // merged into a new archive of that window at the next Compact.
 //
+// With Options.S3 the archives go to an S3-compatible bucket instead, under
+// a folder per store (Options.Node, which is also part of every ID, so IDs
+// of different stores never collide): each is uploaded, checked by size and
+// MD5, and only then recorded; reads fetch footers, indexes and single
+// blocks by range GET, through the same cache and an optional disk cache
+// (S3Options.CacheDir), and retry failed requests within the caller's
+// deadline. OpenReader opens a read-only store over every store's archives
+// in a bucket, merged newest first, for query nodes.
+//
 // Options.RetainFor makes Compact delete windows that ended longer ago than
 // that; DropBefore deletes whole windows on request. A window is deleted only
 // when all of it is older than the cutoff.

@@ -224,3 +224,34 @@ func ExampleStore_Tail() {
 	}
 	// Output: model.deploy model/42
 }
+
+// Two stores on two machines archive into one bucket, each with its own node
+// number; a third process answers queries over both stores' archives. (Not
+// run: it needs an S3-compatible server.)
+func ExampleOpenReader() {
+	ctx := context.Background()
+	bucket := &activitystore.S3Options{
+		Endpoint: "s3.internal:8333", Insecure: true, Bucket: "activity", Prefix: "prod",
+		// AccessKey and SecretKey: here from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY.
+	}
+	// On machine A (machine B is the same with Node: 2):
+	w, err := activitystore.Open("/var/lib/activity", &activitystore.Options{S3: bucket, Node: 1, ColdAfter: 24 * time.Hour})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer w.Close()
+
+	// On a query node:
+	r, err := activitystore.OpenReader(&activitystore.Options{S3: bucket, PollEvery: time.Minute})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer r.Close()
+	page, err := r.Query().Types("model.deploy").Limit(20).All(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, a := range page.Activities {
+		fmt.Println(a.ID.Node(), a.Time.Format(time.RFC3339), a.UserID)
+	}
+}

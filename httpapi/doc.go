@@ -232,9 +232,12 @@
 // a POST is named by "index" (its position in the array, from 0; 0 for a
 // single object) or, in NDJSON, "line" (from 1). The statuses are 400 for a
 // bad parameter or activity, 401, 403, 404 for an unknown ID (with "field":
-// "id") or path, 405, 408 for a POST body that came too slowly, 413 for a body
-// over the limits, 429 past a limit per principal (with Retry-After), 500 for
-// a failure of the store, and 503 when the store is closed or the request was
-// canceled, including while it waited for its turn to POST. An error's text
+// "id") or path, 405 (also for a write or tail on a store opened with
+// activitystore.OpenReader), 408 for a POST body that came too slowly, 413 for
+// a body over the limits, 429 past a limit per principal (with Retry-After),
+// 500 for a failure of the store, and 503 when the store is closed, the
+// request was canceled (including while it waited for its turn to POST), or
+// the archive bucket did not answer in time (activitystore.ErrUnavailable,
+// with Retry-After: 5). An error's text
 // quotes at most 64 bytes of any input and is at most 1 KiB.
 package httpapi

@@ -22,7 +22,9 @@
 // duration back from now such as 24h or 7d).
 //
 // Every command but tail works on the store in --dir (./activitystore-data by
-// default). A store directory is open in one process at a time, so while
+// default). A store whose archives are in a bucket needs the same
+// --archives s3://bucket/prefix (and --node, --s3-* or the AWS_* variables)
+// on every command. A store directory is open in one process at a time, so while
 // serve runs, the other commands fail on its directory with "locked": use the
 // HTTP API or tail instead.
 //

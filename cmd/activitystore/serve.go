@@ -99,6 +99,12 @@ its clients do (README, "Limits"): --block-cache, 4 x --memtable, --cache,
 its main parts. It sets the Go runtime's soft memory limit to 700 MiB unless
 GOMEMLIMIT is set.
 
+With --archives s3://bucket/prefix the archives go to an S3-compatible bucket,
+under a folder for --node; several serves on several machines share a bucket
+with different --node numbers. serve --read-only --archives s3://... serves
+every node's archives, read-only, with no store of its own: it lists the bucket
+every --poll-every for new archives, and answers writes and tails with 405.
+
 On SIGINT or SIGTERM it stops taking connections, ends the open tail streams,
 waits up to 15s for the other requests in flight, then closes the store.`,
 		Args: cobra.NoArgs,
