@@ -24,7 +24,10 @@ import (
 // the archives stay in the bucket, which keeps its own copies. The backup
 // opens with the same S3 options, and only while the bucket still holds
 // the archives it refers to (a later Compact of the same window or
-// retention removes them; Verify names any that are missing).
+// retention removes them; Verify names any that are missing). Opened with
+// those options it is that node again, and removes the node's objects it
+// does not know, those the original wrote after the backup: open it only
+// in place of the original, never beside it.
 func (s *Store) Backup(ctx context.Context, dir string) (err error) {
 	if err := s.enterWrite(); err != nil {
 		return err
