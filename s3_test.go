@@ -182,6 +182,17 @@ func TestS3NodeTaken(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
+// archivedStore opens a store with its archives in the bucket of o and
+// three days of 40 activities each, all archived.
+func archivedStore(t *testing.T, o *S3Options) *Store {
+	t.Helper()
+	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
+	clock.Set(testBase.Add(5 * 24 * time.Hour))
+	fillDays(t, s, 3, 40)
+	require.NoError(t, s.Compact(context.Background()))
+	return s
+}
+
 // s3Objects lists the object names under the node's folder.
 func s3Objects(t *testing.T, srv *s3test.Server, o *S3Options, node int) []string {
 	t.Helper()
@@ -309,10 +320,7 @@ func TestS3ServerDownDuringReads(t *testing.T) {
 	}
 	ctx := context.Background()
 	srv, o := s3Server(t)
-	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
-	clock.Set(testBase.Add(5 * 24 * time.Hour))
-	fillDays(t, s, 3, 40)
-	require.NoError(t, s.Compact(ctx))
+	s := archivedStore(t, o)
 	hot := mustAppend(t, s, act("t9", "u1", testBase.Add(5*24*time.Hour-time.Minute)))
 	want := snapshotQueries(t, s)
 	s.cache.RemoveIf(func(cacheKey) bool { return true })
@@ -349,10 +357,7 @@ func TestS3ObjectCorruptOrMissing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv, o := sharedS3(t)
-	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
-	clock.Set(testBase.Add(5 * 24 * time.Hour))
-	fillDays(t, s, 3, 40)
-	require.NoError(t, s.Compact(ctx))
+	s := archivedStore(t, o)
 	require.NoError(t, s.Verify(ctx))
 	c := srv.Client(t)
 	s.mu.RLock()
@@ -403,12 +408,8 @@ func TestS3DiskCache(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts and restarts a server of its own")
 	}
-	ctx := context.Background()
 	srv, o := s3Server(t)
-	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
-	clock.Set(testBase.Add(5 * 24 * time.Hour))
-	fillDays(t, s, 3, 40)
-	require.NoError(t, s.Compact(ctx))
+	s := archivedStore(t, o)
 	want := snapshotQueries(t, s)
 
 	ro := *o
