@@ -475,3 +475,52 @@ func TestS3LocationIsKept(t *testing.T) {
 	require.ErrorIs(t, err, ErrInvalidOptions)
 	require.ErrorContains(t, err, "a folder")
 }
+
+// TestS3OpenRemovesLeftovers: what a crash during a compaction leaves (a
+// staging file, an uploaded object no record points to) is removed by the
+// next Open; other nodes' objects, other prefixes and other files in the
+// node's folder are not touched.
+func TestS3OpenRemovesLeftovers(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv, o := sharedS3(t)
+	s, dir, clock := openTest(t, &Options{S3: o, Node: 3, ColdAfter: time.Hour})
+	clock.Set(testBase.Add(5 * 24 * time.Hour))
+	fillDays(t, s, 2, 10)
+	require.NoError(t, s.Compact(ctx))
+	keep := storeObjects(s)
+	require.NoError(t, s.Close())
+
+	c := srv.Client(t)
+	put := func(key string) {
+		_, err := c.PutObject(ctx, o.Bucket, key, strings.NewReader("x"), 1, minio.PutObjectOptions{})
+		require.NoError(t, err)
+	}
+	orphan := archiveName(testBase.UnixNano()/int64(24*time.Hour), 999999)
+	put("acts/node-3/" + orphan)  // uploaded, never recorded
+	put("acts/node-3/notes.txt")  // not an archive name
+	put("acts/node-4/" + orphan)  // another node's
+	put("other/node-3/" + orphan) // another prefix
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "upload"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "upload", orphan+".upload"), []byte("x"), 0o644))
+
+	s, err := Open(dir, &Options{S3: o, Node: 3, Now: clock.Now})
+	require.NoError(t, err)
+	defer s.Close()
+	require.Equal(t, sortedCopy(append(keep, "notes.txt")), s3Objects(t, srv, o, 3))
+	require.Equal(t, []string{orphan}, s3Objects(t, srv, o, 4))
+	_, err = c.StatObject(ctx, o.Bucket, "other/node-3/"+orphan, minio.StatObjectOptions{})
+	require.NoError(t, err)
+	_, err = os.Stat(filepath.Join(dir, "upload"))
+	require.ErrorIs(t, err, os.ErrNotExist)
+	err = s.Verify(ctx)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, "notes.txt is not an archive of this store")
+}
+
+// sortedCopy returns xs sorted, leaving xs as it is.
+func sortedCopy(xs []string) []string {
+	out := slices.Clone(xs)
+	slices.Sort(out)
+	return out
+}
