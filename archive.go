@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -31,10 +32,18 @@ func archiveErr(name string, err error) error {
 	switch {
 	case errors.As(err, &se):
 		return err
+	case errors.Is(err, os.ErrNotExist):
+		return missing(name, err)
 	case errors.As(err, &ce):
 		return &CorruptionError{Where: "archive " + name, Err: err}
 	}
 	return fmt.Errorf("activitystore: reading archive %s: %w", name, err)
+}
+
+// missing is the error of archive where that is not there: corruption (the
+// store points to it) that is also os.ErrNotExist.
+func missing(where string, err error) error {
+	return &CorruptionError{Where: "archive " + where, Err: fmt.Errorf("file is missing (%w)", err)}
 }
 
 // decodeBitmap decodes and validates a portable roaring bitmap of ordinals

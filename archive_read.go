@@ -82,7 +82,7 @@ func (a *archive) acquire(ctx context.Context) (io.ReaderAt, *arcfmt.Footer, err
 		f, err := a.t.open(ctx, a.name)
 		if err != nil {
 			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, archiveCorrupt(a.where(), "file is missing")
+				return nil, nil, missing(a.where(), err)
 			}
 			return nil, nil, fmt.Errorf("activitystore: cannot open archive %s: %w", a.where(), err)
 		}
@@ -305,7 +305,7 @@ func (s *Store) stageDir() string { return filepath.Join(s.dir, "upload") }
 func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(string, ...any)) {
 	switch size, err := a.t.stat(ctx, a.name); {
 	case errors.Is(err, os.ErrNotExist):
-		report("%v", archiveCorrupt(a.where(), "file is missing"))
+		report("%v", missing(a.where(), err))
 		return
 	case err != nil:
 		report("archive %s: %v", a.where(), err)

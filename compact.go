@@ -37,6 +37,13 @@ func (s *Store) Compact(ctx context.Context) error {
 func (s *Store) compact(ctx context.Context) error {
 	s.compactMu.Lock()
 	defer s.compactMu.Unlock()
+	// After a failed commit the store's memory may show a batch the disk
+	// lacks: an archive it no longer points to on disk would look like an
+	// orphan, and the one it does point to like a replaced one. Touch no
+	// archive until the store is opened again.
+	if err := s.failure(); err != nil {
+		return err
+	}
 	now := s.opts.Now()
 	if s.opts.RetainFor > 0 {
 		if err := s.dropBefore(ctx, now.Add(-s.opts.RetainFor)); err != nil {

@@ -312,6 +312,26 @@ func TestDiskFaultTablesAndArchives(t *testing.T) {
 		noTemporaries(t, dir)
 	})
 
+	t.Run("log write while replacing an archive, then Compact again", func(t *testing.T) {
+		f := &fault{match: ops(".log", writes...), err: eio}
+		s, dir, clock, _ := faultyStore(t, f, Options{})
+		// A late arrival into day 1, archived: its archive is replaced.
+		late := act("late", "u1", testBase.Add(24*time.Hour+time.Minute))
+		mustAppend(t, s, late)
+		before := snapshotQueries(t, s)
+		f.on.Store(true)
+		require.ErrorIs(t, s.Compact(ctx), ErrWriteFailed)
+		// A second Compact must not take the old archive, which the disk
+		// may still point to, for an orphan.
+		require.ErrorIs(t, s.Compact(ctx), ErrWriteFailed)
+		f.on.Store(false)
+		s2, _ := reopen(t, s, dir, clock) // Verify: no record points to a missing file
+		require.Equal(t, before, snapshotQueries(t, s2))
+		p, err := s2.Query().Types("late").All(ctx)
+		require.NoError(t, err)
+		require.Len(t, p.Activities, 1, "the acknowledged late arrival")
+	})
+
 	t.Run("archive read", func(t *testing.T) {
 		f := &fault{match: ops(".arc", reads...), err: eio}
 		s, dir, clock, before := faultyStore(t, f, Options{})
