@@ -43,6 +43,7 @@ var (
 	metaSeq    = []byte("mseq")    // sequence numbers below this may have been used
 	metaIdent  = []byte("mident")  // random identity of the store, claimed in a bucket
 	metaTier   = []byte("mtier")   // where the archives are: absent for a folder, else s3://bucket/prefix/node-N/
+	metaNode   = []byte("mnode")   // the node number in the store's IDs; absent: 0
 )
 
 // storeFormat is the on-disk format version. Bump it when keys or values

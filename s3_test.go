@@ -457,16 +457,30 @@ func TestS3LocationIsKept(t *testing.T) {
 	fillDays(t, s, 2, 10)
 	require.NoError(t, s.Compact(ctx))
 	require.NoError(t, s.Close())
-	for _, opts := range []*Options{{}, {S3: o, Node: 5}} {
-		_, err := Open(dir, opts)
-		require.ErrorIs(t, err, ErrInvalidOptions)
-		require.ErrorContains(t, err, "s3://"+o.Bucket+"/acts/node-4/")
-	}
-	s, err := Open(dir, &Options{S3: o, Node: 4})
+	_, err := Open(dir, &Options{Node: 4})
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, "s3://"+o.Bucket+"/acts/node-4/")
+	_, err = Open(dir, &Options{S3: o, Node: 5})
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, "node number 4, not 5")
+	s, err = Open(dir, &Options{S3: o, Node: 4})
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 
-	local, ldir, lclock := openTest(t, &Options{ColdAfter: time.Hour})
+	// Without a bucket too, a store that has assigned IDs keeps its number.
+	fresh := t.TempDir()
+	s, err = Open(fresh, &Options{Node: 2})
+	require.NoError(t, err)
+	mustAppend(t, s, act("t", "u", testBase))
+	require.NoError(t, s.Close())
+	_, err = Open(fresh, &Options{Node: 5})
+	require.ErrorIs(t, err, ErrInvalidOptions)
+	require.ErrorContains(t, err, "node number 2, not 5")
+	s, err = Open(t.TempDir(), &Options{Node: 5}) // no ID yet: any number
+	require.NoError(t, err)
+	require.NoError(t, s.Close())
+
+	local, ldir, lclock := openTest(t, &Options{ColdAfter: time.Hour, Node: 6})
 	lclock.Set(testBase.Add(5 * 24 * time.Hour))
 	fillDays(t, local, 2, 10)
 	require.NoError(t, local.Compact(ctx))

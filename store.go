@@ -250,6 +250,9 @@ func (s *Store) load() error {
 	}
 	s.nextSeq = max(s.reservedSeq, 1)
 
+	if err := s.checkNode(); err != nil {
+		return err
+	}
 	if err := s.checkTier(); err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -180,6 +181,25 @@ func (t *dirTier) list(context.Context) ([]string, error) {
 		return nil, fmt.Errorf("activitystore: cannot list %s: %w", t.dir, err)
 	}
 	return names, nil
+}
+
+// checkNode makes sure the store is opened with the node number of the IDs
+// it has assigned: a store that changed its number would hold IDs of two
+// nodes, whose folder and uniqueness no longer match. A store that has
+// assigned no ID may take any number.
+func (s *Store) checkNode() error {
+	have, _, err := s.metaUint64(metaNode)
+	if err != nil {
+		return err
+	}
+	want := uint64(s.opts.Node)
+	if have == want {
+		return nil
+	}
+	if s.reservedSeq > 0 {
+		return fmt.Errorf("%w: the store's IDs carry node number %d, not %d (Node)", ErrInvalidOptions, have, want)
+	}
+	return s.set(metaNode, binary.BigEndian.AppendUint64(nil, want))
 }
 
 // checkTier makes sure the store is opened with the archive location it
