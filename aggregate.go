@@ -87,7 +87,9 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 			return nil, err
 		}
 		defer s.leave()
-		return q.timelineReader(ctx, bucket)
+		var out []Bucket
+		err := s.again(ctx, func() (err error) { out, err = q.timelineReader(ctx, bucket); return err })
+		return out, err
 	}
 	// The range of buckets: from Since, or the oldest window with a match,
 	// to Until, or the end of the newest window with a match. Only the
@@ -216,7 +218,9 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 			return nil, err
 		}
 		defer s.leave()
-		return q.countByReader(ctx, fieldName)
+		var out []ValueCount
+		err := s.again(ctx, func() (err error) { out, err = q.countByReader(ctx, fieldName); return err })
+		return out, err
 	}
 	counts := map[string]uint64{}
 	err := q.aggregate(ctx, func(pt part, c ordSet, lo, hi ID) error {

@@ -189,7 +189,9 @@ func (q *Query) All(ctx context.Context) (Page, error) {
 	}
 	defer s.leave()
 	if s.rd != nil {
-		return q.allReader(ctx)
+		var page Page
+		err := s.again(ctx, func() (err error) { page, err = q.allReader(ctx); return err })
+		return page, err
 	}
 	p, err := q.plan(true)
 	if err != nil {
@@ -286,7 +288,9 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 	}
 	defer s.leave()
 	if s.rd != nil {
-		return q.countReader(ctx)
+		var n int
+		err := s.again(ctx, func() (err error) { n, err = q.countReader(ctx); return err })
+		return n, err
 	}
 	p, err := q.plan(false)
 	if err != nil {

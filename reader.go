@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"iter"
+	"os"
 	"slices"
 	"sort"
 	"strconv"
@@ -88,6 +89,11 @@ func (s *Store) Refresh(ctx context.Context) error {
 		return err
 	}
 	defer s.leave()
+	return s.refresh(ctx)
+}
+
+// refresh is Refresh; the caller has entered s.
+func (s *Store) refresh(ctx context.Context) error {
 	r := s.rd
 	r.refreshMu.Lock()
 	defer r.refreshMu.Unlock()
@@ -277,6 +283,20 @@ func probeArchive(ctx context.Context, t tier, name string, w int64, gen uint64)
 	return &archive{window: w, width: ft.Width, gen: gen, n: ft.N, size: o.size(), name: name, t: t, f: o, ft: ft, refs: 1}, nil
 }
 
+// again runs fn, a read on a reader; if it met an archive that is gone (a
+// writer replaced or dropped it since the last refresh), it refreshes and
+// runs fn once more.
+func (s *Store) again(ctx context.Context, fn func() error) error {
+	err := fn()
+	if errors.Is(err, os.ErrNotExist) {
+		if rerr := s.refresh(ctx); rerr != nil {
+			return errors.Join(err, rerr)
+		}
+		err = fn()
+	}
+	return err
+}
+
 // nodeList returns the node stores, in node order.
 func (r *reader) nodeList() []*Store {
 	r.mu.RLock()
@@ -448,34 +468,57 @@ func (q *Query) iterReader(ctx context.Context) iter.Seq2[Activity, error] {
 			yield(Activity{}, err)
 			return
 		}
-		nodes := q.s.rd.nodeList()
-		if len(nodes) == 1 {
-			for a, err := range q.on(nodes[0]).Iter(ctx) {
-				if !yield(a, err) || err != nil {
-					return
-				}
-			}
-			return
-		}
+		// Each node streams all its matches from the cursor on; Skip and
+		// Limit apply to the merge.
 		type stream struct {
-			next func() (Activity, error, bool)
-			stop func()
-			cur  Activity
-			ok   bool
+			n       *Store
+			next    func() (Activity, error, bool)
+			stop    func()
+			cur     Activity
+			ok      bool
+			last    ID // the last activity taken from this node
+			took    bool
+			retries int
 		}
-		ss := make([]*stream, len(nodes))
-		for i, n := range nodes {
-			next, stop := iter.Pull2(q.on(n).Iter(ctx))
-			ss[i] = &stream{next: next, stop: stop}
-			defer stop()
-		}
-		advance := func(st *stream) error {
-			a, err, ok := st.next()
-			if err != nil {
-				return err
+		start := func(st *stream) {
+			nq := q.on(st.n)
+			nq.skip, nq.limit = 0, 0
+			if st.took {
+				nq.after = encodeCursor(st.last)
 			}
-			st.cur, st.ok = a, ok
-			return nil
+			st.next, st.stop = iter.Pull2(nq.Iter(ctx))
+		}
+		var ss []*stream
+		defer func() {
+			for _, st := range ss {
+				st.stop()
+			}
+		}()
+		for _, n := range q.s.rd.nodeList() {
+			st := &stream{n: n}
+			start(st)
+			ss = append(ss, st)
+		}
+		// advance reads a stream's next activity. An archive that a writer
+		// replaced or dropped since the last refresh makes the node's
+		// stream fail: refresh and go on after the last activity taken.
+		advance := func(st *stream) error {
+			for {
+				a, err, ok := st.next()
+				if err == nil {
+					st.cur, st.ok = a, ok
+					return nil
+				}
+				if !errors.Is(err, os.ErrNotExist) || st.retries == 3 {
+					return err
+				}
+				st.retries++
+				if rerr := q.s.Refresh(ctx); rerr != nil {
+					return errors.Join(err, rerr)
+				}
+				st.stop()
+				start(st)
+			}
 		}
 		for _, st := range ss {
 			if err := advance(st); err != nil {
@@ -483,7 +526,7 @@ func (q *Query) iterReader(ctx context.Context) iter.Seq2[Activity, error] {
 				return
 			}
 		}
-		left := q.limit
+		skip, left := q.skip, q.limit
 		for left > 0 || q.limit == 0 {
 			var best *stream
 			for _, st := range ss {
@@ -494,10 +537,15 @@ func (q *Query) iterReader(ctx context.Context) iter.Seq2[Activity, error] {
 			if best == nil {
 				return
 			}
-			if !yield(best.cur, nil) {
-				return
+			best.last, best.took = best.cur.ID, true
+			if skip > 0 {
+				skip--
+			} else {
+				if !yield(best.cur, nil) {
+					return
+				}
+				left--
 			}
-			left--
 			if err := advance(best); err != nil {
 				yield(Activity{}, err)
 				return

@@ -149,6 +149,40 @@ func TestS3TwoWritersAndReader(t *testing.T) {
 		require.NoError(t, w2.Compact(ctx))
 		check(fmt.Sprintf("round %d", round))
 	}
+	// A writer replaces archives (late arrivals) behind the reader's back:
+	// with nothing cached, the reader meets the deleted objects, refreshes
+	// and answers with the new ones, without a Refresh of its own.
+	late := randomActs(r, 40, testBase, span)
+	add(w1, 1, late)
+	require.NoError(t, w1.Compact(ctx))
+	rd.cache.RemoveIf(func(cacheKey) bool { return true })
+	all := &modelQuery{limit: MaxLimit}
+	page, err := all.build(rd).All(ctx)
+	require.NoError(t, err)
+	equalActs(t, m.matches(all)[:min(MaxLimit, len(m.acts))], page.Activities, "All after a replacement")
+	add(w1, 1, randomActs(r, 40, testBase, span))
+	require.NoError(t, w1.Compact(ctx))
+	rd.cache.RemoveIf(func(cacheKey) bool { return true })
+	var got []Activity
+	for a, err := range rd.Query().Iter(ctx) {
+		require.NoError(t, err)
+		got = append(got, a)
+	}
+	equalActs(t, m.matches(&modelQuery{}), got, "Iter after a replacement")
+	// Iter applies Skip and Limit to the merge, once.
+	for range 20 {
+		mq := randQuery()
+		mq.skip = r.IntN(60)
+		var got []Activity
+		for a, err := range mq.build(rd).Iter(ctx) {
+			require.NoError(t, err)
+			got = append(got, a)
+		}
+		want := m.matches(mq)
+		want = want[min(mq.skip, len(want)):]
+		equalActs(t, want[:min(mq.limit, len(want))], got, "Iter %+v", mq)
+	}
+
 	// Retention on node 1 deletes its oldest objects; the reader drops them.
 	cut := testBase.Add(2 * time.Hour)
 	require.NoError(t, w1.DropBefore(ctx, cut))

@@ -383,7 +383,9 @@ func (s *Store) Get(ctx context.Context, id ID) (Activity, error) {
 			return Activity{}, err
 		}
 		defer s.leave()
-		return s.getReader(ctx, id)
+		var a Activity
+		err := s.again(ctx, func() (err error) { a, err = s.getReader(ctx, id); return err })
+		return a, err
 	}
 	acts, found, err := s.getMany(ctx, []ID{id})
 	if err != nil {
