@@ -706,17 +706,24 @@ func (s *Store) verifyReader(ctx context.Context) error {
 	}
 	s.rd.mu.RUnlock()
 	for _, n := range s.rd.nodeList() {
-		n.swapMu.RLock()
+		// Read the objects outside the node's locks, so that queries and
+		// refreshes go on; a problem of an archive that a refresh dropped
+		// meanwhile (a writer replaced or deleted it) does not count.
 		for _, sp := range n.allSpans() {
 			if err := ctx.Err(); err != nil {
-				n.swapMu.RUnlock()
 				return err
 			}
+			var found []string
 			n.verifyArchive(ctx, sp.arc, func(format string, args ...any) {
-				problems = append(problems, fmt.Sprintf(format, args...))
+				found = append(found, fmt.Sprintf(format, args...))
 			})
+			n.mu.RLock()
+			current := n.archives[sp.window] == sp.arc
+			n.mu.RUnlock()
+			if current {
+				problems = append(problems, found...)
+			}
 		}
-		n.swapMu.RUnlock()
 	}
 	if len(problems) > 0 {
 		slices.Sort(problems)

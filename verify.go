@@ -25,9 +25,18 @@ func (s *Store) Verify(ctx context.Context) error {
 	if s.rd != nil {
 		return s.verifyReader(ctx)
 	}
-	// Hold off appends and seals so records and indexes hold still.
+	// Hold off compactions, so that the archives hold still, and appends
+	// and seals while the segments in pebble are checked, so that records
+	// and indexes hold still; the archives are read after appends resume.
+	s.compactMu.Lock()
+	defer s.compactMu.Unlock()
 	s.sealMu.Lock()
-	defer s.sealMu.Unlock()
+	sealHeld := true
+	defer func() {
+		if sealHeld {
+			s.sealMu.Unlock()
+		}
+	}()
 	var problems []string
 	report := func(format string, args ...any) { problems = append(problems, fmt.Sprintf(format, args...)) }
 
@@ -59,8 +68,10 @@ func (s *Store) Verify(ctx context.Context) error {
 			return err
 		}
 	}
+	s.sealMu.Unlock()
+	sealHeld = false
 	names := map[string]bool{}
-	for _, sp := range spans {
+	for _, sp := range s.allSpans() {
 		if a := sp.arc; a != nil {
 			if err := ctx.Err(); err != nil {
 				return err
