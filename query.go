@@ -304,19 +304,27 @@ func (q *Query) Count(ctx context.Context) (int, error) {
 		}
 	}
 	var n uint64
-	err = s.reading(func() error {
-		n = 0
-		return s.walk(ctx, &p, func(pt part, c ordSet) error {
-			k, err := s.count(pt, c, p.lo, p.hi)
-			n += k
-			return err
-		}, func(sl *sealedSeg) bool {
-			k, ok := p.fs.countWhole(sl)
-			n += k
-			return ok
-		})
+	err = s.reading(func() (err error) {
+		n, err = s.countIn(ctx, &p)
+		return err
 	})
 	return int(n), err
+}
+
+// countIn counts the matches of p, from indexes only. The caller holds
+// s.swapMu for reading.
+func (s *Store) countIn(ctx context.Context, p *plan) (uint64, error) {
+	var n uint64
+	err := s.walk(ctx, p, func(pt part, c ordSet) error {
+		k, err := s.count(pt, c, p.lo, p.hi)
+		n += k
+		return err
+	}, func(sl *sealedSeg) bool {
+		k, ok := p.fs.countWhole(sl)
+		n += k
+		return ok
+	})
+	return n, err
 }
 
 // Recent returns the newest activities, newest first: limit of them (0 means

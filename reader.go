@@ -376,6 +376,10 @@ func (q *Query) mergedHits(ctx context.Context, nodes []*Store, skip uint64, wan
 		// the first read asks for that much, up to a bound.
 		streams = append(streams, &nodeHits{s: n, p: p, chunk: int(min(skip+uint64(want), 1024))})
 	}
+	skip, err := skipWindows(ctx, streams, skip)
+	if err != nil {
+		return nil, nil, err
+	}
 	var out []hit
 	var from []int
 	for len(out) < want {
@@ -407,6 +411,58 @@ func (q *Query) mergedHits(ctx context.Context, nodes []*Store, skip uint64, wan
 		streams[best].i++
 	}
 	return out, from, nil
+}
+
+// skipWindows passes over whole windows of matches, newest first, while
+// skip covers them, counting from indexes only, and returns what is left
+// to skip one match at a time. It needs the nodes' windows to line up (one
+// width); otherwise it leaves skip whole.
+func skipWindows(ctx context.Context, streams []*nodeHits, skip uint64) (uint64, error) {
+	if skip == 0 || len(streams) == 0 {
+		return skip, nil
+	}
+	width := streams[0].s.width
+	for _, st := range streams {
+		if st.s.width != width {
+			return skip, nil
+		}
+	}
+	lo, hi := streams[0].p.lo, streams[0].p.hi
+	for skip > 0 && lo.Compare(hi) < 0 {
+		// The newest window below hi with an archive in any node.
+		w, found := int64(0), false
+		for _, st := range streams {
+			if sps := st.s.spansIn(lo, hi); len(sps) > 0 && (!found || sps[0].window > w) {
+				w, found = sps[0].window, true
+			}
+		}
+		if !found {
+			break
+		}
+		wlo := idFloor(w * width)
+		if wlo.Compare(lo) < 0 {
+			wlo = lo
+		}
+		var total uint64
+		for _, st := range streams {
+			p := st.p
+			p.lo, p.hi = wlo, hi
+			n, err := st.s.countIn(ctx, &p)
+			if err != nil {
+				return 0, err
+			}
+			total += n
+		}
+		if total > skip {
+			break
+		}
+		skip -= total
+		hi = wlo
+		for _, st := range streams {
+			st.p.hi = hi
+		}
+	}
+	return skip, nil
 }
 
 // fetchMerged reads the activities of hits hs, from nodes[from[i]].

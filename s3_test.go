@@ -169,6 +169,18 @@ func TestS3TwoWritersAndReader(t *testing.T) {
 		got = append(got, a)
 	}
 	equalActs(t, m.matches(&modelQuery{}), got, "Iter after a replacement")
+	// Deep skips pass over whole windows by their counts.
+	for _, mq := range []*modelQuery{{}, {vals: [numFields][]string{fieldType: {mTypes[0], mTypes[2]}}}} {
+		n := len(m.matches(mq))
+		for _, skip := range []int{0, 1, 100, n / 3, n / 2, n - 31, n - 1, n, n + 5} {
+			mq.skip, mq.limit = max(skip, 0), 30
+			want := m.matches(mq)
+			want = want[min(mq.skip, len(want)):]
+			page, err := mq.build(rd).All(ctx)
+			require.NoError(t, err)
+			equalActs(t, want[:min(30, len(want))], page.Activities, "skip %d of %d", skip, n)
+		}
+	}
 	// Iter applies Skip and Limit to the merge, once.
 	for range 20 {
 		mq := randQuery()
