@@ -29,6 +29,7 @@ import (
 type reader struct {
 	client *minio.Client
 	o      S3Options
+	cache  *diskCache // S3Options.CacheDir's, for all nodes; nil without
 
 	mu    sync.RWMutex
 	nodes map[int]*Store // guarded by mu; a node store is never removed
@@ -66,6 +67,11 @@ func OpenReader(opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{opts: o, readOnly: true, stop: make(chan struct{}), rd: &reader{client: c, o: *o.S3, nodes: map[int]*Store{}, bad: map[string]error{}}}
+	if o.S3.CacheDir != "" {
+		if s.rd.cache, err = openDiskCache(o.S3.CacheDir, o.S3.CacheBytes); err != nil {
+			return nil, err
+		}
+	}
 	s.cache = lru.New[cacheKey, any](o.CacheBytes)
 	s.stopCtx, s.stopFn = context.WithCancel(context.Background())
 	if err := s.Refresh(context.Background()); err != nil {
@@ -146,23 +152,9 @@ func (s *Store) refreshNode(ctx context.Context, n int) error {
 	r.mu.RLock()
 	ns := r.nodes[n]
 	r.mu.RUnlock()
-	t := &s3Tier{c: r.client, bucket: r.o.Bucket, prefix: nodePrefix(r.o.Prefix, n), retryFor: r.o.RetryFor}
+	t := &s3Tier{c: r.client, bucket: r.o.Bucket, prefix: nodePrefix(r.o.Prefix, n), retryFor: r.o.RetryFor, endpoint: r.o.Endpoint, cache: r.cache}
 	if ns != nil {
 		t = ns.tier.(*s3Tier)
-	} else if r.o.CacheDir != "" {
-		// One disk cache for all nodes: keys hold the node's folder.
-		r.mu.Lock()
-		for _, other := range r.nodes {
-			t.cache = other.tier.(*s3Tier).cache
-			break
-		}
-		r.mu.Unlock()
-		if t.cache == nil {
-			var err error
-			if t.cache, err = openDiskCache(r.o.CacheDir, r.o.CacheBytes); err != nil {
-				return err
-			}
-		}
 	}
 	names, err := t.list(ctx)
 	if err != nil {

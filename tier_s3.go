@@ -131,8 +131,13 @@ type s3Tier struct {
 	fs       vfs.FS
 	retryFor time.Duration
 	cache    *diskCache
+	endpoint string // names the server in the disk cache's keys
 	hook     func(step string)
 }
+
+// cached is the disk cache's key of object key: the server and bucket too,
+// so that one cache folder may serve several.
+func (t *s3Tier) cached(key string) string { return t.endpoint + "/" + t.bucket + "/" + key }
 
 // newS3Client makes a minio client from filled options. It does one
 // attempt per call: the tier retries itself, within the caller's deadline.
@@ -158,7 +163,7 @@ func newS3Tier(o S3Options, node int, stage string, fs vfs.FS) (*s3Tier, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &s3Tier{c: c, bucket: o.Bucket, prefix: nodePrefix(o.Prefix, node), stage: stage, fs: fs, retryFor: o.RetryFor}
+	t := &s3Tier{c: c, bucket: o.Bucket, prefix: nodePrefix(o.Prefix, node), stage: stage, fs: fs, retryFor: o.RetryFor, endpoint: o.Endpoint}
 	if o.CacheDir != "" {
 		if t.cache, err = openDiskCache(o.CacheDir, o.CacheBytes); err != nil {
 			return nil, err
@@ -346,7 +351,7 @@ func (t *s3Tier) open(ctx context.Context, name string) (tierObject, error) {
 	key := t.prefix + name
 	var size int64
 	if t.cache != nil {
-		if n, ok := t.cache.size(key); ok {
+		if n, ok := t.cache.size(t.cached(key)); ok {
 			return &s3Object{t: t, key: key, n: n}, nil
 		}
 	}
@@ -362,7 +367,7 @@ func (t *s3Tier) open(ctx context.Context, name string) (tierObject, error) {
 		return nil, err
 	}
 	if t.cache != nil {
-		t.cache.setSize(key, size)
+		t.cache.setSize(t.cached(key), size)
 	}
 	return &s3Object{t: t, key: key, n: size}, nil
 }
@@ -388,7 +393,7 @@ func (o *s3Object) readAt(ctx context.Context, p []byte, off int64) (int, error)
 	if off+int64(len(p)) > o.n {
 		want = p[:o.n-off]
 	}
-	if o.t.cache != nil && o.t.cache.get(o.key, off, want) {
+	if o.t.cache != nil && o.t.cache.get(o.t.cached(o.key), off, want) {
 		return o.done(len(want), len(p))
 	}
 	err := o.t.retry(ctx, func(ctx context.Context) error {
@@ -413,7 +418,7 @@ func (o *s3Object) readAt(ctx context.Context, p []byte, off int64) (int, error)
 		return 0, err
 	}
 	if o.t.cache != nil {
-		o.t.cache.put(o.key, off, want)
+		o.t.cache.put(o.t.cached(o.key), off, want)
 	}
 	return o.done(len(want), len(p))
 }
@@ -441,7 +446,7 @@ func (t *s3Tier) stat(ctx context.Context, name string) (int64, error) {
 func (t *s3Tier) remove(ctx context.Context, name string) error {
 	key := t.prefix + name
 	if t.cache != nil {
-		t.cache.drop(key)
+		t.cache.drop(t.cached(key))
 	}
 	return t.retry(ctx, func(ctx context.Context) error {
 		return t.c.RemoveObject(ctx, t.bucket, key, minio.RemoveObjectOptions{})
