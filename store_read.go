@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
 )
@@ -496,7 +497,8 @@ func (s *Store) fetch(ctx context.Context, hs []hit) ([]Activity, error) {
 	if inPebble > 0 {
 		at = make([]int, 0, inPebble)
 	}
-	var copied []byte // the copies the activities decode from, in one buffer
+	var copied []byte   // the copies the activities decode from, in one buffer
+	var groups [][2]int // hits of one archive: [from, to)
 	for i := 0; i < len(hs); {
 		if r := hs[i].rec; r != nil {
 			if copied == nil {
@@ -518,19 +520,52 @@ func (s *Store) fetch(ctx context.Context, hs []hit) ([]Activity, error) {
 		for j < len(hs) && hs[j].arc == hs[i].arc {
 			j++
 		}
-		ids := make([]ID, j-i)
-		for k := range ids {
-			ids[k] = hs[i+k].id
-		}
-		if err := s.fetchArchived(ctx, hs[i].arc, ids, out[i:j]); err != nil {
-			return nil, err
-		}
+		groups = append(groups, [2]int{i, j})
 		i = j
+	}
+	if err := s.fetchGroups(ctx, hs, groups, out); err != nil {
+		return nil, err
 	}
 	if len(at) == 0 {
 		return out, nil
 	}
 	return out, s.fetchPebble(hs, at, out)
+}
+
+// bucketReads is the most archives of a bucket one page reads from at once.
+const bucketReads = 8
+
+// fetchGroups reads the activities of hits hs[g[0]:g[1]], each group from
+// one archive, into out at the same positions. Archives in a bucket are
+// read several at a time: each read waits for the network.
+func (s *Store) fetchGroups(ctx context.Context, hs []hit, groups [][2]int, out []Activity) error {
+	one := func(g [2]int) error {
+		ids := make([]ID, g[1]-g[0])
+		for k := range ids {
+			ids[k] = hs[g[0]+k].id
+		}
+		return s.fetchArchived(ctx, hs[g[0]].arc, ids, out[g[0]:g[1]])
+	}
+	if _, remote := s.tier.(*s3Tier); !remote || len(groups) < 2 {
+		for _, g := range groups {
+			if err := one(g); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, len(groups))
+	sem := make(chan struct{}, bucketReads)
+	var wg sync.WaitGroup
+	for k, g := range groups {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[k] = one(g)
+		})
+	}
+	wg.Wait()
+	return errors.Join(errs...)
 }
 
 // fetchPebble reads the records of the hits hs[at[k]] (of every hit when at
