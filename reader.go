@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -152,7 +153,7 @@ func (s *Store) refreshNode(ctx context.Context, n int) error {
 	r.mu.RLock()
 	ns := r.nodes[n]
 	r.mu.RUnlock()
-	t := &s3Tier{c: r.client, bucket: r.o.Bucket, prefix: nodePrefix(r.o.Prefix, n), retryFor: r.o.RetryFor, endpoint: r.o.Endpoint, cache: r.cache}
+	t := &s3Tier{c: r.client, bucket: r.o.Bucket, prefix: nodePrefix(r.o.Prefix, n), retryFor: r.o.RetryFor, endpoint: r.o.Endpoint, cache: r.cache, gets: new(atomic.Int64)}
 	if ns != nil {
 		t = ns.tier.(*s3Tier)
 	}

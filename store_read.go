@@ -537,7 +537,9 @@ const bucketReads = 8
 
 // fetchGroups reads the activities of hits hs[g[0]:g[1]], each group from
 // one archive, into out at the same positions. Archives in a bucket are
-// read several at a time: each read waits for the network.
+// read one at a time while the caches answer; once one group had to ask
+// the server, the rest are read several at a time, since each such read
+// waits for the network.
 func (s *Store) fetchGroups(ctx context.Context, hs []hit, groups [][2]int, out []Activity) error {
 	one := func(g [2]int) error {
 		ids := make([]ID, g[1]-g[0])
@@ -546,12 +548,22 @@ func (s *Store) fetchGroups(ctx context.Context, hs []hit, groups [][2]int, out 
 		}
 		return s.fetchArchived(ctx, hs[g[0]].arc, ids, out[g[0]:g[1]])
 	}
-	if _, remote := s.tier.(*s3Tier); !remote || len(groups) < 2 {
-		for _, g := range groups {
-			if err := one(g); err != nil {
-				return err
-			}
+	t, remote := s.tier.(*s3Tier)
+	remote = remote && t.gets != nil
+	for len(groups) > 0 {
+		var before int64
+		if remote {
+			before = t.gets.Load()
 		}
+		if err := one(groups[0]); err != nil {
+			return err
+		}
+		groups = groups[1:]
+		if remote && t.gets.Load() != before {
+			break
+		}
+	}
+	if len(groups) == 0 {
 		return nil
 	}
 	errs := make([]error, len(groups))

@@ -16,6 +16,7 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -133,6 +134,7 @@ type s3Tier struct {
 	cache    *diskCache
 	endpoint string // names the server in the disk cache's keys
 	hook     func(step string)
+	gets     *atomic.Int64 // range reads sent to the server; nil: not counted
 }
 
 // cached is the disk cache's key of object key: the server and bucket too,
@@ -163,7 +165,7 @@ func newS3Tier(o S3Options, node int, stage string, fs vfs.FS) (*s3Tier, error) 
 	if err != nil {
 		return nil, err
 	}
-	t := &s3Tier{c: c, bucket: o.Bucket, prefix: nodePrefix(o.Prefix, node), stage: stage, fs: fs, retryFor: o.RetryFor, endpoint: o.Endpoint}
+	t := &s3Tier{c: c, bucket: o.Bucket, prefix: nodePrefix(o.Prefix, node), stage: stage, fs: fs, retryFor: o.RetryFor, endpoint: o.Endpoint, gets: new(atomic.Int64)}
 	if o.CacheDir != "" {
 		if t.cache, err = openDiskCache(o.CacheDir, o.CacheBytes); err != nil {
 			return nil, err
@@ -395,6 +397,9 @@ func (o *s3Object) readAt(ctx context.Context, p []byte, off int64) (int, error)
 	}
 	if o.t.cache != nil && o.t.cache.get(o.t.cached(o.key), off, want) {
 		return o.done(len(want), len(p))
+	}
+	if o.t.gets != nil {
+		o.t.gets.Add(1)
 	}
 	err := o.t.retry(ctx, func(ctx context.Context) error {
 		var opts minio.GetObjectOptions
