@@ -83,13 +83,7 @@ func (q *Query) Timeline(ctx context.Context, bucket time.Duration) ([]Bucket, e
 	}
 	s := q.s
 	if s.rd != nil {
-		if err := s.enter(); err != nil {
-			return nil, err
-		}
-		defer s.leave()
-		var out []Bucket
-		err := s.again(ctx, func() (err error) { out, err = q.timelineReader(ctx, bucket); return err })
-		return out, err
+		return onReader(ctx, s, func() ([]Bucket, error) { return q.timelineReader(ctx, bucket) })
 	}
 	// The range of buckets: from Since, or the oldest window with a match,
 	// to Until, or the end of the newest window with a match. Only the
@@ -214,13 +208,7 @@ func (q *Query) CountBy(ctx context.Context, fieldName string) ([]ValueCount, er
 	}
 	s := q.s
 	if s.rd != nil {
-		if err := s.enter(); err != nil {
-			return nil, err
-		}
-		defer s.leave()
-		var out []ValueCount
-		err := s.again(ctx, func() (err error) { out, err = q.countByReader(ctx, fieldName); return err })
-		return out, err
+		return onReader(ctx, s, func() ([]ValueCount, error) { return q.countByReader(ctx, fieldName) })
 	}
 	counts := map[string]uint64{}
 	err := q.aggregate(ctx, func(pt part, c ordSet, lo, hi ID) error {

@@ -11,7 +11,6 @@ import (
 	"regexp"
 	"strconv"
 	"sync"
-	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -79,21 +78,11 @@ func (a *archive) acquire(ctx context.Context) (io.ReaderAt, *arcfmt.Footer, err
 		return nil, nil, fmt.Errorf("activitystore: archive %s was removed", a.where())
 	}
 	if a.f == nil {
-		f, err := a.t.open(ctx, a.name)
+		f, ft, err := openArchive(ctx, a.t, a.name)
 		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, nil, missing(a.where(), err)
-			}
-			return nil, nil, fmt.Errorf("activitystore: cannot open archive %s: %w", a.where(), err)
+			return nil, nil, err
 		}
-		ft, err := arcfmt.ReadFooter(ctxReaderAt{ctx, f}, f.size())
-		if err != nil {
-			err = archiveErr(a.where(), err)
-		} else if ft.Window != a.window || ft.N != a.n || ft.Width != a.width {
-			err = archiveCorrupt(a.where(), "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
-				ft.Window, ft.Width, ft.N, a.window, a.width, a.n)
-		}
-		if err != nil {
+		if err := a.check(ft); err != nil {
 			f.close()
 			return nil, nil, err
 		}
@@ -101,6 +90,33 @@ func (a *archive) acquire(ctx context.Context) (io.ReaderAt, *arcfmt.Footer, err
 	}
 	a.refs++
 	return ctxReaderAt{ctx, a.f}, a.ft, nil
+}
+
+// openArchive opens archive name of tier t and reads its footer. A missing
+// file is corruption that is also os.ErrNotExist.
+func openArchive(ctx context.Context, t tier, name string) (tierObject, *arcfmt.Footer, error) {
+	f, err := t.open(ctx, name)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, nil, missing(t.where(name), err)
+		}
+		return nil, nil, fmt.Errorf("activitystore: cannot open archive %s: %w", t.where(name), err)
+	}
+	ft, err := arcfmt.ReadFooter(ctxReaderAt{ctx, f}, f.size())
+	if err != nil {
+		f.close()
+		return nil, nil, archiveErr(t.where(name), err)
+	}
+	return f, ft, nil
+}
+
+// check reports a footer that is not of a's window, width and count.
+func (a *archive) check(ft *arcfmt.Footer) error {
+	if ft.Window != a.window || ft.N != a.n || ft.Width != a.width {
+		return archiveCorrupt(a.where(), "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
+			ft.Window, ft.Width, ft.N, a.window, a.width, a.n)
+	}
+	return nil
 }
 
 func (a *archive) release() {
@@ -226,11 +242,7 @@ func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []A
 func (s *Store) removeArchive(a *archive) {
 	a.drop()
 	s.cache.RemoveIf(func(k cacheKey) bool { return k.a == a })
-	ctx, cancel := context.WithTimeout(s.stopCtx, time.Minute)
-	defer cancel()
-	if err := a.t.remove(ctx, a.name); err != nil {
-		s.opts.Logger.Errorf("activitystore: cannot remove %s: %v", a.where(), err)
-	}
+	s.removeObject(a.name)
 }
 
 // loadArchives reads the archive records and removes leftovers of
@@ -315,22 +327,17 @@ func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(strin
 		return
 	}
 	// Read the file itself, not the caches' copies of it.
-	o, err := uncached(a.t).open(ctx, a.name)
+	o, ft, err := openArchive(ctx, uncached(a.t), a.name)
 	if err != nil {
-		report("archive %s: %v", a.where(), err)
+		report("%v", err)
 		return
 	}
 	defer o.close()
-	f := ctxReaderAt{ctx, o}
-	ft, err := arcfmt.ReadFooter(f, o.size())
-	if err == nil && (ft.Window != a.window || ft.N != a.n || ft.Width != a.width) {
-		err = archiveCorrupt(a.where(), "holds window %d of width %d with %d activities, expected window %d of width %d with %d",
-			ft.Window, ft.Width, ft.N, a.window, a.width, a.n)
-	}
-	if err != nil {
-		report("%v", archiveErr(a.where(), err))
+	if err := a.check(ft); err != nil {
+		report("%v", err)
 		return
 	}
+	f := ctxReaderAt{ctx, o}
 	raw, err := ft.ReadIndex(f)
 	if err != nil {
 		report("%v", archiveErr(a.where(), err))

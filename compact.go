@@ -141,7 +141,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	if !same {
 		s.sealMu.Unlock()
 		s.swapMu.Unlock()
-		s.removeLeftover(name)
+		s.removeObject(name)
 		return nil
 	}
 	lo, hi := s.windowIDs(w)
@@ -169,7 +169,7 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 		// point to the file, and reads see it already: keep the file. The
 		// next Open removes it if nothing points to it.
 		if !applied {
-			s.removeLeftover(name)
+			s.removeObject(name)
 		}
 		return fmt.Errorf("activitystore: cannot record archive %s: %w", s.tier.where(name), err)
 	}
@@ -290,9 +290,9 @@ func (s *Store) writeArchive(ctx context.Context, f arcfmt.File, name string, w 
 	return aw.finish()
 }
 
-// removeLeftover deletes archive name, written but not recorded; if that
-// fails the next Open removes it.
-func (s *Store) removeLeftover(name string) {
+// removeObject deletes archive name: one written but not recorded, or one
+// replaced or dropped. If that fails the next Open or Compact removes it.
+func (s *Store) removeObject(name string) {
 	ctx, cancel := context.WithTimeout(s.stopCtx, time.Minute)
 	defer cancel()
 	if err := s.tier.remove(ctx, name); err != nil {

@@ -184,15 +184,13 @@ func clampNS(t time.Time) int64 {
 // returned activities are read from disk.
 func (q *Query) All(ctx context.Context) (Page, error) {
 	s := q.s
+	if s.rd != nil {
+		return onReader(ctx, s, func() (Page, error) { return q.allReader(ctx) })
+	}
 	if err := s.enter(); err != nil {
 		return Page{}, err
 	}
 	defer s.leave()
-	if s.rd != nil {
-		var page Page
-		err := s.again(ctx, func() (err error) { page, err = q.allReader(ctx); return err })
-		return page, err
-	}
 	p, err := q.plan(true)
 	if err != nil {
 		return Page{}, err
@@ -283,15 +281,13 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 // Skip and the cursor do not apply. It reads only indexes, no records.
 func (q *Query) Count(ctx context.Context) (int, error) {
 	s := q.s
+	if s.rd != nil {
+		return onReader(ctx, s, func() (int, error) { return q.countReader(ctx) })
+	}
 	if err := s.enter(); err != nil {
 		return 0, err
 	}
 	defer s.leave()
-	if s.rd != nil {
-		var n int
-		err := s.again(ctx, func() (err error) { n, err = q.countReader(ctx); return err })
-		return n, err
-	}
 	p, err := q.plan(false)
 	if err != nil {
 		return 0, err

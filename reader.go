@@ -19,7 +19,6 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/minio/minio-go/v7"
 
-	arcfmt "github.com/activitystore/activitystore/internal/archive"
 	"github.com/activitystore/activitystore/internal/lru"
 )
 
@@ -260,14 +259,9 @@ func (s *Store) refreshNode(ctx context.Context, n int) error {
 // probeArchive opens archive name of window w in t and reads its footer.
 // The caller releases it.
 func probeArchive(ctx context.Context, t tier, name string, w int64, gen uint64) (*archive, error) {
-	o, err := t.open(ctx, name)
+	o, ft, err := openArchive(ctx, t, name)
 	if err != nil {
-		return nil, fmt.Errorf("activitystore: cannot open archive %s: %w", t.where(name), err)
-	}
-	ft, err := arcfmt.ReadFooter(ctxReaderAt{ctx, o}, o.size())
-	if err != nil {
-		o.close()
-		return nil, archiveErr(t.where(name), err)
+		return nil, err
 	}
 	if ft.Window != w || ft.Width <= 0 {
 		o.close()
@@ -276,18 +270,23 @@ func probeArchive(ctx context.Context, t tier, name string, w int64, gen uint64)
 	return &archive{window: w, width: ft.Width, gen: gen, n: ft.N, size: o.size(), name: name, t: t, f: o, ft: ft, refs: 1}, nil
 }
 
-// again runs fn, a read on a reader; if it met an archive that is gone (a
-// writer replaced or dropped it since the last refresh), it refreshes and
-// runs fn once more.
-func (s *Store) again(ctx context.Context, fn func() error) error {
-	err := fn()
+// onReader runs fn, a read on the reader s, as a call of s; if it met an
+// archive that is gone (a writer replaced or dropped it since the last
+// refresh), it refreshes and runs fn once more.
+func onReader[T any](ctx context.Context, s *Store, fn func() (T, error)) (T, error) {
+	var zero T
+	if err := s.enter(); err != nil {
+		return zero, err
+	}
+	defer s.leave()
+	v, err := fn()
 	if errors.Is(err, os.ErrNotExist) {
 		if rerr := s.refresh(ctx); rerr != nil {
-			return errors.Join(err, rerr)
+			return zero, errors.Join(err, rerr)
 		}
-		err = fn()
+		v, err = fn()
 	}
-	return err
+	return v, err
 }
 
 // nodeList returns the node stores, in node order.

@@ -380,13 +380,7 @@ func (s *Store) repair(sl *sealedSeg) error {
 // ErrNotFound.
 func (s *Store) Get(ctx context.Context, id ID) (Activity, error) {
 	if s.rd != nil {
-		if err := s.enter(); err != nil {
-			return Activity{}, err
-		}
-		defer s.leave()
-		var a Activity
-		err := s.again(ctx, func() (err error) { a, err = s.getReader(ctx, id); return err })
-		return a, err
+		return onReader(ctx, s, func() (Activity, error) { return s.getReader(ctx, id) })
 	}
 	acts, found, err := s.getMany(ctx, []ID{id})
 	if err != nil {

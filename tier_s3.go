@@ -351,20 +351,12 @@ func (t *s3Tier) step(s string) {
 
 func (t *s3Tier) open(ctx context.Context, name string) (tierObject, error) {
 	key := t.prefix + name
-	var size int64
 	if t.cache != nil {
 		if n, ok := t.cache.size(t.cached(key)); ok {
 			return &s3Object{t: t, key: key, n: n}, nil
 		}
 	}
-	err := t.retry(ctx, func(ctx context.Context) error {
-		st, err := t.c.StatObject(ctx, t.bucket, key, minio.StatObjectOptions{})
-		if err != nil {
-			return notExist(err)
-		}
-		size = st.Size
-		return nil
-	})
+	size, err := t.stat(ctx, name)
 	if err != nil {
 		return nil, err
 	}
