@@ -200,13 +200,13 @@ func (a *Activity) validate(i int, now time.Time) error {
 		return bad("details", "is %d bytes, over the limit of %d", len(a.Details), MaxDetailsBytes)
 	}
 	if d := bytes.TrimLeft(a.Details, " \t\r\n"); len(d) > 0 {
-		if !isJSONObject(d) {
+		valid, depth, utf8OK := checkDetails(d)
+		switch {
+		case !valid || d[0] != '{':
 			return bad("details", "is not a JSON object")
-		}
-		if jsonDepth(d) > MaxDetailsDepth {
+		case depth > MaxDetailsDepth:
 			return bad("details", "nests objects and arrays deeper than %d levels", MaxDetailsDepth)
-		}
-		if !utf8.Valid(d) {
+		case !utf8OK:
 			return bad("details", "is not valid UTF-8")
 		}
 	}

@@ -1,5 +1,7 @@
 package activitystore
 
+import "unicode/utf8"
+
 // validJSON reports whether b is one JSON value with optional surrounding
 // white space, exactly as encoding/json.Valid does, in one pass with no
 // allocation for nesting up to 64 levels. Append checks every activity's
@@ -9,32 +11,22 @@ func validJSON(b []byte) bool {
 	return v.run()
 }
 
-// jsonDepth returns how deep objects and arrays nest in b, a valid JSON
-// text: 0 for a scalar, 1 for an object of scalars.
-func jsonDepth(b []byte) int {
-	depth, most := 0, 0
-	for i := 0; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			for i++; i < len(b) && b[i] != '"'; i++ {
-				if b[i] == '\\' {
-					i++
-				}
-			}
-		case '{', '[':
-			depth++
-			most = max(most, depth)
-		case '}', ']':
-			depth--
-		}
-	}
-	return most
+// checkDetails walks d once and reports whether it is one JSON value (as
+// validJSON), how deep its objects and arrays nest (0 for a scalar, 1 for an
+// object of scalars; meaningful only when valid), and whether its strings
+// are valid UTF-8.
+func checkDetails(d []byte) (valid bool, depth int, utf8OK bool) {
+	v := jsonValidator{b: d, utf8OK: true}
+	valid = v.run()
+	return valid, v.depth, v.utf8OK
 }
 
 // jsonValidator walks a JSON text.
 type jsonValidator struct {
-	b []byte
-	i int
+	b      []byte
+	i      int
+	depth  int  // the deepest nesting of objects and arrays seen
+	utf8OK bool // no string seen so far holds invalid UTF-8
 }
 
 func (v *jsonValidator) space() {
@@ -65,6 +57,7 @@ func (v *jsonValidator) run() bool {
 				end = ']'
 			}
 			v.i++
+			v.depth = max(v.depth, len(stack)+1)
 			v.space()
 			if v.i < len(v.b) && v.b[v.i] == end {
 				v.i++
@@ -151,6 +144,14 @@ func (v *jsonValidator) str() bool {
 			return true
 		case c < 0x20:
 			return false
+		case c >= utf8.RuneSelf:
+			// Outside strings no byte of 0x80 or above is valid JSON, so
+			// checking the strings checks the whole text.
+			r, size := utf8.DecodeRune(v.b[v.i-1:])
+			if r == utf8.RuneError && size == 1 {
+				v.utf8OK = false
+			}
+			v.i += size - 1
 		case c == '\\':
 			if v.i >= len(v.b) {
 				return false

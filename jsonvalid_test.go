@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 var jsonSeeds = []string{
@@ -13,6 +14,8 @@ var jsonSeeds = []string{
 	`{"a"}`, `{1:2}`, `[`, `]`, `{"a":1}}`, `"\x"`, `"\u12"`, "\"\x01\"", `tru`, `nulll`, `[1 2]`,
 	"{\"a\":\"\xff\xfe\"}", `{"a":"\/\b\f\r\t\\\""}`, "\t\r\n[ ]\n", `{"":""}`, `[-1.0E+10]`, `-01`,
 	strings.Repeat("[", 100) + strings.Repeat("]", 100), strings.Repeat("[", 100) + strings.Repeat("]", 99),
+	"{\"a\":\"\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\"}", "{\"a\":\"\xc3\"}", "{\"a\":\"\xed\xa0\x80\"}", "{\"\xff\":1}",
+	`{"a":[{},[[]],{"b":[]}]}`, `[[],[[],[[]]]]`, `{"a":"[{"}`,
 }
 
 // FuzzValidJSON checks that validJSON agrees with encoding/json.Valid.
@@ -24,11 +27,54 @@ func FuzzValidJSON(f *testing.F) {
 		if got, want := validJSON(b), json.Valid(b); got != want {
 			t.Fatalf("validJSON(%q) = %v, encoding/json says %v", b, got, want)
 		}
+		checkDetailsAgrees(t, b)
 	})
+}
+
+// checkDetailsAgrees checks checkDetails on b against encoding/json.Valid,
+// a separate walk for the depth and utf8.Valid.
+func checkDetailsAgrees(t *testing.T, b []byte) {
+	t.Helper()
+	valid, depth, utf8OK := checkDetails(b)
+	if want := json.Valid(b); valid != want {
+		t.Fatalf("checkDetails(%q) valid = %v, encoding/json says %v", b, valid, want)
+	}
+	if !valid {
+		return
+	}
+	if want := refDepth(b); depth != want {
+		t.Fatalf("checkDetails(%q) depth = %d, want %d", b, depth, want)
+	}
+	if want := utf8.Valid(b); utf8OK != want {
+		t.Fatalf("checkDetails(%q) utf8 = %v, utf8.Valid says %v", b, utf8OK, want)
+	}
+}
+
+// refDepth returns how deep objects and arrays nest in b, a valid JSON
+// text, by counting brackets outside strings.
+func refDepth(b []byte) int {
+	depth, most := 0, 0
+	for i := 0; i < len(b); i++ {
+		switch b[i] {
+		case '"':
+			for i++; i < len(b) && b[i] != '"'; i++ {
+				if b[i] == '\\' {
+					i++
+				}
+			}
+		case '{', '[':
+			depth++
+			most = max(most, depth)
+		case '}', ']':
+			depth--
+		}
+	}
+	return most
 }
 
 func TestValidJSONSeeds(t *testing.T) {
 	for _, s := range jsonSeeds {
+		checkDetailsAgrees(t, []byte(s))
 		if got, want := validJSON([]byte(s)), json.Valid([]byte(s)); got != want {
 			t.Errorf("validJSON(%q) = %v, encoding/json says %v", s, got, want)
 		}
@@ -58,6 +104,29 @@ func BenchmarkValidJSON(b *testing.B) {
 		for range b.N {
 			for _, d := range docs {
 				if !validJSON(d) {
+					b.Fatal("invalid")
+				}
+			}
+		}
+	})
+	// What Append runs on details: validity, depth and UTF-8 in one walk.
+	b.Run("checkDetails", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(n)
+		for range b.N {
+			for _, d := range docs {
+				if ok, depth, u := checkDetails(d); !ok || depth != 2 || !u {
+					b.Fatal("invalid")
+				}
+			}
+		}
+	})
+	b.Run("three-walks", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(n)
+		for range b.N {
+			for _, d := range docs {
+				if !validJSON(d) || refDepth(d) != 2 || !utf8.Valid(d) {
 					b.Fatal("invalid")
 				}
 			}

@@ -75,6 +75,7 @@ func TestValidation(t *testing.T) {
 		{"details array", func(a *Activity) { a.Details = json.RawMessage(`[1,2]`) }, "details"},
 		{"details string", func(a *Activity) { a.Details = json.RawMessage(`"x"`) }, "details"},
 		{"details broken", func(a *Activity) { a.Details = json.RawMessage(`{"a":`) }, "details"},
+		{"bad utf8 details", func(a *Activity) { a.Details = json.RawMessage("{\"a\":\"\xe2\x82\"}") }, "details"},
 		{"details too big", func(a *Activity) {
 			a.Details = json.RawMessage(`{"a":"` + strings.Repeat("x", MaxDetailsBytes) + `"}`)
 		}, "details"},
