@@ -234,6 +234,39 @@ func BenchmarkAppendDense(b *testing.B) {
 	}
 }
 
+// BenchmarkSeal appends 100,000 generated activities (about three days,
+// with the generator's late arrivals) to a fresh store, flushes pebble's
+// memtable, then seals every window; only the seals are timed. One op is
+// one store's seals.
+func BenchmarkSeal(b *testing.B) {
+	batches := genBatches(100_000, 1000, 3)
+	ctx := context.Background()
+	b.ReportAllocs()
+	for range b.N {
+		b.StopTimer()
+		s, err := activitystore.Open(b.TempDir(), &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour})
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, batch := range batches {
+			if _, err := s.Append(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// The records are on disk, as when a window goes cold.
+		if err := activitystore.Flush(s); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+		if err := activitystore.SealDue(s, ctx); err != nil {
+			b.Fatal(err)
+		}
+		b.StopTimer()
+		s.Close()
+		b.StartTimer()
+	}
+}
+
 // BenchmarkQuery runs the common queries on the loaded store and reports
 // their latency percentiles.
 func BenchmarkQuery(b *testing.B) { runQueries(b, loadedStore(b)) }

@@ -16,6 +16,9 @@ import (
 // tests and benchmarks.
 var SealDue = (*Store).sealDue
 
+// Flush writes pebble's memtable to disk.
+func Flush(s *Store) error { return s.db.Flush() }
+
 // Settle flushes the memtable and waits for pebble's compactions to finish,
 // so benchmarks measure a store at rest.
 func Settle(s *Store) error {
