@@ -68,6 +68,33 @@ func BenchmarkCandidatesAndCollect(b *testing.B) {
 	}
 }
 
+// BenchmarkStats calls Stats on a store with 30 open windows of 10,000
+// activities each, over 2000 users.
+func BenchmarkStats(b *testing.B) {
+	s, _, clock := openTest(b, &Options{NoSync: true, SegmentWidth: time.Hour})
+	clock.Set(testBase.Add(31 * time.Hour))
+	ctx := context.Background()
+	batch := make([]Activity, 1000)
+	for w := range 30 {
+		for k := range 10 {
+			for j := range batch {
+				i := k*len(batch) + j
+				batch[j] = act(mTypes[i%len(mTypes)], fmt.Sprintf("user-%d", i*7919%2000), testBase.Add(time.Duration(w)*time.Hour+time.Duration(i)*time.Millisecond))
+			}
+			if _, err := s.Append(ctx, batch...); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		st, err := s.Stats(ctx)
+		if err != nil || st.OpenSegments != 30 || st.IndexBytes == 0 {
+			b.Fatal(err, st.OpenSegments)
+		}
+	}
+}
+
 // BenchmarkAppendSmall appends batches of 100 activities to a store without
 // sync: the append path without the disk.
 func BenchmarkAppendSmall(b *testing.B) {

@@ -36,6 +36,14 @@ type segment struct {
 	// logged counts the activities added since the segment was last
 	// written to pebble, which the append log holds.
 	logged int
+
+	// ib is the last measure of the bitmaps' serialized size (indexBytes),
+	// taken when the segment held ib.at activities.
+	ib struct {
+		mu  sync.Mutex
+		at  int
+		per [numFields]uint64
+	}
 }
 
 func newSegment(window int64) *segment {
@@ -313,13 +321,21 @@ func (s *segment) sorted() *segment {
 	return out
 }
 
-// indexBytes returns the serialized size of the segment's bitmaps per field.
-// The caller holds s.mu.
-func (s *segment) indexBytes() (per [numFields]uint64) {
-	for f := range numFields {
-		for _, bm := range s.bms[f] {
-			per[f] += bm.GetSerializedSizeInBytes()
+// indexBytes returns the serialized size of the segment's bitmaps per field,
+// measured again only once the segment grew by an eighth since the last
+// time: measuring walks every bitmap, and Stats must stay cheap while it
+// holds the segment from appends. The caller holds s.mu.
+func (s *segment) indexBytes() [numFields]uint64 {
+	s.ib.mu.Lock()
+	defer s.ib.mu.Unlock()
+	if n := len(s.ids); s.ib.at == 0 || n > s.ib.at+s.ib.at/8 {
+		var per [numFields]uint64
+		for f := range numFields {
+			for _, bm := range s.bms[f] {
+				per[f] += bm.GetSerializedSizeInBytes()
+			}
 		}
+		s.ib.at, s.ib.per = n, per
 	}
-	return per
+	return s.ib.per
 }

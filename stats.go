@@ -16,7 +16,8 @@ type Stats struct {
 	DiskBytes    int64 // bytes of the pebble database on disk
 	// IndexBytes is the serialized size of the bitmaps of the segments in
 	// pebble; IndexBytesByField splits it by field name ("type", "user_id",
-	// "module", "action", "resource").
+	// "module", "action", "resource"). An open segment's share is measured
+	// again once it grew by an eighth, so it may lag behind its appends.
 	IndexBytes        int64
 	IndexBytesByField map[string]int64
 	// IDColumnBytes is the size of the ordinal-to-ID columns of the segments

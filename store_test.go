@@ -552,3 +552,43 @@ func TestCountsAgreeWithStats(t *testing.T) {
 	_, err := s.Counts(ctx)
 	require.ErrorIs(t, err, ErrClosed)
 }
+
+// TestStatsIndexBytesOfOpenSegments checks that Stats measures an open
+// segment's bitmaps again once it grew by an eighth, and not before.
+func TestStatsIndexBytesOfOpenSegments(t *testing.T) {
+	s, _, clock := openTest(t, &Options{SegmentWidth: time.Hour})
+	clock.Set(testBase.Add(2 * time.Hour))
+	ctx := context.Background()
+	add := func(from, n int) {
+		var acts []Activity
+		for i := from; i < from+n; i++ {
+			acts = append(acts, act(mTypes[i%len(mTypes)], fmt.Sprintf("user-%d", i), testBase.Add(time.Duration(i)*time.Millisecond)))
+		}
+		mustAppend(t, s, acts...)
+	}
+	index := func() int64 {
+		st, err := s.Stats(ctx)
+		require.NoError(t, err)
+		require.Equal(t, 1, st.OpenSegments)
+		return st.IndexBytes
+	}
+	add(0, 800)
+	first := index()
+	require.Positive(t, first)
+	add(800, 100) // 900 < 800 + 800/8
+	require.Equal(t, first, index(), "not measured again before growing by an eighth")
+	add(900, 100)
+	second := index()
+	require.Greater(t, second, first)
+	s.mu.RLock()
+	var exact int64
+	for _, seg := range s.segs {
+		for f := range numFields {
+			for _, bm := range seg.bms[f] {
+				exact += int64(bm.GetSerializedSizeInBytes())
+			}
+		}
+	}
+	s.mu.RUnlock()
+	require.Equal(t, exact, second)
+}
