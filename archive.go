@@ -15,7 +15,7 @@ import (
 // internal/archive; ARCHIVE.md documents it.
 
 // ArchiveFormat is the version of the archive file format this package
-// writes and reads.
+// writes; it reads that version and the ones before it, from 1.
 const ArchiveFormat = arcfmt.Format
 
 // archiveCorrupt returns the corruption error for file name.

@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -34,6 +35,9 @@ func newCorruptFixture(t *testing.T) *corruptFixture {
 	fx := &corruptFixture{dir: t.TempDir(), want: map[ID]Activity{}, byDay: map[int][]ID{}, names: map[int]string{}}
 	o := arcOpts()
 	o.blockBytes = 1000 // four or five blocks per archive
+	// No copy blocks: every read of a record reads its block. Copy blocks
+	// have their own test (TestArchiveCopyBlockCorrupt).
+	o.UserCopies = -1
 	s, err := Open(fx.dir, o)
 	require.NoError(t, err)
 	defer s.Close()
@@ -560,7 +564,7 @@ func writeTestArchiveWith(t testing.TB, path string, w, width int64, acts []Acti
 	t.Helper()
 	f, err := os.Create(path)
 	require.NoError(t, err)
-	aw, err := newArchiveWriter(f, filepath.Base(path), w, width, len(acts), blockBytes)
+	aw, err := newArchiveWriter(f, filepath.Base(path), w, width, len(acts), blockBytes, inlineIDs)
 	require.NoError(t, err)
 	for i := range acts {
 		require.NoError(t, aw.add(&acts[i]))
@@ -574,4 +578,118 @@ func writeTestArchiveWith(t testing.TB, path string, w, width int64, acts []Acti
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)
 	return b
+}
+
+// copyFixture returns a store of 7 days, 5 of them archived (blocks of 1000
+// bytes), of 400 activities each: 380 of two heavy users (180 and 200) and
+// one each of 20 light users, with what it holds by ID.
+func copyFixture(t *testing.T) (string, map[ID]Activity) {
+	t.Helper()
+	dir := t.TempDir()
+	o := arcOpts()
+	o.blockBytes = 1000
+	s, err := Open(dir, o)
+	require.NoError(t, err)
+	want := map[ID]Activity{}
+	acts := variedActs([]int{0, 1, 2, 3, 4, 5, 6}, 400, 0)
+	for i := range acts {
+		acts[i].UserID = []string{"heavy-a", "heavy-b"}[i%2]
+		if i%20 == 0 {
+			acts[i].UserID = fmt.Sprintf("light-%02d", i/20%20)
+		}
+	}
+	appendAll(t, s, want, acts)
+	require.NoError(t, s.Compact(context.Background()))
+	require.NoError(t, s.Close())
+	return dir, want
+}
+
+// cachedBlocks returns the archive blocks and copy blocks in s's cache.
+func cachedBlocks(s *Store) (blocks, copies int) {
+	s.cache.RemoveIf(func(k cacheKey) bool {
+		if k.a != nil && k.i >= 0 {
+			if k.cp {
+				copies++
+			} else {
+				blocks++
+			}
+		}
+		return false
+	})
+	return blocks, copies
+}
+
+// TestArchiveCopyBlocks checks that a light user's archived activities are
+// read from the copy blocks, equal to what was appended, except from an
+// archive whose block holding them is in the cache already; and that a
+// whole day and a heavy user's activities are read from the blocks.
+func TestArchiveCopyBlocks(t *testing.T) {
+	ctx := context.Background()
+	dir, want := copyFixture(t)
+	o := arcOpts()
+	o.CacheBytes = 64 << 20 // keeps what the queries read, to count it
+	s, err := Open(dir, o)
+	require.NoError(t, err)
+	defer s.Close()
+	require.NoError(t, s.Verify(ctx))
+	s.cache.RemoveIf(func(cacheKey) bool { return true })
+	page, err := s.Query().Since(day(1)).Until(day(2)).Limit(MaxLimit).All(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 400, len(page.Activities))
+	blocks, copies := cachedBlocks(s)
+	require.Positive(t, blocks)
+	require.Zero(t, copies, "a whole day reads its blocks only")
+
+	page, err = s.Query().Users("light-03").All(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 7, len(page.Activities), "one a day")
+	for _, a := range page.Activities {
+		requireSame(t, want[a.ID], a)
+	}
+	again, copies := cachedBlocks(s)
+	require.Equal(t, blocks, again, "no block read for a light user")
+	require.Equal(t, 4, copies, "one copy block per archive but day 1's, whose block is cached")
+
+	page, err = s.Query().Users("heavy-b").Until(day(5)).Limit(30).All(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 30, len(page.Activities))
+	for _, a := range page.Activities {
+		requireSame(t, want[a.ID], a)
+	}
+	blocks, _ = cachedBlocks(s)
+	require.Positive(t, blocks, "a heavy user reads the blocks")
+}
+
+// TestArchiveCopyBlockCorrupt damages a copy block: reads of the light
+// users' activities it holds fail as corruption naming the file, Verify
+// names it, and the heavy users, read from the blocks, still answer.
+func TestArchiveCopyBlockCorrupt(t *testing.T) {
+	ctx := context.Background()
+	dir, _ := copyFixture(t)
+	s, err := Open(dir, arcOpts())
+	require.NoError(t, err)
+	name := archiveNames(s)[windowOf(victim)]
+	require.NoError(t, s.Close())
+	path := filepath.Join(dir, "archive", name)
+	f, err := os.Open(path)
+	require.NoError(t, err)
+	st, err := f.Stat()
+	require.NoError(t, err)
+	ft, err := arcfmt.ReadFooter(f, st.Size())
+	f.Close()
+	require.NoError(t, err)
+	require.NotEmpty(t, ft.Copies)
+	flipBit(t, path, ft.Copies[0].Off+int64(ft.Copies[0].CLen)/2, 0x08)
+
+	s, err = Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	_, err = s.Query().Users("light-03").All(ctx)
+	requireCorruptNaming(t, err, name, "a light user's page")
+	err = s.Verify(ctx)
+	requireCorruptNaming(t, err, name, "Verify")
+	require.Contains(t, err.Error(), "copy block 0")
+	page, err := s.Query().Users("heavy-a").Since(day(victim)).Until(day(victim + 1)).Limit(MaxLimit).All(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 180, len(page.Activities))
 }

@@ -65,7 +65,7 @@ func fixArchiveChecksums(b []byte) []byte {
 	b = slices.Clone(b)
 	fstart := size - arcfmt.TrailerSize - flen
 	d := codec.Decoder{B: b[fstart : size-arcfmt.TrailerSize]}
-	d.Byte()
+	version := d.Byte()
 	d.Uvarint()
 	d.Uvarint()
 	d.Uvarint()
@@ -81,11 +81,16 @@ func fixArchiveChecksums(b []byte) []byte {
 		return s
 	}
 	index := readSec()
-	nb := d.Uvarint()
-	var blocks []sec
-	for i := uint64(0); i < nb && d.Err == nil; i++ {
-		d.Uvarint()
-		blocks = append(blocks, readSec())
+	var blocks []sec // the blocks, then (format 2) the copy blocks
+	for list := range 2 {
+		if list == 1 && version < 2 {
+			break
+		}
+		nb := d.Uvarint()
+		for i := uint64(0); i < nb && d.Err == nil; i++ {
+			d.Uvarint()
+			blocks = append(blocks, readSec())
+		}
 	}
 	fix := func(s sec, off int64) int64 {
 		if d.Err == nil && s.clen <= uint64(fstart) && off+int64(s.clen) <= fstart {
@@ -122,6 +127,16 @@ func checkArchiveBytes(t *testing.T, b []byte) {
 		off += int64(s.CLen)
 	}
 	require.Equal(t, ft.N, total)
+	total = 0
+	for _, s := range ft.Copies {
+		require.Equal(t, total, s.First)
+		require.Positive(t, s.Count)
+		require.Equal(t, off, s.Off)
+		total += s.Count
+		off += int64(s.CLen)
+	}
+	require.LessOrEqual(t, total, ft.N)
+	require.Equal(t, total, ft.CopyCount())
 	require.Equal(t, off, ft.Index.Off)
 	require.LessOrEqual(t, ft.Index.Off+int64(ft.Index.CLen), int64(len(b)))
 
@@ -137,6 +152,15 @@ func checkArchiveBytes(t *testing.T, b []byte) {
 		blk, err := ft.ReadBlock(r, i)
 		if err != nil {
 			require.ErrorIs(t, archiveErr("fuzz.arc", err), ErrCorrupt, "block %d", i)
+			continue
+		}
+		require.Equal(t, s.Count, blk.Len())
+		checkBlock(t, blk)
+	}
+	for i, s := range ft.Copies {
+		blk, err := ft.ReadCopyBlock(r, i)
+		if err != nil {
+			require.ErrorIs(t, archiveErr("fuzz.arc", err), ErrCorrupt, "copy block %d", i)
 			continue
 		}
 		require.Equal(t, s.Count, blk.Len())
@@ -179,6 +203,17 @@ func decodeAndCheckIndex(t *testing.T, raw []byte, ft *arcfmt.Footer) *arcIndex 
 		return nil
 	}
 	checkIndex(t, ix, ft, &dicts)
+	// Where the copies are, as fetchArchived finds them: inside the copy
+	// blocks, each at most once.
+	seen := map[int]bool{}
+	for o := range ft.N {
+		if p, ok := ix.copyOf(o); ok {
+			require.GreaterOrEqual(t, p, 0)
+			require.Less(t, p, ft.CopyCount())
+			require.False(t, seen[p], "copy position %d twice", p)
+			seen[p] = true
+		}
+	}
 	return ix
 }
 
@@ -260,7 +295,11 @@ func FuzzDecodeIndex(f *testing.F) {
 	}
 	f.Add(tiny, uint16(2))
 	f.Fuzz(func(t *testing.T, raw []byte, n uint16) {
-		ft := &arcfmt.Footer{Window: windowOf(0), Width: int64(24 * time.Hour), N: int(n)}
+		// Room for a copy of every activity.
+		ft := &arcfmt.Footer{Format: arcfmt.Format, Window: windowOf(0), Width: int64(24 * time.Hour), N: int(n)}
+		if n > 0 {
+			ft.Copies = []arcfmt.Section{{Count: int(n)}}
+		}
 		ix := decodeAndCheckIndex(t, raw, ft)
 		if ix == nil {
 			return

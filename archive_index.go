@@ -3,6 +3,7 @@ package activitystore
 import (
 	"fmt"
 
+	"github.com/RoaringBitmap/roaring/v2"
 	arcfmt "github.com/activitystore/activitystore/internal/archive"
 )
 
@@ -12,6 +13,7 @@ var (
 	_ = [1]struct{}{}[MaxAPICallBytes-arcfmt.MaxAPICall]
 	_ = [1]struct{}{}[MaxDetailsBytes-arcfmt.MaxDetails]
 	_ = [1]struct{}{}[numFields-arcfmt.NumFields]
+	_ = [1]struct{}{}[fieldUser-arcfmt.UserField]
 )
 
 // arcIndex is the loaded index section of an archive: a sealed segment
@@ -22,6 +24,11 @@ type arcIndex struct {
 	vals   [numFields][]string // archive value number -> value
 	labels [numFields][]uint32 // ordinal -> archive value number
 	size   int64               // approximate bytes held
+	// copyAt and users, by archive user value number: 1 + the position of
+	// the user's newest copy in the copy blocks (0: none), and the user's
+	// ordinals.
+	copyAt []uint64
+	users  []*roaring.Bitmap
 }
 
 // decodeIndex parses the index section of archive file name, with footer
@@ -49,13 +56,14 @@ func decodeIndex(raw []byte, ft *arcfmt.Footer, dicts *[numFields]dict, name str
 		ids = append(ids, id)
 		return nil
 	}
-	aix, err := arcfmt.DecodeIndex(raw, n, addID)
+	aix, err := arcfmt.DecodeIndex(raw, ft, addID)
 	if err != nil {
 		return nil, archiveErr(name, err)
 	}
 	seg := newSegment(ft.Window)
 	seg.ids = ids
-	ix := &arcIndex{seg: seg, vals: aix.Values, labels: aix.Labels, size: int64(16*n) + 4*int64(numFields)*int64(n) + int64(len(raw))}
+	ix := &arcIndex{seg: seg, vals: aix.Values, labels: aix.Labels, size: int64(16*n) + 4*int64(numFields)*int64(n) + int64(len(raw)),
+		copyAt: aix.CopyAt, users: aix.Bitmaps[fieldUser]}
 	for f := range numFields {
 		for i, v := range ix.vals[f] {
 			vn := dicts[f].intern(v)
@@ -65,6 +73,21 @@ func decodeIndex(raw []byte, ft *arcfmt.Footer, dicts *[numFields]dict, name str
 	}
 	seg.sealed = true
 	return ix, nil
+}
+
+// copyOf returns where the copy of ordinal o's record is in the copy blocks,
+// and false when its user has no copies.
+func (ix *arcIndex) copyOf(o int) (int, bool) {
+	if ix.copyAt == nil {
+		return 0, false
+	}
+	uv := ix.labels[fieldUser][o]
+	at := ix.copyAt[uv]
+	if at == 0 {
+		return 0, false
+	}
+	bm := ix.users[uv]
+	return int(at-1) + int(bm.GetCardinality()-bm.Rank(uint32(o))), true
 }
 
 // label returns the value of field f of ordinal o.
@@ -99,11 +122,15 @@ type archiveWriter struct {
 	added  bool
 }
 
-func newArchiveWriter(f arcfmt.File, name string, window, width int64, n, blockBytes int) (*archiveWriter, error) {
+// newArchiveWriter starts the archive of window holding n activities; a
+// user with at most copies of them gets copies of their records in its copy
+// blocks.
+func newArchiveWriter(f arcfmt.File, name string, window, width int64, n, blockBytes, copies int) (*archiveWriter, error) {
 	w, err := arcfmt.NewWriter(f, name, window, width, n, blockBytes)
 	if err != nil {
 		return nil, err
 	}
+	w.KeepCopies(copies)
 	aw := &archiveWriter{w: w, name: name, window: window, lo: idFloor(window * width), hi: idFloor((window + 1) * width)}
 	if (window+1)*width < 0 {
 		aw.hi = maxID

@@ -1,6 +1,7 @@
 package activitystore
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -175,7 +177,18 @@ func (s *Store) archiveBlock(ctx context.Context, a *archive, ix *arcIndex, i in
 // loadBlock returns block i of a, from the cache if it is there; cache says
 // whether to keep it there once read.
 func (s *Store) loadBlock(ctx context.Context, a *archive, ix *arcIndex, i int, cache bool) (*arcfmt.Block, error) {
-	if v, ok := s.cache.Get(cacheKey{a: a, i: i}); ok {
+	return s.readBlock(ctx, a, cacheKey{a: a, i: i}, cache, (*arcfmt.Footer).ReadBlock)
+}
+
+// copyBlock returns copy block i of a, through the cache.
+func (s *Store) copyBlock(ctx context.Context, a *archive, i int) (*arcfmt.Block, error) {
+	return s.readBlock(ctx, a, cacheKey{a: a, i: i, cp: true}, true, (*arcfmt.Footer).ReadCopyBlock)
+}
+
+// readBlock returns the block of a that read reads, from the cache under
+// key if it is there; cache says whether to keep it there once read.
+func (s *Store) readBlock(ctx context.Context, a *archive, key cacheKey, cache bool, read func(*arcfmt.Footer, io.ReaderAt, int) (*arcfmt.Block, error)) (*arcfmt.Block, error) {
+	if v, ok := s.cache.Get(key); ok {
 		return v.(*arcfmt.Block), nil
 	}
 	f, ft, err := a.acquire(ctx)
@@ -183,12 +196,12 @@ func (s *Store) loadBlock(ctx context.Context, a *archive, ix *arcIndex, i int, 
 		return nil, err
 	}
 	defer a.release()
-	b, err := ft.ReadBlock(f, i)
+	b, err := read(ft, f, key.i)
 	if err != nil {
 		return nil, archiveErr(a.where(), err)
 	}
 	if cache {
-		s.cache.Add(cacheKey{a: a, i: i}, b, b.Size())
+		s.cache.Add(key, b, b.Size())
 	}
 	return b, nil
 }
@@ -204,22 +217,36 @@ func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []A
 		return err
 	}
 	a.release()
+	ords := make([]int, len(ids))
+	for k, id := range ids {
+		if ords[k] = ix.seg.find(id); ords[k] < 0 {
+			return &CorruptionError{Where: "archive " + a.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
+		}
+	}
+	copies := s.useCopies(a, ix, ft, ords)
 	size := 0
 	type loc struct{ blk, j, o int }
 	locs := make([]loc, len(ids))
 	var blocks []*arcfmt.Block
-	for k, id := range ids {
-		o := ix.seg.find(id)
-		if o < 0 {
-			return &CorruptionError{Where: "archive " + a.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
+	for k, o := range ords {
+		var b *arcfmt.Block
+		var j int
+		if p, ok := ix.copyOf(o); ok && copies {
+			// A user with few activities here: its copies, in one small
+			// block, instead of a large block per record.
+			i := ft.CopyBlockAt(p)
+			if b, err = s.copyBlock(ctx, a, i); err != nil {
+				return err
+			}
+			j = p - ft.Copies[i].First
+		} else {
+			p := ft.N - 1 - o
+			i := ft.BlockAt(p)
+			if b, err = s.archiveBlock(ctx, a, ix, i); err != nil {
+				return err
+			}
+			j = p - ft.Blocks[i].First
 		}
-		p := ft.N - 1 - o
-		i := ft.BlockAt(p)
-		b, err := s.archiveBlock(ctx, a, ix, i)
-		if err != nil {
-			return err
-		}
-		j := p - ft.Blocks[i].First
 		locs[k] = loc{len(blocks), j, o}
 		blocks = append(blocks, b)
 		api, det := b.Record(j)
@@ -236,6 +263,57 @@ func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []A
 		ix.fill(&out[k], ord, rec[:len(api)], rec[len(api):])
 	}
 	return nil
+}
+
+// useCopies reports whether reading the records of ordinals ords of a from
+// the copy blocks, where their users have copies, decompresses fewer bytes
+// than reading them all from the blocks, counting only what the cache does
+// not hold: a light user's page reads one small copy block per archive
+// instead of a large block, while a page of one type in one day, whose
+// records lie together in a block or two but belong to many users, keeps
+// reading those.
+func (s *Store) useCopies(a *archive, ix *arcIndex, ft *arcfmt.Footer, ords []int) bool {
+	if len(ft.Copies) == 0 {
+		return false
+	}
+	var blocks, copyBlocks, rest []int // uncached: all blocks; copy blocks, and the blocks of the others
+	add := func(list *[]int, i int) {
+		if !slices.Contains(*list, i) {
+			*list = append(*list, i)
+		}
+	}
+	// The blocks first: most pages find theirs cached, and stop there.
+	at := make([]int, len(ords))
+	prev, missing := -1, false
+	for k, o := range ords {
+		if at[k] = ft.BlockAt(ft.N - 1 - o); at[k] != prev {
+			prev, missing = at[k], !s.cache.Contains(cacheKey{a: a, i: at[k]})
+			if missing {
+				add(&blocks, at[k])
+			}
+		}
+	}
+	if len(blocks) == 0 {
+		return false
+	}
+	for k, o := range ords {
+		i := at[k]
+		missing := slices.Contains(blocks, i)
+		if p, ok := ix.copyOf(o); ok {
+			if c := ft.CopyBlockAt(p); !s.cache.Contains(cacheKey{a: a, i: c, cp: true}) {
+				add(&copyBlocks, c)
+			}
+		} else if missing {
+			add(&rest, i)
+		}
+	}
+	raw := func(secs []arcfmt.Section, list []int) (n uint64) {
+		for _, i := range list {
+			n += secs[i].RLen
+		}
+		return n
+	}
+	return raw(ft.Copies, copyBlocks)+raw(ft.Blocks, rest) < raw(ft.Blocks, blocks)
 }
 
 // removeArchive forgets a replaced or dropped archive and deletes its file.
@@ -344,9 +422,28 @@ func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(strin
 		return
 	}
 	var scratch [numFields]dict
-	if _, err := decodeIndex(raw, ft, &scratch, a.where()); err != nil {
+	ix, err := decodeIndex(raw, ft, &scratch, a.where())
+	if err != nil {
 		report("%v", err)
 		return
+	}
+	// The copy blocks, whole: the writer keeps at most MaxCopyBytes of
+	// records for them.
+	var copies []*arcfmt.Block
+	var copyBytes uint64
+	for i, c := range ft.Copies {
+		if copyBytes += c.RLen; copyBytes > 2*arcfmt.MaxCopyBytes {
+			report("%v", archiveCorrupt(a.where(), "copy blocks hold over %d bytes", 2*arcfmt.MaxCopyBytes))
+			copies = nil
+			break
+		}
+		b, err := ft.ReadCopyBlock(f, i)
+		if err != nil {
+			report("%v", archiveErr(a.where(), err))
+			copies = nil
+			break
+		}
+		copies = append(copies, b)
 	}
 	for i := range ft.Blocks {
 		b, err := ft.ReadBlock(f, i)
@@ -355,8 +452,16 @@ func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(strin
 			continue
 		}
 		for j := range b.Len() {
-			if _, d := b.Record(j); len(d) > 0 && !isJSONObject(d) {
+			api, d := b.Record(j)
+			if len(d) > 0 && !isJSONObject(d) {
 				report("archive %s: block %d: record %d has details that are not a JSON object", a.where(), i, j)
+			}
+			if p, ok := ix.copyOf(ft.N - 1 - (ft.Blocks[i].First + j)); ok && copies != nil {
+				k := ft.CopyBlockAt(p)
+				capi, cd := copies[k].Record(p - ft.Copies[k].First)
+				if !bytes.Equal(api, capi) || !bytes.Equal(d, cd) {
+					report("archive %s: block %d: record %d differs from its copy in copy block %d", a.where(), i, j, k)
+				}
 			}
 		}
 	}

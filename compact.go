@@ -189,7 +189,11 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 // records merged with the old archive's, newest first, and returns the file
 // size.
 func (s *Store) writeArchive(ctx context.Context, f arcfmt.File, name string, w int64, n int, snap *pebble.Snapshot, old *archive) (int64, error) {
-	aw, err := newArchiveWriter(f, name, w, s.width, n, s.opts.blockBytes)
+	copies := 0
+	if s.opts.UserCopies > 0 && s.opts.inline > 0 {
+		copies = min(s.opts.UserCopies, s.opts.inline)
+	}
+	aw, err := newArchiveWriter(f, name, w, s.width, n, s.opts.blockBytes, copies)
 	if err != nil {
 		return 0, err
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	arcfmt "github.com/activitystore/activitystore/internal/archive"
 	"github.com/activitystore/activitystore/internal/s3test"
 	"github.com/minio/minio-go/v7"
 	"github.com/stretchr/testify/require"
@@ -411,13 +412,15 @@ func TestS3ObjectCorruptOrMissing(t *testing.T) {
 	s.mu.RUnlock()
 	key0, key2 := "acts/node-0/"+day0.name, "acts/node-0/"+day2.name
 
-	// Flip a byte in the middle of day 0's object: same size, bad CRC.
+	// Flip a byte in the middle of day 0's newest block: same size, bad CRC.
 	obj, err := c.GetObject(ctx, o.Bucket, key0, minio.GetObjectOptions{})
 	require.NoError(t, err)
 	b, err := io.ReadAll(obj)
 	require.NoError(t, err)
 	obj.Close()
-	b[len(b)/3] ^= 0x40
+	ft, err := arcfmt.ReadFooter(bytes.NewReader(b), int64(len(b)))
+	require.NoError(t, err)
+	b[ft.Blocks[0].Off+int64(ft.Blocks[0].CLen)/2] ^= 0x40
 	_, err = c.PutObject(ctx, o.Bucket, key0, bytes.NewReader(b), int64(len(b)), minio.PutObjectOptions{})
 	require.NoError(t, err)
 	require.NoError(t, c.RemoveObject(ctx, o.Bucket, key2, minio.RemoveObjectOptions{}))

@@ -291,13 +291,14 @@ func appendCopies(data []byte, bm *roaring.Bitmap, ids []ID, recs map[ID][]byte)
 }
 
 // cacheKey names one piece of loaded data in the store's cache: a block
-// (i >= 0) or the index (i = -1) of an archive, or of a sealed segment an
-// ID chunk (i >= 0), the bitmap of one value (i = -1) or the bitmaps of
-// a whole field (i = -2).
+// (i >= 0; a copy block if cp) or the index (i = -1) of an archive, or of a
+// sealed segment an ID chunk (i >= 0), the bitmap of one value (i = -1) or
+// the bitmaps of a whole field (i = -2).
 type cacheKey struct {
 	a  *archive
 	sl *sealedSeg
 	i  int
+	cp bool
 	f  field
 	v  string
 }

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"os"
 	"runtime"
 	"testing"
 	"time"
@@ -67,12 +68,16 @@ func testRecords(n int) []testRecord {
 }
 
 // writeTestFile writes recs (newest first) as the archive of window
-// testWindow with blocks of blockBytes, and returns the file.
-func writeTestFile(tb testing.TB, recs []testRecord, blockBytes int) []byte {
+// testWindow with blocks of blockBytes, and returns the file. copies, if
+// positive, is the KeepCopies limit.
+func writeTestFile(tb testing.TB, recs []testRecord, blockBytes int, copies ...int) []byte {
 	tb.Helper()
 	var f memFile
 	w, err := NewWriter(&f, "test.arc", testWindow, testWidth, len(recs), blockBytes)
 	require.NoError(tb, err)
+	if len(copies) > 0 {
+		w.KeepCopies(copies[0])
+	}
 	for _, r := range recs {
 		require.NoError(tb, w.Add(r.ns, r.seq, r.labels, r.apicall, r.details))
 	}
@@ -97,7 +102,7 @@ func TestWriteRead(t *testing.T) {
 	raw, err := ft.ReadIndex(r)
 	require.NoError(t, err)
 	n := len(recs)
-	ix, err := DecodeIndex(raw, n, func(o int, ns int64, seq uint64) error {
+	ix, err := DecodeIndex(raw, ft, func(o int, ns int64, seq uint64) error {
 		rec := recs[n-1-o] // ordinals ascend, recs descend
 		require.Equal(t, rec.ns, ns, "ordinal %d", o)
 		require.Equal(t, rec.seq, seq, "ordinal %d", o)
@@ -125,32 +130,131 @@ func TestWriteRead(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 
 	stop := errors.New("stop")
-	_, err = DecodeIndex(raw, n, func(o int, ns int64, seq uint64) error { return stop })
+	_, err = DecodeIndex(raw, ft, func(o int, ns int64, seq uint64) error { return stop })
 	require.Same(t, stop, err, "DecodeIndex returns id's error as it is")
+}
+
+// checkCopies checks, for the archive b of recs written with KeepCopies
+// limit, that exactly the users with at most limit activities have copies
+// and that each copy equals its record; it returns how many users have
+// copies.
+func checkCopies(t *testing.T, b []byte, recs []testRecord, limit int) int {
+	t.Helper()
+	r := bytes.NewReader(b)
+	ft, err := ReadFooter(r, int64(len(b)))
+	require.NoError(t, err)
+	raw, err := ft.ReadIndex(r)
+	require.NoError(t, err)
+	ix, err := DecodeIndex(raw, ft, func(int, int64, uint64) error { return nil })
+	require.NoError(t, err)
+	n, with := len(recs), 0
+	for v, at := range ix.CopyAt {
+		bm := ix.Bitmaps[UserField][v]
+		if bm.GetCardinality() > uint64(limit) {
+			require.Zero(t, at, "user %s has %d activities", ix.Values[UserField][v], bm.GetCardinality())
+			continue
+		}
+		require.NotZero(t, at, "user %s", ix.Values[UserField][v])
+		with++
+		ords := bm.ToArray()
+		for k := range ords {
+			o := ords[len(ords)-1-k] // the k-th newest
+			p := int(at-1) + k
+			i := ft.CopyBlockAt(p)
+			blk, err := ft.ReadCopyBlock(r, i)
+			require.NoError(t, err)
+			api, det := blk.Record(p - ft.Copies[i].First)
+			rec := recs[n-1-int(o)]
+			require.Equal(t, rec.apicall, string(api))
+			require.Equal(t, string(rec.details), string(det))
+		}
+	}
+	return with
+}
+
+// TestCopies writes files that keep copies of the records of users with
+// few activities and checks them, with users both under and over the
+// limit, and with more users than one copy block holds.
+func TestCopies(t *testing.T) {
+	recs := testRecords(5000)
+	for i := range recs {
+		// user-<i%5> stay heavy; every 3rd record goes to one of 600 light
+		// users, who get 2 or 3 each: all under the limit of 3, the others over.
+		if i%3 == 0 {
+			recs[i].labels[UserField] = fmt.Sprintf("light-%03d", (i/3)%600)
+		}
+	}
+	b := writeTestFile(t, recs, 4000, 3)
+	r := bytes.NewReader(b)
+	ft, err := ReadFooter(r, int64(len(b)))
+	require.NoError(t, err)
+	require.Equal(t, Format, ft.Format)
+	require.Greater(t, len(ft.Copies), 1, "several copy blocks")
+	require.Positive(t, checkCopies(t, b, recs, 3))
+	_, err = ft.ReadCopyBlock(r, len(ft.Copies))
+	var ce *CorruptError
+	require.ErrorAs(t, err, &ce)
+
+	// Without KeepCopies: no copy blocks, no user has copies.
+	b = writeTestFile(t, recs, 4000)
+	require.Zero(t, checkCopies(t, b, recs, 0))
+}
+
+// TestReadFormat1 reads a file written by the format 1 writer (testdata):
+// no copy blocks, the same records.
+func TestReadFormat1(t *testing.T) {
+	b, err := os.ReadFile("testdata/format1.arc")
+	require.NoError(t, err)
+	recs := testRecords(300)
+	r := bytes.NewReader(b)
+	ft, err := ReadFooter(r, int64(len(b)))
+	require.NoError(t, err)
+	require.Equal(t, 1, ft.Format)
+	require.Empty(t, ft.Copies)
+	raw, err := ft.ReadIndex(r)
+	require.NoError(t, err)
+	ix, err := DecodeIndex(raw, ft, func(int, int64, uint64) error { return nil })
+	require.NoError(t, err)
+	require.Nil(t, ix.CopyAt)
+	for p := range recs {
+		i := ft.BlockAt(p)
+		blk, err := ft.ReadBlock(r, i)
+		require.NoError(t, err)
+		api, det := blk.Record(p - ft.Blocks[i].First)
+		require.Equal(t, recs[p].apicall, string(api))
+		require.Equal(t, string(recs[p].details), string(det))
+	}
 }
 
 // TestFormatBytes pins the raw sections the writer produces: the format must
 // not change without a new Format. (The compressed bytes are zstd's.)
 func TestFormatBytes(t *testing.T) {
-	b := writeTestFile(t, testRecords(300), 2000)
+	recs := testRecords(300)
+	for i := range recs {
+		if i%7 == 0 {
+			recs[i].labels[UserField] = fmt.Sprintf("light-%d", i%50)
+		}
+	}
+	b := writeTestFile(t, recs, 2000, 2)
 	r := bytes.NewReader(b)
 	ft, err := ReadFooter(r, int64(len(b)))
 	require.NoError(t, err)
 	h := sha256.New()
 	h.Write(b[:HeaderSize])
 	_, bdec, idec := zstdCodecs()
-	for _, s := range ft.Blocks {
+	for _, s := range append(ft.Blocks, ft.Copies...) {
 		raw, err := readSection(r, s, bdec, "block")
 		require.NoError(t, err)
 		h.Write(binary.AppendUvarint(nil, uint64(s.Count)))
 		h.Write(raw)
 	}
+	require.Len(t, ft.Copies, 1)
 	raw, err := readSection(r, ft.Index, idec, "index")
 	require.NoError(t, err)
 	h.Write(raw)
 	require.Len(t, ft.Blocks, 9)
-	require.Equal(t, 3706, len(raw))
-	require.Equal(t, "0337b27ab3873c4dfcde2dbc9a4f0bf232d1822f91357bc72efc603ad96d7905", fmt.Sprintf("%x", h.Sum(nil)))
+	require.Equal(t, 4201, len(raw))
+	require.Equal(t, "5a7c9a6898bbe8c0191289dc74accc55c3243be4d50e284fe1f742229a0d0aaf", fmt.Sprintf("%x", h.Sum(nil)))
 }
 
 // TestReadSectionAllocationBounded reads a section whose zstd frame claims a

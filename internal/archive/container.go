@@ -13,9 +13,13 @@ import (
 	"github.com/activitystore/activitystore/internal/codec"
 )
 
-// Format is the version of the archive file format this package writes and
-// reads. Bump it when the bytes change; a reader refuses any other version.
-const Format = 1
+// Format is the version of the archive file format this package writes. It
+// reads it and every version from MinFormat on, and refuses any other.
+// Version 2 added the copy blocks.
+const Format = 2
+
+// MinFormat is the oldest version a reader reads.
+const MinFormat = 1
 
 const (
 	magic = "ACTSARC\x00"
@@ -94,8 +98,8 @@ func Encoder() *zstd.Encoder {
 	return enc
 }
 
-// Section locates one compressed part of an archive file: a block or the
-// index.
+// Section locates one compressed part of an archive file: a block, a copy
+// block or the index.
 type Section struct {
 	Off  int64  // offset in the file
 	CLen uint64 // compressed length
@@ -108,11 +112,16 @@ type Section struct {
 
 // Footer is the parsed footer of an archive file.
 type Footer struct {
+	Format int   // the file's format version
 	Window int64 // window number
 	Width  int64 // window width in nanoseconds
 	N      int   // activities in the file
 	Index  Section
 	Blocks []Section // newest records first
+	// Copies are the copy blocks (format 2): copies of the records of the
+	// users with few activities in the file, each user's together, newest
+	// first; Index.CopyAt says where.
+	Copies []Section
 }
 
 // ReadFooter checks the header and trailer of an archive file of size bytes
@@ -129,8 +138,9 @@ func ReadFooter(f io.ReaderAt, size int64) (*Footer, error) {
 	if string(hdr[:8]) != magic {
 		return nil, corruptf("not an archive file (bad magic)")
 	}
-	if v := binary.BigEndian.Uint16(hdr[8:]); v != Format {
-		return nil, corruptf("archive format %d, this version reads %d", v, Format)
+	version := int(binary.BigEndian.Uint16(hdr[8:]))
+	if version < MinFormat || version > Format {
+		return nil, corruptf("archive format %d, this version reads %d to %d", version, MinFormat, Format)
 	}
 	if string(hdr[10:]) != "\x00\x00\x00\x00\x00\x00" {
 		return nil, corruptf("unknown header flags")
@@ -154,9 +164,9 @@ func ReadFooter(f io.ReaderAt, size int64) (*Footer, error) {
 		return nil, corruptf("footer checksum mismatch")
 	}
 	d := codec.Decoder{B: body}
-	ft := &Footer{}
-	if v := d.Byte(); d.Err == nil && v != Format {
-		return nil, corruptf("footer version %d", v)
+	ft := &Footer{Format: version}
+	if v := d.Byte(); d.Err == nil && int(v) != version {
+		return nil, corruptf("footer version %d in a file of format %d", v, version)
 	}
 	ft.Window = int64(d.Uvarint())
 	ft.Width = int64(d.Uvarint())
@@ -175,22 +185,43 @@ func ReadFooter(f io.ReaderAt, size int64) (*Footer, error) {
 	}
 	ft.N = int(n)
 	off := int64(HeaderSize)
-	first := 0
-	ft.Blocks = make([]Section, nb)
-	for i := range ft.Blocks {
-		b := &ft.Blocks[i]
-		cnt := d.Uvarint()
-		readSection(b)
-		if d.Err != nil || cnt == 0 || cnt > n-uint64(first) || b.RLen > maxBlockRaw || b.CLen > uint64(size) {
-			return nil, corruptf("block %d: malformed entry in the block index", i)
+	// readBlocks reads k entries of a block list; what names them in errors.
+	readBlocks := func(k uint64, what string) ([]Section, int, error) {
+		first := 0
+		bs := make([]Section, k)
+		for i := range bs {
+			b := &bs[i]
+			cnt := d.Uvarint()
+			readSection(b)
+			if d.Err != nil || cnt == 0 || cnt > n-uint64(first) || b.RLen > maxBlockRaw || b.CLen > uint64(size) {
+				return nil, 0, corruptf("%s %d: malformed entry in the block index", what, i)
+			}
+			b.Off, b.First, b.Count = off, first, int(cnt)
+			off += int64(b.CLen)
+			first += int(cnt)
 		}
-		b.Off, b.First, b.Count = off, first, int(cnt)
-		off += int64(b.CLen)
-		first += int(cnt)
+		return bs, first, nil
+	}
+	var first int
+	var err error
+	if ft.Blocks, first, err = readBlocks(nb, "block"); err != nil {
+		return nil, err
+	}
+	if d.Err != nil || first != ft.N {
+		return nil, corruptf("block index covers %d of %d activities", first, ft.N)
+	}
+	if version >= 2 {
+		nc := d.Uvarint()
+		if d.Err != nil || nc > n || nc > uint64(len(d.B)) {
+			return nil, corruptf("malformed footer: copy block count")
+		}
+		if ft.Copies, _, err = readBlocks(nc, "copy block"); err != nil {
+			return nil, err
+		}
 	}
 	ft.Index.Off = off
-	if d.Err != nil || len(d.B) != 0 || first != ft.N {
-		return nil, corruptf("block index covers %d of %d activities", first, ft.N)
+	if d.Err != nil || len(d.B) != 0 {
+		return nil, corruptf("malformed footer: %d bytes after the block index", len(d.B))
 	}
 	if ft.Index.RLen > maxIndexRaw || (ft.Index.RLen > ratioFree && ft.Index.RLen > maxRatio*ft.Index.CLen+1024) || off+int64(ft.Index.CLen) != size-TrailerSize-flen {
 		return nil, corruptf("sections do not add up to the file size")
@@ -223,13 +254,45 @@ func (ft *Footer) ReadBlock(f io.ReaderAt, i int) (*Block, error) {
 	return b, nil
 }
 
+// ReadCopyBlock reads, checks and decodes copy block i of f. Its errors
+// start with "copy block i: ".
+func (ft *Footer) ReadCopyBlock(f io.ReaderAt, i int) (*Block, error) {
+	if i < 0 || i >= len(ft.Copies) {
+		return nil, corruptf("no copy block %d", i)
+	}
+	_, dec, _ := zstdCodecs()
+	raw, err := readSection(f, ft.Copies[i], dec, fmt.Sprintf("copy block %d", i))
+	if err != nil {
+		return nil, err
+	}
+	b, err := decodeBlock(raw, ft.Copies[i].Count)
+	if err != nil {
+		return nil, corruptf("copy block %d: %v", i, err)
+	}
+	return b, nil
+}
+
 // BlockAt returns the block holding position p, where position 0 is the
 // newest record (ordinal N-1).
-func (ft *Footer) BlockAt(p int) int {
-	lo, hi := 0, len(ft.Blocks)
+func (ft *Footer) BlockAt(p int) int { return blockAt(ft.Blocks, p) }
+
+// CopyBlockAt returns the copy block holding position p of the copies.
+func (ft *Footer) CopyBlockAt(p int) int { return blockAt(ft.Copies, p) }
+
+// CopyCount returns the number of records in the copy blocks.
+func (ft *Footer) CopyCount() int {
+	if len(ft.Copies) == 0 {
+		return 0
+	}
+	last := ft.Copies[len(ft.Copies)-1]
+	return last.First + last.Count
+}
+
+func blockAt(bs []Section, p int) int {
+	lo, hi := 0, len(bs)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
-		if ft.Blocks[m].First+ft.Blocks[m].Count <= p {
+		if bs[m].First+bs[m].Count <= p {
 			lo = m + 1
 		} else {
 			hi = m

@@ -1,7 +1,9 @@
 package archive
 
 import (
+	"cmp"
 	"encoding/binary"
+	"slices"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -25,19 +27,25 @@ type Index struct {
 	// Bitmaps[f][v] holds the ordinals whose field f has value v; none is
 	// empty.
 	Bitmaps [NumFields][]*roaring.Bitmap
+	// CopyAt[v] is, for user value v with copies of its records in the copy
+	// blocks, 1 + the position of the first (its newest); 0 when it has
+	// none. Its k-th newest record is at that position + k. Format 2 only.
+	CopyAt []uint64
 }
 
 // noValue marks an ordinal not yet given a value while an index loads.
 const noValue = ^uint32(0)
 
-// DecodeIndex parses the index section raw of an archive of n activities:
-// the ID column, then per field the values with their ordinals. It checks
-// that each ordinal has exactly one value per field, and passes each entry
-// of the ID column, in ordinal order (ascending), to id as unix nanoseconds
-// and sequence number; whether the entries are valid IDs, in order and
-// inside the window is for id to check. An error from id is returned as it
-// is; other errors are *CorruptError.
-func DecodeIndex(raw []byte, n int, id func(o int, ns int64, seq uint64) error) (*Index, error) {
+// DecodeIndex parses the index section raw of the archive with footer ft:
+// the ID column, then per field the values with their ordinals, then (format
+// 2) where each user's copies start. It checks that each ordinal has
+// exactly one value per field and that copies lie inside the copy blocks,
+// and passes each entry of the ID column, in ordinal order (ascending), to
+// id as unix nanoseconds and sequence number; whether the entries are valid
+// IDs, in order and inside the window is for id to check. An error from id
+// is returned as it is; other errors are *CorruptError.
+func DecodeIndex(raw []byte, ft *Footer, id func(o int, ns int64, seq uint64) error) (*Index, error) {
+	n := ft.N
 	d := codec.Decoder{B: raw}
 	if uint64(n) > uint64(len(raw)) {
 		return nil, corruptf("index: %d activities in %d bytes", n, len(raw))
@@ -111,6 +119,30 @@ func DecodeIndex(raw []byte, n int, id func(o int, ns int64, seq uint64) error) 
 			bm := roaring.New()
 			bm.AddMany(ords)
 			ix.Bitmaps[f][i] = bm
+		}
+	}
+	if ft.Format >= 2 {
+		copies := uint64(ft.CopyCount())
+		ix.CopyAt = make([]uint64, len(ix.Values[UserField]))
+		type span struct{ from, to uint64 }
+		var spans []span
+		for v := range ix.CopyAt {
+			at := d.Uvarint()
+			card := ix.Bitmaps[UserField][v].GetCardinality()
+			if d.Err != nil || (at > 0 && (at-1 > copies || card > copies-(at-1))) {
+				return nil, corruptf("index: copies of user %q outside the copy blocks", ix.Values[UserField][v])
+			}
+			ix.CopyAt[v] = at
+			if at > 0 {
+				spans = append(spans, span{at - 1, at - 1 + card})
+			}
+		}
+		// Each copy is of one activity.
+		slices.SortFunc(spans, func(a, b span) int { return cmp.Compare(a.from, b.from) })
+		for i := 1; i < len(spans); i++ {
+			if spans[i].from < spans[i-1].to {
+				return nil, corruptf("index: copies of two users overlap")
+			}
 		}
 	}
 	if len(d.B) != 0 {

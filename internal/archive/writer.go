@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"slices"
 	"strings"
 )
 
@@ -47,6 +48,39 @@ type Writer struct {
 	cuts   []int
 	blocks []Section
 	first  int
+
+	// Copies of the records of users with at most copyLimit activities:
+	// cp[v] lists those of user value v, in arrival order, as offsets into
+	// cpBuf; cpDead[v] is set once v has more, or once cpBuf is full.
+	copyLimit int
+	cpBuf     []byte
+	cp        [][]cpRef
+	cpDead    []bool
+	copies    []Section
+}
+
+// cpRef locates one kept record in Writer.cpBuf: the API call at off, then
+// the details.
+type cpRef struct{ off, api, det uint32 }
+
+// UserField is the position of the user field in FieldNames: the field
+// whose values with few activities get copy blocks.
+const UserField = 1
+
+// MaxCopyBytes is the most record bytes a Writer keeps for copy blocks;
+// users whose records arrive once it is full get none.
+const MaxCopyBytes = 64 << 20
+
+// copyBlockBytes is the record bytes at which a copy block is closed: small,
+// so that reading one user's records decompresses little.
+const copyBlockBytes = 16 << 10
+
+// KeepCopies makes the file keep, for each user with at most limit
+// activities in it (limit at most 255), copies of their records together in
+// copy blocks, so that reading one such user's records reads one small
+// block instead of one large block per record. Call it before the first Add.
+func (w *Writer) KeepCopies(limit int) {
+	w.copyLimit = min(max(limit, 0), 255)
 }
 
 // NewWriter starts the archive of window (of width nanoseconds) holding n
@@ -90,14 +124,83 @@ func (w *Writer) Add(ns int64, seq uint64, labels [NumFields]string, apicall str
 			w.local[f][l] = v
 			w.vals[f] = append(w.vals[f], l)
 			w.ords[f] = append(w.ords[f], nil)
+			if f == UserField {
+				w.cp = append(w.cp, nil)
+				w.cpDead = append(w.cpDead, false)
+			}
 		}
 		w.ords[f][v] = append(w.ords[f][v], o)
+		if f == UserField && w.copyLimit > 0 {
+			w.keep(v, apicall, details)
+		}
 	}
 	w.bb.Add(apicall, details)
 	if w.bb.bytes >= w.blockBytes {
 		return w.flushBlock()
 	}
 	return nil
+}
+
+// keep adds a copy of one record of user value v, or gives v up.
+func (w *Writer) keep(v uint32, apicall string, details []byte) {
+	switch {
+	case w.cpDead[v]:
+		return
+	case len(w.ords[UserField][v]) > w.copyLimit || len(w.cpBuf)+len(apicall)+len(details) > MaxCopyBytes:
+		w.cp[v], w.cpDead[v] = nil, true
+		return
+	}
+	off := len(w.cpBuf)
+	w.cpBuf = append(w.cpBuf, apicall...)
+	w.cpBuf = append(w.cpBuf, details...)
+	w.cp[v] = append(w.cp[v], cpRef{uint32(off), uint32(len(apicall)), uint32(len(details))})
+}
+
+// writeCopies writes the copy blocks and returns, per user value, 1 + the
+// position of its first copy, or 0 when it has none. Users come in the
+// order of their values, so that users with close names share blocks.
+func (w *Writer) writeCopies() ([]uint64, error) {
+	at := make([]uint64, len(w.vals[UserField]))
+	if w.copyLimit == 0 {
+		return at, nil
+	}
+	var users []uint32
+	for v := range w.cp {
+		if !w.cpDead[v] && len(w.cp[v]) > 0 {
+			users = append(users, uint32(v))
+		}
+	}
+	slices.SortFunc(users, func(a, b uint32) int { return strings.Compare(w.vals[UserField][a], w.vals[UserField][b]) })
+	var bb BlockBuilder
+	pos := 0
+	flush := func() error {
+		if bb.count == 0 {
+			return nil
+		}
+		w.raw = bb.Encode(w.raw[:0])
+		s, err := w.writeSection(w.raw, bb.cuts)
+		if err != nil {
+			return err
+		}
+		s.First, s.Count = pos-bb.count, bb.count
+		w.copies = append(w.copies, s)
+		bb.Reset()
+		return nil
+	}
+	for _, v := range users {
+		at[v] = uint64(pos) + 1
+		for _, r := range w.cp[v] {
+			api := w.cpBuf[r.off : r.off+r.api]
+			bb.Add(string(api), w.cpBuf[r.off+r.api:r.off+r.api+r.det])
+			pos++
+		}
+		if bb.bytes >= copyBlockBytes {
+			if err := flush(); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return at, flush()
 }
 
 // Values returns the distinct values of field f added so far, by value
@@ -144,8 +247,17 @@ func (w *Writer) Finish() error {
 	if err := w.flushBlock(); err != nil {
 		return err
 	}
+	copyAt, err := w.writeCopies()
+	if err != nil {
+		return err
+	}
 	w.cuts = w.cuts[:0]
 	w.raw = appendIndex(w.raw[:0], w.ids, &w.vals, &w.ords, &w.cuts)
+	// Format 2: per user value, where its copies start (1 + position), or 0.
+	w.cuts = append(w.cuts, len(w.raw))
+	for _, p := range copyAt {
+		w.raw = binary.AppendUvarint(w.raw, p)
+	}
 	ix, err := w.writeSection(w.raw, w.cuts)
 	if err != nil {
 		return err
@@ -161,10 +273,12 @@ func (w *Writer) Finish() error {
 		return binary.BigEndian.AppendUint32(b, s.CRC)
 	}
 	ft = appendSection(ft, ix)
-	ft = binary.AppendUvarint(ft, uint64(len(w.blocks)))
-	for _, b := range w.blocks {
-		ft = binary.AppendUvarint(ft, uint64(b.Count))
-		ft = appendSection(ft, b)
+	for _, bs := range [][]Section{w.blocks, w.copies} {
+		ft = binary.AppendUvarint(ft, uint64(len(bs)))
+		for _, b := range bs {
+			ft = binary.AppendUvarint(ft, uint64(b.Count))
+			ft = appendSection(ft, b)
+		}
 	}
 	ft = binary.BigEndian.AppendUint32(ft, crc32.Checksum(ft, crcTable))
 	body := len(ft) - 4

@@ -40,6 +40,14 @@ func (c *Cache[K, V]) Get(k K) (V, bool) {
 	return zero, false
 }
 
+// Contains reports whether k has a value, without marking it used.
+func (c *Cache[K, V]) Contains(k K) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	_, ok := c.items[k]
+	return ok
+}
+
 // Add stores v under k, counting size bytes, and evicts older values until
 // the cache is within its bound.
 func (c *Cache[K, V]) Add(k K, v V, size int64) {

@@ -75,3 +75,17 @@ func BenchmarkGet(b *testing.B) {
 		})
 	})
 }
+
+// TestContainsDoesNotMarkUsed checks that Contains answers without making a
+// value newer: the value it looked at is still the first dropped.
+func TestContainsDoesNotMarkUsed(t *testing.T) {
+	c := New[int, string](8)
+	c.Add(1, "a", 4)
+	c.Add(2, "b", 4)
+	require.True(t, c.Contains(1))
+	require.False(t, c.Contains(3))
+	c.Add(3, "c", 4) // drops 1, the least recently used despite Contains
+	require.False(t, c.Contains(1))
+	require.True(t, c.Contains(2))
+	require.True(t, c.Contains(3))
+}
