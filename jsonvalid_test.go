@@ -98,49 +98,22 @@ func BenchmarkValidJSON(b *testing.B) {
 	for _, d := range docs {
 		n += int64(len(d))
 	}
-	b.Run("validJSON", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(n)
-		for range b.N {
-			for _, d := range docs {
-				if !validJSON(d) {
-					b.Fatal("invalid")
+	run := func(name string, ok func([]byte) bool) {
+		b.Run(name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(n)
+			for range b.N {
+				for _, d := range docs {
+					if !ok(d) {
+						b.Fatal("invalid")
+					}
 				}
 			}
-		}
-	})
+		})
+	}
+	run("validJSON", validJSON)
 	// What Append runs on details: validity, depth and UTF-8 in one walk.
-	b.Run("checkDetails", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(n)
-		for range b.N {
-			for _, d := range docs {
-				if ok, depth, u := checkDetails(d); !ok || depth != 2 || !u {
-					b.Fatal("invalid")
-				}
-			}
-		}
-	})
-	b.Run("three-walks", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(n)
-		for range b.N {
-			for _, d := range docs {
-				if !validJSON(d) || refDepth(d) != 2 || !utf8.Valid(d) {
-					b.Fatal("invalid")
-				}
-			}
-		}
-	})
-	b.Run("encoding/json", func(b *testing.B) {
-		b.ReportAllocs()
-		b.SetBytes(n)
-		for range b.N {
-			for _, d := range docs {
-				if !json.Valid(d) {
-					b.Fatal("invalid")
-				}
-			}
-		}
-	})
+	run("checkDetails", func(d []byte) bool { ok, depth, u := checkDetails(d); return ok && depth == 2 && u })
+	run("three-walks", func(d []byte) bool { return validJSON(d) && refDepth(d) == 2 && utf8.Valid(d) })
+	run("encoding/json", json.Valid)
 }

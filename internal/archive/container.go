@@ -239,35 +239,28 @@ func (ft *Footer) ReadIndex(f io.ReaderAt) ([]byte, error) {
 // ReadBlock reads, checks and decodes block i of f. Its errors start with
 // "block i: ".
 func (ft *Footer) ReadBlock(f io.ReaderAt, i int) (*Block, error) {
-	if i < 0 || i >= len(ft.Blocks) {
-		return nil, corruptf("no block %d", i)
-	}
-	_, dec, _ := zstdCodecs()
-	raw, err := readSection(f, ft.Blocks[i], dec, fmt.Sprintf("block %d", i))
-	if err != nil {
-		return nil, err
-	}
-	b, err := decodeBlock(raw, ft.Blocks[i].Count)
-	if err != nil {
-		return nil, corruptf("block %d: %v", i, err)
-	}
-	return b, nil
+	return readBlock(f, ft.Blocks, i, "block")
 }
 
 // ReadCopyBlock reads, checks and decodes copy block i of f. Its errors
 // start with "copy block i: ".
 func (ft *Footer) ReadCopyBlock(f io.ReaderAt, i int) (*Block, error) {
-	if i < 0 || i >= len(ft.Copies) {
-		return nil, corruptf("no copy block %d", i)
+	return readBlock(f, ft.Copies, i, "copy block")
+}
+
+// readBlock reads block i of the list bs; what names the list in errors.
+func readBlock(f io.ReaderAt, bs []Section, i int, what string) (*Block, error) {
+	if i < 0 || i >= len(bs) {
+		return nil, corruptf("no %s %d", what, i)
 	}
 	_, dec, _ := zstdCodecs()
-	raw, err := readSection(f, ft.Copies[i], dec, fmt.Sprintf("copy block %d", i))
+	raw, err := readSection(f, bs[i], dec, fmt.Sprintf("%s %d", what, i))
 	if err != nil {
 		return nil, err
 	}
-	b, err := decodeBlock(raw, ft.Copies[i].Count)
+	b, err := decodeBlock(raw, bs[i].Count)
 	if err != nil {
-		return nil, corruptf("copy block %d: %v", i, err)
+		return nil, corruptf("%s %d: %v", what, i, err)
 	}
 	return b, nil
 }
