@@ -217,13 +217,15 @@ func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []A
 		return err
 	}
 	a.release()
-	ords := make([]int, len(ids))
+	// Each activity's ordinal, and the block holding its record.
+	ords, at := make([]int, len(ids)), make([]int, len(ids))
 	for k, id := range ids {
 		if ords[k] = ix.seg.find(id); ords[k] < 0 {
 			return &CorruptionError{Where: "archive " + a.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
 		}
+		at[k] = ft.BlockAt(ft.N - 1 - ords[k])
 	}
-	copies := s.useCopies(a, ix, ft, ords)
+	copies := s.useCopies(a, ix, ft, ords, at)
 	size := 0
 	type loc struct{ blk, j, o int }
 	locs := make([]loc, len(ids))
@@ -240,12 +242,11 @@ func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []A
 			}
 			j = p - ft.Copies[i].First
 		} else {
-			p := ft.N - 1 - o
-			i := ft.BlockAt(p)
+			i := at[k]
 			if b, err = s.archiveBlock(ctx, a, ix, i); err != nil {
 				return err
 			}
-			j = p - ft.Blocks[i].First
+			j = ft.N - 1 - o - ft.Blocks[i].First
 		}
 		locs[k] = loc{len(blocks), j, o}
 		blocks = append(blocks, b)
@@ -265,14 +266,14 @@ func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []A
 	return nil
 }
 
-// useCopies reports whether reading the records of ordinals ords of a from
-// the copy blocks, where their users have copies, decompresses fewer bytes
-// than reading them all from the blocks, counting only what the cache does
-// not hold: a light user's page reads one small copy block per archive
-// instead of a large block, while a page of one type in one day, whose
-// records lie together in a block or two but belong to many users, keeps
-// reading those.
-func (s *Store) useCopies(a *archive, ix *arcIndex, ft *arcfmt.Footer, ords []int) bool {
+// useCopies reports whether reading the records of ordinals ords of a (in
+// blocks at) from the copy blocks, where their users have copies,
+// decompresses fewer bytes than reading them all from the blocks, counting
+// only what the cache does not hold: a light user's page reads one small
+// copy block per archive instead of a large block, while a page of one type
+// in one day, whose records lie together in a block or two but belong to
+// many users, keeps reading those.
+func (s *Store) useCopies(a *archive, ix *arcIndex, ft *arcfmt.Footer, ords, at []int) bool {
 	if len(ft.Copies) == 0 {
 		return false
 	}
@@ -283,13 +284,12 @@ func (s *Store) useCopies(a *archive, ix *arcIndex, ft *arcfmt.Footer, ords []in
 		}
 	}
 	// The blocks first: most pages find theirs cached, and stop there.
-	at := make([]int, len(ords))
-	prev, missing := -1, false
-	for k, o := range ords {
-		if at[k] = ft.BlockAt(ft.N - 1 - o); at[k] != prev {
-			prev, missing = at[k], !s.cache.Contains(cacheKey{a: a, i: at[k]})
-			if missing {
-				add(&blocks, at[k])
+	prev := -1
+	for _, i := range at {
+		if i != prev {
+			prev = i
+			if !s.cache.Contains(cacheKey{a: a, i: i}) {
+				add(&blocks, i)
 			}
 		}
 	}

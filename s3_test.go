@@ -23,9 +23,13 @@ import (
 )
 
 // s3Server starts a SeaweedFS S3 server of the test's own, for tests that
-// stop or kill it, and returns options for a fresh bucket on it.
+// stop or kill it, and returns options for a fresh bucket on it. Such tests
+// are skipped under -short.
 func s3Server(t *testing.T) (*s3test.Server, *S3Options) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("starts and restarts a server of its own")
+	}
 	srv := s3test.Start(t)
 	return srv, s3Options(t, srv)
 }
@@ -229,15 +233,17 @@ func TestS3NodeTaken(t *testing.T) {
 	require.NoError(t, s.Close())
 }
 
-// archivedStore opens a store with its archives in the bucket of o and
-// three days of 40 activities each, all archived.
-func archivedStore(t *testing.T, o *S3Options) *Store {
+// archivedStore opens a test store with o (cold after an hour), fills days
+// days of per activities each and compacts them; it returns the store, its
+// folder and its clock.
+func archivedStore(t *testing.T, o Options, days, per int) (*Store, string, *testClock) {
 	t.Helper()
-	s, _, clock := openTest(t, &Options{S3: o, ColdAfter: time.Hour})
+	o.ColdAfter = time.Hour
+	s, dir, clock := openTest(t, &o)
 	clock.Set(testBase.Add(5 * 24 * time.Hour))
-	fillDays(t, s, 3, 40)
+	fillDays(t, s, days, per)
 	require.NoError(t, s.Compact(context.Background()))
-	return s
+	return s, dir, clock
 }
 
 // s3Objects lists the object names under the node's folder.
@@ -272,9 +278,6 @@ func storeObjects(s *Store) []string {
 // archives everything.
 func TestS3ServerDownDuringUpload(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts and restarts a server of its own")
-	}
 	ctx := context.Background()
 	srv, o := s3Server(t)
 	o.RetryFor = time.Second
@@ -362,12 +365,9 @@ func (b *killingBody) Read(p []byte) (int, error) {
 // waiting out a restart succeeds.
 func TestS3ServerDownDuringReads(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts and restarts a server of its own")
-	}
 	ctx := context.Background()
 	srv, o := s3Server(t)
-	s := archivedStore(t, o)
+	s, _, _ := archivedStore(t, Options{S3: o}, 3, 40)
 	hot := mustAppend(t, s, act("t9", "u1", testBase.Add(5*24*time.Hour-time.Minute)))
 	want := snapshotQueries(t, s)
 	s.cache.RemoveIf(func(cacheKey) bool { return true })
@@ -404,7 +404,7 @@ func TestS3ObjectCorruptOrMissing(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv, o := sharedS3(t)
-	s := archivedStore(t, o)
+	s, _, _ := archivedStore(t, Options{S3: o}, 3, 40)
 	require.NoError(t, s.Verify(ctx))
 	c := srv.Client(t)
 	s.mu.RLock()
@@ -454,11 +454,8 @@ func TestS3ObjectCorruptOrMissing(t *testing.T) {
 // bytes, and answers with the server gone; a damaged cache file is a miss.
 func TestS3DiskCache(t *testing.T) {
 	t.Parallel()
-	if testing.Short() {
-		t.Skip("starts and restarts a server of its own")
-	}
 	srv, o := s3Server(t)
-	s := archivedStore(t, o)
+	s, _, _ := archivedStore(t, Options{S3: o}, 3, 40)
 	want := snapshotQueries(t, s)
 
 	ro := *o
@@ -499,12 +496,8 @@ func TestS3DiskCache(t *testing.T) {
 // folder refuses a bucket.
 func TestS3LocationIsKept(t *testing.T) {
 	t.Parallel()
-	ctx := context.Background()
 	_, o := sharedS3(t)
-	s, dir, clock := openTest(t, &Options{S3: o, Node: 4, ColdAfter: time.Hour})
-	clock.Set(testBase.Add(5 * 24 * time.Hour))
-	fillDays(t, s, 2, 10)
-	require.NoError(t, s.Compact(ctx))
+	s, dir, _ := archivedStore(t, Options{S3: o, Node: 4}, 2, 10)
 	require.NoError(t, s.Close())
 	_, err := Open(dir, &Options{Node: 4})
 	require.ErrorIs(t, err, ErrInvalidOptions)
@@ -529,10 +522,7 @@ func TestS3LocationIsKept(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 
-	local, ldir, lclock := openTest(t, &Options{ColdAfter: time.Hour, Node: 6})
-	lclock.Set(testBase.Add(5 * 24 * time.Hour))
-	fillDays(t, local, 2, 10)
-	require.NoError(t, local.Compact(ctx))
+	local, ldir, _ := archivedStore(t, Options{Node: 6}, 2, 10)
 	require.NoError(t, local.Close())
 	_, err = Open(ldir, &Options{S3: o, Node: 6})
 	require.ErrorIs(t, err, ErrInvalidOptions)
@@ -547,10 +537,7 @@ func TestS3OpenRemovesLeftovers(t *testing.T) {
 	t.Parallel()
 	ctx := context.Background()
 	srv, o := sharedS3(t)
-	s, dir, clock := openTest(t, &Options{S3: o, Node: 3, ColdAfter: time.Hour})
-	clock.Set(testBase.Add(5 * 24 * time.Hour))
-	fillDays(t, s, 2, 10)
-	require.NoError(t, s.Compact(ctx))
+	s, dir, clock := archivedStore(t, Options{S3: o, Node: 3}, 2, 10)
 	keep := storeObjects(s)
 	require.NoError(t, s.Close())
 
