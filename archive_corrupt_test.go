@@ -119,7 +119,8 @@ func TestArchiveCorrupt(t *testing.T) {
 	fx := newCorruptFixture(t)
 	ft, size := fx.ft, fx.size
 	last := len(ft.Blocks) - 1
-	footerStart := ft.Index.Off + int64(ft.Index.CLen) // the footer follows the index
+	require.Equal(t, arcfmt.Format, ft.Format)
+	footerStart := ft.Head.Off + int64(ft.Head.CLen) // the footer follows the head
 	footerLen := size - arcfmt.TrailerSize - footerStart
 	truncate := func(n int64) func(t *testing.T, path string) {
 		return func(t *testing.T, path string) { require.NoError(t, os.Truncate(path, n)) }
@@ -140,7 +141,7 @@ func TestArchiveCorrupt(t *testing.T) {
 		{"truncate-size-1", truncate(size - 1), -1},
 		{"flip-first-block", flip(ft.Blocks[0].Off+int64(ft.Blocks[0].CLen)/2, 0x10), 0},
 		{"flip-last-block", flip(ft.Blocks[last].Off+int64(ft.Blocks[last].CLen)/2, 0x01), last},
-		{"flip-index", flip(ft.Index.Off+int64(ft.Index.CLen)/2, 0x04), -1},
+		{"flip-head", flip(ft.Head.Off+int64(ft.Head.CLen)/2, 0x04), -1},
 		{"flip-footer", flip(footerStart+footerLen/2, 0x80), -1},
 		{"flip-footer-first-byte", flip(footerStart, 0x02), -1},
 		{"flip-trailer-crc", flip(size-arcfmt.TrailerSize, 0x01), -1},
@@ -561,10 +562,15 @@ func writeTestArchive(t testing.TB, path string, w, width int64, acts []Activity
 // writeTestArchiveWith is writeTestArchive with a change to the writer's
 // state before it writes the index and footer.
 func writeTestArchiveWith(t testing.TB, path string, w, width int64, acts []Activity, blockBytes int, change func(*archiveWriter)) []byte {
+	return writeTestArchiveAs(t, false, path, w, width, acts, blockBytes, change)
+}
+
+// writeTestArchiveAs is writeTestArchiveWith, in format 2 if format2.
+func writeTestArchiveAs(t testing.TB, format2 bool, path string, w, width int64, acts []Activity, blockBytes int, change func(*archiveWriter)) []byte {
 	t.Helper()
 	f, err := os.Create(path)
 	require.NoError(t, err)
-	aw, err := newArchiveWriter(f, filepath.Base(path), w, width, len(acts), blockBytes, inlineIDs)
+	aw, err := newArchiveWriter(f, filepath.Base(path), w, width, len(acts), blockBytes, inlineIDs, format2)
 	require.NoError(t, err)
 	for i := range acts {
 		require.NoError(t, aw.add(&acts[i]))
@@ -607,7 +613,7 @@ func copyFixture(t *testing.T) (string, map[ID]Activity) {
 // cachedBlocks returns the archive blocks and copy blocks in s's cache.
 func cachedBlocks(s *Store) (blocks, copies int) {
 	s.cache.RemoveIf(func(k cacheKey) bool {
-		if k.a != nil && k.i >= 0 {
+		if k.a != nil && k.i >= 0 && k.kind == 0 {
 			if k.cp {
 				copies++
 			} else {

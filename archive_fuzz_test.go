@@ -24,15 +24,16 @@ func TestArchiveFieldNames(t *testing.T) {
 }
 
 // seedArchive returns a small archive file of window day 0 with several
-// blocks, written by the archive writer from varied activities.
-func seedArchive(tb testing.TB) []byte {
+// blocks, written by the archive writer from varied activities, in format 2
+// if format2.
+func seedArchive(tb testing.TB, format2 bool) []byte {
 	tb.Helper()
 	acts := variedActs([]int{0}, 24, 5)
 	slices.Reverse(acts) // newest first
 	for i := range acts {
 		acts[i].ID = makeID(acts[i].Time.UnixNano(), uint64(100+len(acts)-i))
 	}
-	return writeTestArchiveWith(tb, filepath.Join(tb.TempDir(), "seed.arc"), windowOf(0), int64(24*time.Hour), acts, 300, nil)
+	return writeTestArchiveAs(tb, format2, filepath.Join(tb.TempDir(), "seed.arc"), windowOf(0), int64(24*time.Hour), acts, 300, nil)
 }
 
 // seedIndex returns the footer and the raw (decompressed) index section of
@@ -70,6 +71,9 @@ func fixArchiveChecksums(b []byte) []byte {
 	d.Uvarint()
 	d.Uvarint()
 	d.Uvarint()
+	if version >= 3 {
+		d.Uvarint() // chunk size
+	}
 	type sec struct {
 		clen   uint64
 		crcPos int64
@@ -81,15 +85,25 @@ func fixArchiveChecksums(b []byte) []byte {
 		d.Fixed(4)
 		return s
 	}
-	index := readSec()
-	var blocks []sec // the blocks, then (format 2) the copy blocks
-	for list := range 2 {
-		if list == 1 && version < 2 {
+	// The index, or (format 3) the head and the directories: they come
+	// last in the file.
+	var tail []sec
+	for range 1 + 5*min(int(version)/3, 1) {
+		tail = append(tail, readSec())
+	}
+	if len(tail) > 1 {
+		tail = append(tail[1:], tail[0])
+	}
+	var blocks []sec // the blocks, then (format 2) the copy blocks, then (format 3) groups and chunks
+	for list := range 4 {
+		if (list == 1 && version < 2) || (list >= 2 && version < 3) {
 			break
 		}
 		nb := d.Uvarint()
 		for i := uint64(0); i < nb && d.Err == nil; i++ {
-			d.Uvarint()
+			if list < 2 {
+				d.Uvarint()
+			}
 			blocks = append(blocks, readSec())
 		}
 	}
@@ -100,10 +114,9 @@ func fixArchiveChecksums(b []byte) []byte {
 		return off + int64(min(s.clen, uint64(size)))
 	}
 	off := int64(arcfmt.HeaderSize)
-	for _, s := range blocks {
+	for _, s := range append(blocks, tail...) {
 		off = fix(s, off)
 	}
-	fix(index, off)
 	binary.BigEndian.PutUint32(b[size-arcfmt.TrailerSize:], crc32.Checksum(b[fstart:size-arcfmt.TrailerSize], crcTable))
 	return b
 }
@@ -135,17 +148,24 @@ func checkArchiveBytes(t *testing.T, b []byte) {
 	copies := records(ft.Copies)
 	require.LessOrEqual(t, copies, ft.N)
 	require.Equal(t, copies, ft.CopyCount())
-	require.Equal(t, off, ft.Index.Off)
-	require.LessOrEqual(t, ft.Index.Off+int64(ft.Index.CLen), int64(len(b)))
-
-	raw, err := ft.ReadIndex(r)
+	if ft.Format >= 3 {
+		for _, s := range slices.Concat(ft.Groups, ft.Chunks, ft.Dirs[:], []arcfmt.Section{ft.Head}) {
+			require.Equal(t, off, s.Off)
+			off += int64(s.CLen)
+		}
+		require.LessOrEqual(t, off, int64(len(b)))
+		checkParts(t, r, ft)
+	} else {
+		require.Equal(t, off, ft.Index.Off)
+		require.LessOrEqual(t, ft.Index.Off+int64(ft.Index.CLen), int64(len(b)))
+	}
+	var dicts [numFields]dict
+	ix, err := loadIndex(r, ft, &dicts, "fuzz.arc")
 	if err != nil {
-		require.ErrorIs(t, archiveErr("fuzz.arc", err), ErrCorrupt)
+		require.ErrorIs(t, err, ErrCorrupt)
 		return
 	}
-	if decodeAndCheckIndex(t, raw, ft) == nil {
-		return
-	}
+	checkLoadedIndex(t, ix, ft, &dicts)
 	for _, list := range []struct {
 		secs []arcfmt.Section
 		read func(*arcfmt.Footer, io.ReaderAt, int) (*arcfmt.Block, error)
@@ -187,8 +207,64 @@ func checkBlock(t *testing.T, b *arcfmt.Block) {
 	}
 }
 
+// checkParts reads each part of a format 3 index as a query does, one at a
+// time: every failure must be a corruption error, and what reads must hold
+// what the queries assume.
+func checkParts(t *testing.T, r io.ReaderAt, ft *arcfmt.Footer) {
+	corrupt := func(err error) bool {
+		if err != nil {
+			require.ErrorIs(t, archiveErr("fuzz.arc", err), ErrCorrupt)
+		}
+		return err != nil
+	}
+	if h, err := ft.ReadHead(r); !corrupt(err) {
+		require.Len(t, h.Firsts, len(ft.Chunks))
+	}
+	var limits [arcfmt.NumFields]int
+	for f := range numFields {
+		d, err := ft.ReadDir(r, int(f))
+		if corrupt(err) {
+			continue
+		}
+		limits[f] = len(d.Values)
+		for i := range d.Values {
+			g, err := ft.ReadGroup(r, d.Group(i))
+			if corrupt(err) {
+				continue
+			}
+			ords, err := d.Ordinals(i, g, ft.N, nil)
+			if !corrupt(err) {
+				require.Len(t, ords, int(d.Counts[i]))
+				for k, o := range ords {
+					require.Less(t, int(o), ft.N)
+					if k > 0 {
+						require.Less(t, ords[k-1], o)
+					}
+				}
+			}
+		}
+	}
+	for c := range ft.Chunks {
+		ch, err := ft.ReadChunk(r, c, limits)
+		if corrupt(err) {
+			continue
+		}
+		require.Len(t, ch.IDs, ft.ChunkLen(c))
+		for f, l := range limits {
+			for _, v := range ch.Labels[f] {
+				if l > 0 {
+					require.Less(t, int(v), l)
+				}
+			}
+		}
+		for _, p := range ch.Copies {
+			require.LessOrEqual(t, int(p), ft.CopyCount())
+		}
+	}
+}
+
 // decodeAndCheckIndex decodes an index section: a failure must be a
-// corruption error (it returns nil), a success must pass checkIndex.
+// corruption error (it returns nil), a success must pass checkLoadedIndex.
 func decodeAndCheckIndex(t *testing.T, raw []byte, ft *arcfmt.Footer) *arcIndex {
 	var dicts [numFields]dict
 	ix, err := decodeIndex(raw, ft, &dicts, "fuzz.arc")
@@ -196,7 +272,14 @@ func decodeAndCheckIndex(t *testing.T, raw []byte, ft *arcfmt.Footer) *arcIndex 
 		require.ErrorIs(t, err, ErrCorrupt)
 		return nil
 	}
-	checkIndex(t, ix, ft, &dicts)
+	checkLoadedIndex(t, ix, ft, &dicts)
+	return ix
+}
+
+// checkLoadedIndex checks an index that loaded: what checkIndex checks,
+// and where the copies are.
+func checkLoadedIndex(t *testing.T, ix *arcIndex, ft *arcfmt.Footer, dicts *[numFields]dict) {
+	checkIndex(t, ix, ft, dicts)
 	// Where the copies are, as fetchArchived finds them: inside the copy
 	// blocks, each at most once.
 	seen := map[int]bool{}
@@ -208,7 +291,6 @@ func decodeAndCheckIndex(t *testing.T, raw []byte, ft *arcfmt.Footer) *arcIndex 
 			seen[p] = true
 		}
 	}
-	return ix
 }
 
 // checkIndex checks what fetchArchived and the queries assume of an index:
@@ -250,7 +332,8 @@ func checkIndex(t *testing.T, ix *arcIndex, ft *arcfmt.Footer, dicts *[numFields
 // Each input is read as it is, then with its checksums fixed so that the
 // fuzzer reaches the parsers behind them.
 func FuzzArchiveFile(f *testing.F) {
-	b := seedArchive(f)
+	f.Add(seedArchive(f, true))
+	b := seedArchive(f, false)
 	f.Add(b)
 	for _, n := range []int{0, 10, arcfmt.HeaderSize + arcfmt.TrailerSize, len(b) / 2, len(b) - arcfmt.TrailerSize, len(b) - 1} {
 		f.Add(b[:n])
@@ -272,7 +355,7 @@ func FuzzArchiveFile(f *testing.F) {
 // FuzzDecodeIndex feeds arbitrary raw (decompressed) index sections to
 // decodeIndex for an archive of n activities of day 0's window.
 func FuzzDecodeIndex(f *testing.F) {
-	ft, index := seedIndex(f, seedArchive(f))
+	ft, index := seedIndex(f, seedArchive(f, true))
 	f.Add(index, uint16(ft.N))
 	f.Add(index, uint16(ft.N-1))
 	f.Add(index[:len(index)/2], uint16(ft.N))
@@ -290,7 +373,7 @@ func FuzzDecodeIndex(f *testing.F) {
 	f.Add(tiny, uint16(2))
 	f.Fuzz(func(t *testing.T, raw []byte, n uint16) {
 		// Room for a copy of every activity.
-		ft := &arcfmt.Footer{Format: arcfmt.Format, Window: windowOf(0), Width: int64(24 * time.Hour), N: int(n)}
+		ft := &arcfmt.Footer{Format: 2, Window: windowOf(0), Width: int64(24 * time.Hour), N: int(n)}
 		if n > 0 {
 			ft.Copies = []arcfmt.Section{{Count: int(n)}}
 		}

@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/RoaringBitmap/roaring/v2"
 	arcfmt "github.com/activitystore/activitystore/internal/archive"
@@ -31,10 +32,32 @@ type arcIndex struct {
 	users  []*roaring.Bitmap
 }
 
-// decodeIndex parses the index section of archive file name, with footer
-// ft, checking that its IDs are valid, ascending and inside the window. Only
-// a sound index adds its values to dicts.
+// decodeIndex parses the index section raw of archive file name (format 1
+// or 2), with footer ft, as loadIndex does.
 func decodeIndex(raw []byte, ft *arcfmt.Footer, dicts *[numFields]dict, name string) (*arcIndex, error) {
+	return buildIndex(ft, dicts, name, int64(len(raw)), func(id func(int, int64, uint64) error) (*arcfmt.Index, error) {
+		return arcfmt.DecodeIndex(raw, ft, id)
+	})
+}
+
+// loadIndex reads the whole index of archive file name from f, of any
+// format, checking that its IDs are valid, ascending and inside the
+// window. Only a sound index adds its values to dicts.
+func loadIndex(f io.ReaderAt, ft *arcfmt.Footer, dicts *[numFields]dict, name string) (*arcIndex, error) {
+	raw := int64(ft.Index.RLen)
+	for _, ss := range [][]arcfmt.Section{ft.Groups, ft.Dirs[:], {ft.Head}} {
+		for _, s := range ss {
+			raw += int64(s.RLen)
+		}
+	}
+	return buildIndex(ft, dicts, name, raw, func(id func(int, int64, uint64) error) (*arcfmt.Index, error) {
+		return ft.LoadIndex(f, id)
+	})
+}
+
+// buildIndex makes the in-memory index of archive file name from what
+// decode returns, raw bytes in its encoded form.
+func buildIndex(ft *arcfmt.Footer, dicts *[numFields]dict, name string, raw int64, decode func(id func(int, int64, uint64) error) (*arcfmt.Index, error)) (*arcIndex, error) {
 	n := ft.N
 	lo := idFloor(ft.Window * ft.Width)
 	hi := idFloor((ft.Window + 1) * ft.Width)
@@ -56,13 +79,13 @@ func decodeIndex(raw []byte, ft *arcfmt.Footer, dicts *[numFields]dict, name str
 		ids = append(ids, id)
 		return nil
 	}
-	aix, err := arcfmt.DecodeIndex(raw, ft, addID)
+	aix, err := decode(addID)
 	if err != nil {
 		return nil, archiveErr(name, err)
 	}
 	seg := newSegment(ft.Window)
 	seg.ids = ids
-	ix := &arcIndex{seg: seg, vals: aix.Values, labels: aix.Labels, size: int64(16*n) + 4*int64(numFields)*int64(n) + int64(len(raw)),
+	ix := &arcIndex{seg: seg, vals: aix.Values, labels: aix.Labels, size: int64(16*n) + 4*int64(numFields)*int64(n) + raw,
 		copyAt: aix.CopyAt, users: aix.Bitmaps[fieldUser]}
 	for f := range numFields {
 		for i, v := range ix.vals[f] {
@@ -125,10 +148,13 @@ type archiveWriter struct {
 // newArchiveWriter starts the archive of window holding n activities; a
 // user with at most copies of them gets copies of their records in its copy
 // blocks.
-func newArchiveWriter(f arcfmt.File, name string, window, width int64, n, blockBytes, copies int) (*archiveWriter, error) {
+func newArchiveWriter(f arcfmt.File, name string, window, width int64, n, blockBytes, copies int, format2 bool) (*archiveWriter, error) {
 	w, err := arcfmt.NewWriter(f, name, window, width, n, blockBytes)
 	if err != nil {
 		return nil, err
+	}
+	if format2 {
+		w.WriteFormat2()
 	}
 	w.KeepCopies(copies)
 	aw := &archiveWriter{w: w, name: name, window: window, lo: idFloor(window * width), hi: idFloor((window + 1) * width)}

@@ -41,6 +41,7 @@ type archive struct {
 	dropped bool
 
 	loadMu sync.Mutex // one index load at a time
+	sl     *sealedSeg // format 3: the window's descriptor, once read
 }
 
 func archiveName(w int64, gen uint64) string { return fmt.Sprintf("%016x-%d.arc", w, gen) }
@@ -157,11 +158,7 @@ func (s *Store) archiveIndex(ctx context.Context, a *archive) (*arcIndex, error)
 		return nil, err
 	}
 	defer a.release()
-	raw, err := ft.ReadIndex(f)
-	if err != nil {
-		return nil, archiveErr(a.where(), err)
-	}
-	ix, err := decodeIndex(raw, ft, &s.dicts, a.where())
+	ix, err := loadIndex(f, ft, &s.dicts, a.where())
 	if err != nil {
 		return nil, err
 	}
@@ -170,13 +167,13 @@ func (s *Store) archiveIndex(ctx context.Context, a *archive) (*arcIndex, error)
 }
 
 // archiveBlock returns block i of a, decoded, through the cache.
-func (s *Store) archiveBlock(ctx context.Context, a *archive, ix *arcIndex, i int) (*arcfmt.Block, error) {
-	return s.loadBlock(ctx, a, ix, i, true)
+func (s *Store) archiveBlock(ctx context.Context, a *archive, i int) (*arcfmt.Block, error) {
+	return s.loadBlock(ctx, a, i, true)
 }
 
 // loadBlock returns block i of a, from the cache if it is there; cache says
 // whether to keep it there once read.
-func (s *Store) loadBlock(ctx context.Context, a *archive, ix *arcIndex, i int, cache bool) (*arcfmt.Block, error) {
+func (s *Store) loadBlock(ctx context.Context, a *archive, i int, cache bool) (*arcfmt.Block, error) {
 	return s.readBlock(ctx, a, cacheKey{a: a, i: i}, cache, (*arcfmt.Footer).ReadBlock)
 }
 
@@ -206,74 +203,93 @@ func (s *Store) readBlock(ctx context.Context, a *archive, key cacheKey, cache b
 	return b, nil
 }
 
+// arcRow is where the record of one activity of an archive is: its
+// ordinal, its block, and the position of its copy in the copy blocks (-1:
+// none).
+type arcRow struct{ ord, at, cp int }
+
 // fetchArchived fills out with the activities of ids, all in archive a.
 func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []Activity) error {
-	ix, err := s.archiveIndex(ctx, a)
-	if err != nil {
-		return err
-	}
 	_, ft, err := a.acquire(ctx)
 	if err != nil {
 		return err
 	}
 	a.release()
-	// Each activity's ordinal, and the block holding its record.
-	ords, at := make([]int, len(ids)), make([]int, len(ids))
-	for k, id := range ids {
-		if ords[k] = ix.seg.find(id); ords[k] < 0 {
-			return &CorruptionError{Where: "archive " + a.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
-		}
-		at[k] = ft.BlockAt(ft.N - 1 - ords[k])
+	var rows []arcRow
+	var fill func(k int, api, det []byte)
+	sl, err := s.arcView(ctx, a)
+	if err != nil {
+		return err
 	}
-	copies := s.useCopies(a, ix, ft, ords, at)
+	if sl != nil {
+		if rows, fill, err = s.arcRows(sl, ft, ids, out); err != nil {
+			return err
+		}
+	} else {
+		ix, err := s.archiveIndex(ctx, a)
+		if err != nil {
+			return err
+		}
+		rows = make([]arcRow, len(ids))
+		for k, id := range ids {
+			o := ix.seg.find(id)
+			if o < 0 {
+				return &CorruptionError{Where: "archive " + a.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
+			}
+			rows[k] = arcRow{ord: o, at: ft.BlockAt(ft.N - 1 - o), cp: -1}
+			if p, ok := ix.copyOf(o); ok {
+				rows[k].cp = p
+			}
+		}
+		fill = func(k int, api, det []byte) { ix.fill(&out[k], rows[k].ord, api, det) }
+	}
+	copies := s.useCopies(a, ft, rows)
 	size := 0
-	type loc struct{ blk, j, o int }
+	type loc struct{ blk, j int }
 	locs := make([]loc, len(ids))
 	var blocks []*arcfmt.Block
-	for k, o := range ords {
+	for k, r := range rows {
 		var b *arcfmt.Block
 		var j int
-		if p, ok := ix.copyOf(o); ok && copies {
+		if r.cp >= 0 && copies {
 			// A user with few activities here: its copies, in one small
 			// block, instead of a large block per record.
-			i := ft.CopyBlockAt(p)
+			i := ft.CopyBlockAt(r.cp)
 			if b, err = s.copyBlock(ctx, a, i); err != nil {
 				return err
 			}
-			j = p - ft.Copies[i].First
+			j = r.cp - ft.Copies[i].First
 		} else {
-			i := at[k]
-			if b, err = s.archiveBlock(ctx, a, ix, i); err != nil {
+			if b, err = s.archiveBlock(ctx, a, r.at); err != nil {
 				return err
 			}
-			j = ft.N - 1 - o - ft.Blocks[i].First
+			j = ft.N - 1 - r.ord - ft.Blocks[r.at].First
 		}
-		locs[k] = loc{len(blocks), j, o}
+		locs[k] = loc{len(blocks), j}
 		blocks = append(blocks, b)
 		api, det := b.Record(j)
 		size += len(api) + len(det)
 	}
 	arena := make([]byte, 0, size)
 	for k := range ids {
-		b, j, ord := blocks[locs[k].blk], locs[k].j, locs[k].o
+		b, j := blocks[locs[k].blk], locs[k].j
 		api, det := b.Record(j)
 		start := len(arena)
 		arena = append(arena, api...)
 		arena = append(arena, det...)
 		rec := arena[start:len(arena):len(arena)]
-		ix.fill(&out[k], ord, rec[:len(api)], rec[len(api):])
+		fill(k, rec[:len(api)], rec[len(api):])
 	}
 	return nil
 }
 
-// useCopies reports whether reading the records of ordinals ords of a (in
-// blocks at) from the copy blocks, where their users have copies,
-// decompresses fewer bytes than reading them all from the blocks, counting
-// only what the cache does not hold: a light user's page reads one small
-// copy block per archive instead of a large block, while a page of one type
-// in one day, whose records lie together in a block or two but belong to
-// many users, keeps reading those.
-func (s *Store) useCopies(a *archive, ix *arcIndex, ft *arcfmt.Footer, ords, at []int) bool {
+// useCopies reports whether reading the records of rows of a from the copy
+// blocks, where their users have copies, decompresses fewer bytes than
+// reading them all from the blocks, counting only what the cache does not
+// hold: a light user's page reads one small copy block per archive instead
+// of a large block, while a page of one type in one day, whose records lie
+// together in a block or two but belong to many users, keeps reading those.
+func (s *Store) useCopies(a *archive, ft *arcfmt.Footer, rows []arcRow) bool {
 	if len(ft.Copies) == 0 {
 		return false
 	}
@@ -285,26 +301,25 @@ func (s *Store) useCopies(a *archive, ix *arcIndex, ft *arcfmt.Footer, ords, at 
 	}
 	// The blocks first: most pages find theirs cached, and stop there.
 	prev := -1
-	for _, i := range at {
-		if i != prev {
-			prev = i
-			if !s.cache.Contains(cacheKey{a: a, i: i}) {
-				add(&blocks, i)
+	for _, r := range rows {
+		if r.at != prev {
+			prev = r.at
+			if !s.cache.Contains(cacheKey{a: a, i: r.at}) {
+				add(&blocks, r.at)
 			}
 		}
 	}
 	if len(blocks) == 0 {
 		return false
 	}
-	for k, o := range ords {
-		i := at[k]
-		missing := slices.Contains(blocks, i)
-		if p, ok := ix.copyOf(o); ok {
-			if c := ft.CopyBlockAt(p); !s.cache.Contains(cacheKey{a: a, i: c, cp: true}) {
+	for _, r := range rows {
+		missing := slices.Contains(blocks, r.at)
+		if r.cp >= 0 {
+			if c := ft.CopyBlockAt(r.cp); !s.cache.Contains(cacheKey{a: a, i: c, cp: true}) {
 				add(&copyBlocks, c)
 			}
 		} else if missing {
-			add(&rest, i)
+			add(&rest, r.at)
 		}
 	}
 	raw := func(secs []arcfmt.Section, list []int) (n uint64) {
@@ -319,7 +334,7 @@ func (s *Store) useCopies(a *archive, ix *arcIndex, ft *arcfmt.Footer, ords, at 
 // removeArchive forgets a replaced or dropped archive and deletes its file.
 func (s *Store) removeArchive(a *archive) {
 	a.drop()
-	s.cache.RemoveIf(func(k cacheKey) bool { return k.a == a })
+	s.cache.RemoveIf(func(k cacheKey) bool { return k.a == a || (k.sl != nil && k.sl.arc == a) })
 	s.removeObject(a.name)
 }
 
@@ -416,13 +431,8 @@ func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(strin
 		return
 	}
 	f := ctxReaderAt{ctx, o}
-	raw, err := ft.ReadIndex(f)
-	if err != nil {
-		report("%v", archiveErr(a.where(), err))
-		return
-	}
 	var scratch [numFields]dict
-	ix, err := decodeIndex(raw, ft, &scratch, a.where())
+	ix, err := loadIndex(f, ft, &scratch, a.where())
 	if err != nil {
 		report("%v", err)
 		return

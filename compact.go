@@ -193,7 +193,7 @@ func (s *Store) writeArchive(ctx context.Context, f arcfmt.File, name string, w 
 	if s.opts.UserCopies > 0 && s.opts.inline > 0 {
 		copies = min(s.opts.UserCopies, s.opts.inline)
 	}
-	aw, err := newArchiveWriter(f, name, w, s.width, n, s.opts.blockBytes, copies)
+	aw, err := newArchiveWriter(f, name, w, s.width, n, s.opts.blockBytes, copies, s.opts.format2)
 	if err != nil {
 		return 0, err
 	}
@@ -229,7 +229,7 @@ func (s *Store) writeArchive(ctx context.Context, f arcfmt.File, name string, w 
 				bi, bj = bi+1, 0
 			}
 			// A one-off pass: do not let it evict what queries use.
-			c, err := s.loadBlock(ctx, old, ix, bi, false)
+			c, err := s.loadBlock(ctx, old, bi, false)
 			if err != nil {
 				return false, err
 			}

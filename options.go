@@ -129,6 +129,7 @@ type Options struct {
 	// Settings for tests, so that they can run in parallel across them.
 	lateMin    int               // late ordinals that trigger a renumber at least; default 1024
 	blockBytes int               // record bytes at which an archive block is closed; default 256 KiB
+	format2    bool              // write archives in format 2, as the version before format 3 did
 	hook       func(step string) // called at each step of moving a segment into an archive
 	checkpoint int               // logged activities after which an open segment is written; default 65536
 	inline     int               // most activities of a value whose IDs a sealed segment keeps beside its bitmap; default 64, -1 none

@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -82,6 +83,13 @@ type sealedSeg struct {
 	counts [numFields]map[string]uint32 // activities per value of the counted fields; nil when not kept
 
 	convMu sync.Mutex // held while an append loads it to open it again
+
+	// A window in an archive of format 3 (archive_lazy.go): its data is
+	// read from arc. A query's view of it names base, the archive's own
+	// descriptor, and carries the query's ctx.
+	arc  *archive
+	base *sealedSeg
+	ctx  context.Context
 }
 
 var crcTable = crc32.MakeTable(crc32.Castagnoli)
@@ -98,7 +106,12 @@ func checkCRC(b []byte) ([]byte, bool) {
 	return body, crc32.Checksum(body, crcTable) == binary.BigEndian.Uint32(b[len(b)-4:])
 }
 
-func (sl *sealedSeg) where() string { return fmt.Sprintf("segment %d", sl.window) }
+func (sl *sealedSeg) where() string {
+	if sl.arc != nil {
+		return "archive " + sl.arc.where()
+	}
+	return fmt.Sprintf("segment %d", sl.window)
+}
 
 func (sl *sealedSeg) encode() []byte {
 	b := []byte{sealedVersion}
@@ -293,15 +306,23 @@ func appendCopies(data []byte, bm *roaring.Bitmap, ids []ID, recs map[ID][]byte)
 // cacheKey names one piece of loaded data in the store's cache: a block
 // (i >= 0; a copy block if cp) or the index (i = -1) of an archive, or of a
 // sealed segment an ID chunk (i >= 0), the bitmap of one value (i = -1) or
-// the bitmaps of a whole field (i = -2).
+// the bitmaps of a whole field (i = -2); of an archive of format 3, a value
+// group (kind keyGroup, i) or a field's directory (kind keyDir, f).
 type cacheKey struct {
-	a  *archive
-	sl *sealedSeg
-	i  int
-	cp bool
-	f  field
-	v  string
+	a    *archive
+	sl   *sealedSeg
+	i    int
+	cp   bool
+	kind uint8
+	f    field
+	v    string
 }
+
+// Kinds of cacheKey beyond blocks, indexes and sealed pieces.
+const (
+	keyGroup = 1 + iota
+	keyDir
+)
 
 // idChunk returns chunk c of sl's ID column.
 func (s *Store) idChunk(sl *sealedSeg, c int) ([]ID, error) {
@@ -310,6 +331,13 @@ func (s *Store) idChunk(sl *sealedSeg, c int) ([]ID, error) {
 }
 
 func (s *Store) idChunkRaw(sl *sealedSeg, c int) ([]ID, error) {
+	if sl.arc != nil {
+		ch, err := s.arcChunk(sl, c)
+		if err != nil {
+			return nil, err
+		}
+		return ch.ids, nil
+	}
 	key := cacheKey{sl: sl, i: c}
 	if v, ok := s.cache.Get(key); ok {
 		return v.([]ID), nil
@@ -400,6 +428,9 @@ func (s *Store) sealedBitmap(sl *sealedSeg, f field, v string) (*sealedValue, er
 }
 
 func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, error) {
+	if sl.arc != nil {
+		return s.arcValue(sl, f, v)
+	}
 	key := cacheKey{sl: sl, i: -1, f: f, v: v}
 	if x, ok := s.cache.Get(key); ok {
 		return x.(*sealedValue), nil
@@ -513,7 +544,7 @@ type valueBitmap struct {
 
 // sealedField returns every value of field f in sl with its bitmap.
 func (s *Store) sealedField(sl *sealedSeg, f field) ([]valueBitmap, error) {
-	key := cacheKey{sl: sl, i: -2, f: f}
+	key := cacheKey{sl: sl.key(), i: -2, f: f}
 	if x, ok := s.cache.Get(key); ok {
 		return x.([]valueBitmap), nil
 	}
@@ -600,6 +631,9 @@ func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict, copies map[ID]
 // sealedFieldUncached reads every value of field f in sl from pebble, with
 // the copies of their records if copies.
 func (s *Store) sealedFieldUncached(sl *sealedSeg, f field, copies bool) ([]valueBitmap, error) {
+	if sl.arc != nil {
+		return s.arcField(sl, f)
+	}
 	p := fieldPrefix(sl.window, sl.gen, f)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
 	if err != nil {
@@ -638,8 +672,8 @@ func (e *sealedFault) Unwrap() error { return e.err }
 // fault wraps a corruption error from a read of sl in a *sealedFault.
 func (s *Store) fault(sl *sealedSeg, err error) error {
 	var ce *CorruptionError
-	if err == nil || !errors.As(err, &ce) {
-		return err
+	if err == nil || sl.arc != nil || !errors.As(err, &ce) {
+		return err // an archive has no records to rebuild from
 	}
 	return &sealedFault{sl: sl, stale: !s.current(sl), err: err}
 }

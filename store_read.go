@@ -76,11 +76,19 @@ func (s *Store) spansIn(lo, hi ID) []span {
 func (s *Store) parts(ctx context.Context, p *plan, sp span, dst []part) ([]part, error) {
 	dst = dst[:0]
 	if sp.arc != nil {
-		ix, err := s.archiveIndex(ctx, sp.arc)
+		sl, err := s.arcView(ctx, sp.arc)
 		if err != nil {
 			return nil, err
 		}
-		dst = append(dst, part{mem: ix.seg, arc: sp.arc})
+		if sl != nil {
+			dst = append(dst, part{sl: sl, arc: sp.arc})
+		} else {
+			ix, err := s.archiveIndex(ctx, sp.arc)
+			if err != nil {
+				return nil, err
+			}
+			dst = append(dst, part{mem: ix.seg, arc: sp.arc})
+		}
 	}
 	if p != nil && p.fs.missing && (sp.arc != nil || sp.hot != nil) {
 		p.fs.resolve(&s.dicts)
@@ -177,7 +185,7 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 		}
 		top = o - 1
 		if id, rec, ok := c.inlineID(uint32(o)); ok {
-			dst = append(dst, hit{id: id, rec: rec})
+			dst = append(dst, hit{id: id, rec: rec, arc: pt.arc})
 			continue
 		}
 		if k := int(o) / sl.chunk; k != ci {
@@ -186,7 +194,7 @@ func (s *Store) collect(pt part, c ordSet, lo, hi ID, skip *uint64, want int, ds
 			}
 			ci = k
 		}
-		dst = append(dst, hit{id: chunk[int(o)%sl.chunk]})
+		dst = append(dst, hit{id: chunk[int(o)%sl.chunk], arc: pt.arc})
 	}
 	return dst, nil
 }

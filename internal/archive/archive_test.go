@@ -72,12 +72,23 @@ func testRecords(n int) []testRecord {
 // positive, is the KeepCopies limit.
 func writeTestFile(tb testing.TB, recs []testRecord, blockBytes int, copies ...int) []byte {
 	tb.Helper()
+	c := 0
+	if len(copies) > 0 {
+		c = copies[0]
+	}
+	return writeTestFileAs(tb, Format, recs, blockBytes, c)
+}
+
+// writeTestFileAs is writeTestFile in the given format (2 or Format).
+func writeTestFileAs(tb testing.TB, format int, recs []testRecord, blockBytes, copies int) []byte {
+	tb.Helper()
 	var f memFile
 	w, err := NewWriter(&f, "test.arc", testWindow, testWidth, len(recs), blockBytes)
 	require.NoError(tb, err)
-	if len(copies) > 0 {
-		w.KeepCopies(copies[0])
+	if format == 2 {
+		w.WriteFormat2()
 	}
+	w.KeepCopies(copies)
 	for _, r := range recs {
 		require.NoError(tb, w.Add(r.ns, r.seq, r.labels, r.apicall, r.details))
 	}
@@ -89,20 +100,25 @@ func writeTestFile(tb testing.TB, recs []testRecord, blockBytes int, copies ...i
 // TestWriteRead writes records and reads them back: footer, index and
 // every block.
 func TestWriteRead(t *testing.T) {
-	recs := testRecords(500)
-	b := writeTestFile(t, recs, 1000)
+	for _, format := range []int{2, Format} {
+		t.Run(fmt.Sprint("format", format), func(t *testing.T) { testWriteRead(t, format) })
+	}
+}
+
+func testWriteRead(t *testing.T, format int) {
+	recs := testRecords(5000)
+	b := writeTestFileAs(t, format, recs, 10000, 0)
 	r := bytes.NewReader(b)
 	ft, err := ReadFooter(r, int64(len(b)))
 	require.NoError(t, err)
+	require.Equal(t, format, ft.Format)
 	require.Equal(t, int64(testWindow), ft.Window)
 	require.Equal(t, testWidth, ft.Width)
 	require.Equal(t, len(recs), ft.N)
 	require.Greater(t, len(ft.Blocks), 5)
 
-	raw, err := ft.ReadIndex(r)
-	require.NoError(t, err)
 	n := len(recs)
-	ix, err := DecodeIndex(raw, ft, func(o int, ns int64, seq uint64) error {
+	ix, err := ft.LoadIndex(r, func(o int, ns int64, seq uint64) error {
 		rec := recs[n-1-o] // ordinals ascend, recs descend
 		require.Equal(t, rec.ns, ns, "ordinal %d", o)
 		require.Equal(t, rec.seq, seq, "ordinal %d", o)
@@ -130,8 +146,8 @@ func TestWriteRead(t *testing.T) {
 	require.ErrorAs(t, err, &ce)
 
 	stop := errors.New("stop")
-	_, err = DecodeIndex(raw, ft, func(o int, ns int64, seq uint64) error { return stop })
-	require.Same(t, stop, err, "DecodeIndex returns id's error as it is")
+	_, err = ft.LoadIndex(r, func(o int, ns int64, seq uint64) error { return stop })
+	require.Same(t, stop, err, "LoadIndex returns id's error as it is")
 }
 
 // checkCopies checks, for the archive b of recs written with KeepCopies
@@ -143,9 +159,7 @@ func checkCopies(t *testing.T, b []byte, recs []testRecord, limit int) int {
 	r := bytes.NewReader(b)
 	ft, err := ReadFooter(r, int64(len(b)))
 	require.NoError(t, err)
-	raw, err := ft.ReadIndex(r)
-	require.NoError(t, err)
-	ix, err := DecodeIndex(raw, ft, func(int, int64, uint64) error { return nil })
+	ix, err := ft.LoadIndex(r, func(int, int64, uint64) error { return nil })
 	require.NoError(t, err)
 	n, with := len(recs), 0
 	for v, at := range ix.CopyAt {
@@ -200,29 +214,45 @@ func TestCopies(t *testing.T) {
 	require.Zero(t, checkCopies(t, b, recs, 0))
 }
 
-// TestReadFormat1 reads a file written by the format 1 writer (testdata):
-// no copy blocks, the same records.
-func TestReadFormat1(t *testing.T) {
-	b, err := os.ReadFile("testdata/format1.arc")
-	require.NoError(t, err)
-	recs := testRecords(300)
-	r := bytes.NewReader(b)
-	ft, err := ReadFooter(r, int64(len(b)))
-	require.NoError(t, err)
-	require.Equal(t, 1, ft.Format)
-	require.Empty(t, ft.Copies)
-	raw, err := ft.ReadIndex(r)
-	require.NoError(t, err)
-	ix, err := DecodeIndex(raw, ft, func(int, int64, uint64) error { return nil })
-	require.NoError(t, err)
-	require.Nil(t, ix.CopyAt)
-	for p := range recs {
-		i := ft.BlockAt(p)
-		blk, err := ft.ReadBlock(r, i)
+// TestReadOldFormats reads files written by the format 1 and format 2
+// writers (testdata): the same records, and format 2's copies.
+func TestReadOldFormats(t *testing.T) {
+	for _, format := range []int{1, 2} {
+		b, err := os.ReadFile(fmt.Sprintf("testdata/format%d.arc", format))
 		require.NoError(t, err)
-		api, det := blk.Record(p - ft.Blocks[i].First)
-		require.Equal(t, recs[p].apicall, string(api))
-		require.Equal(t, string(recs[p].details), string(det))
+		recs := testRecords(300)
+		if format == 2 {
+			for i := range recs {
+				if i%7 == 0 {
+					recs[i].labels[UserField] = fmt.Sprintf("light-%d", i%50)
+				}
+			}
+		}
+		r := bytes.NewReader(b)
+		ft, err := ReadFooter(r, int64(len(b)))
+		require.NoError(t, err)
+		require.Equal(t, format, ft.Format)
+		ix, err := ft.LoadIndex(r, func(int, int64, uint64) error { return nil })
+		require.NoError(t, err)
+		for o := range recs {
+			for f := range NumFields {
+				require.Equal(t, recs[len(recs)-1-o].labels[f], ix.Values[f][ix.Labels[f][o]])
+			}
+		}
+		for p := range recs {
+			i := ft.BlockAt(p)
+			blk, err := ft.ReadBlock(r, i)
+			require.NoError(t, err)
+			api, det := blk.Record(p - ft.Blocks[i].First)
+			require.Equal(t, recs[p].apicall, string(api))
+			require.Equal(t, string(recs[p].details), string(det))
+		}
+		if format == 1 {
+			require.Empty(t, ft.Copies)
+			require.Nil(t, ix.CopyAt)
+		} else {
+			require.Positive(t, checkCopies(t, b, recs, 2))
+		}
 	}
 }
 
@@ -235,26 +265,39 @@ func TestFormatBytes(t *testing.T) {
 			recs[i].labels[UserField] = fmt.Sprintf("light-%d", i%50)
 		}
 	}
-	b := writeTestFile(t, recs, 2000, 2)
-	r := bytes.NewReader(b)
-	ft, err := ReadFooter(r, int64(len(b)))
-	require.NoError(t, err)
-	h := sha256.New()
-	h.Write(b[:HeaderSize])
-	_, bdec, idec := zstdCodecs()
-	for _, s := range append(ft.Blocks, ft.Copies...) {
-		raw, err := readSection(r, s, bdec, "block")
+	for _, tc := range []struct {
+		format int
+		sum    string
+	}{
+		{2, "5a7c9a6898bbe8c0191289dc74accc55c3243be4d50e284fe1f742229a0d0aaf"},
+		{Format, "3665fc65e86d4c9891a7cb9587ef7a677e46d66c4bf8f37e83002345936254a5"},
+	} {
+		b := writeTestFileAs(t, tc.format, recs, 2000, 2)
+		r := bytes.NewReader(b)
+		ft, err := ReadFooter(r, int64(len(b)))
 		require.NoError(t, err)
-		h.Write(binary.AppendUvarint(nil, uint64(s.Count)))
-		h.Write(raw)
+		h := sha256.New()
+		h.Write(b[:HeaderSize])
+		_, bdec, idec := zstdCodecs()
+		for _, s := range append(ft.Blocks, ft.Copies...) {
+			raw, err := readSection(r, s, bdec, "block")
+			require.NoError(t, err)
+			h.Write(binary.AppendUvarint(nil, uint64(s.Count)))
+			h.Write(raw)
+		}
+		require.Len(t, ft.Copies, 1)
+		require.Len(t, ft.Blocks, 9)
+		parts := []Section{ft.Index}
+		if tc.format >= 3 {
+			parts = append(append(append(ft.Groups, ft.Chunks...), ft.Dirs[:]...), ft.Head)
+		}
+		for _, s := range parts {
+			raw, err := readSection(r, s, idec, "index")
+			require.NoError(t, err)
+			h.Write(raw)
+		}
+		require.Equal(t, tc.sum, fmt.Sprintf("%x", h.Sum(nil)), "format %d", tc.format)
 	}
-	require.Len(t, ft.Copies, 1)
-	raw, err := readSection(r, ft.Index, idec, "index")
-	require.NoError(t, err)
-	h.Write(raw)
-	require.Len(t, ft.Blocks, 9)
-	require.Equal(t, 4201, len(raw))
-	require.Equal(t, "5a7c9a6898bbe8c0191289dc74accc55c3243be4d50e284fe1f742229a0d0aaf", fmt.Sprintf("%x", h.Sum(nil)))
 }
 
 // TestReadSectionAllocationBounded reads a section whose zstd frame claims a

@@ -15,8 +15,9 @@ import (
 
 // Format is the version of the archive file format this package writes. It
 // reads it and every version from MinFormat on, and refuses any other.
-// Version 2 added the copy blocks.
-const Format = 2
+// Version 2 added the copy blocks; version 3 split the index into parts a
+// reader loads one at a time (see parts.go).
+const Format = 3
 
 // MinFormat is the oldest version a reader reads.
 const MinFormat = 1
@@ -112,16 +113,23 @@ type Section struct {
 
 // Footer is the parsed footer of an archive file.
 type Footer struct {
-	Format int   // the file's format version
-	Window int64 // window number
-	Width  int64 // window width in nanoseconds
-	N      int   // activities in the file
-	Index  Section
+	Format int       // the file's format version
+	Window int64     // window number
+	Width  int64     // window width in nanoseconds
+	N      int       // activities in the file
+	Index  Section   // formats 1 and 2: the whole index
 	Blocks []Section // newest records first
 	// Copies are the copy blocks (format 2): copies of the records of the
 	// users with few activities in the file, each user's together, newest
 	// first; Index.CopyAt says where.
 	Copies []Section
+
+	// Format 3: the index in parts (see parts.go).
+	Chunk  int                // ordinals per chunk
+	Head   Section            // first ID of each chunk, the last ID, counts of the small fields
+	Dirs   [NumFields]Section // per field: its values, with where their ordinals are
+	Groups []Section          // the ordinal lists of the values
+	Chunks []Section          // per chunk: IDs, value numbers and copy positions of its ordinals
 }
 
 // ReadFooter checks the header and trailer of an archive file of size bytes
@@ -178,7 +186,20 @@ func ReadFooter(f io.ReaderAt, size int64) (*Footer, error) {
 			s.CRC = binary.BigEndian.Uint32(c)
 		}
 	}
-	readSection(&ft.Index)
+	var chunk uint64
+	if version >= 3 {
+		chunk = d.Uvarint()
+		readSection(&ft.Head)
+		for f := range ft.Dirs {
+			readSection(&ft.Dirs[f])
+		}
+		if d.Err != nil || chunk < minChunk || chunk > maxChunk {
+			return nil, corruptf("malformed footer: chunk size")
+		}
+		ft.Chunk = int(chunk)
+	} else {
+		readSection(&ft.Index)
+	}
 	nb := d.Uvarint()
 	if d.Err != nil || n >= 1<<32 || nb > n || nb > uint64(len(d.B)) || ft.Window < 0 || ft.Width <= 0 {
 		return nil, corruptf("malformed footer")
@@ -219,11 +240,48 @@ func ReadFooter(f io.ReaderAt, size int64) (*Footer, error) {
 			return nil, err
 		}
 	}
-	ft.Index.Off = off
+	// place gives s the next offset and checks its lengths against the
+	// limits of a part of the index.
+	place := func(s *Section) bool {
+		s.Off = off
+		off += int64(s.CLen)
+		return s.CLen <= uint64(size) && s.RLen <= maxIndexRaw && (s.RLen <= ratioFree || s.RLen <= maxRatio*s.CLen+1024)
+	}
+	if version >= 3 {
+		// Value groups, then chunks, then the dirs and the head.
+		lists := []*[]Section{&ft.Groups, &ft.Chunks}
+		for i, what := range []string{"value group", "chunk"} {
+			k := d.Uvarint()
+			if d.Err != nil || k > uint64(len(d.B)) {
+				return nil, corruptf("malformed footer: %s count", what)
+			}
+			if i == 1 && k != (n+chunk-1)/chunk {
+				return nil, corruptf("malformed footer: %d chunks for %d activities", k, n)
+			}
+			ss := make([]Section, k)
+			for j := range ss {
+				readSection(&ss[j])
+				if d.Err != nil || !place(&ss[j]) || (i == 1 && ss[j].RLen > maxBlockRaw) {
+					return nil, corruptf("%s %d: malformed entry in the footer", what, j)
+				}
+			}
+			*lists[i] = ss
+		}
+		for f := range ft.Dirs {
+			if !place(&ft.Dirs[f]) {
+				return nil, corruptf("malformed footer: dir of %s", FieldNames[f])
+			}
+		}
+		if !place(&ft.Head) {
+			return nil, corruptf("malformed footer: head")
+		}
+	} else if !place(&ft.Index) {
+		return nil, corruptf("malformed footer: index")
+	}
 	if d.Err != nil || len(d.B) != 0 {
 		return nil, corruptf("malformed footer: %d bytes after the block index", len(d.B))
 	}
-	if ft.Index.RLen > maxIndexRaw || (ft.Index.RLen > ratioFree && ft.Index.RLen > maxRatio*ft.Index.CLen+1024) || off+int64(ft.Index.CLen) != size-TrailerSize-flen {
+	if off != size-TrailerSize-flen {
 		return nil, corruptf("sections do not add up to the file size")
 	}
 	return ft, nil

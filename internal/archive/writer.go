@@ -29,6 +29,7 @@ type idSeq struct {
 type Writer struct {
 	blockBytes int // record bytes at which a block is closed
 	f          File
+	hdr        [HeaderSize]byte // written before the first block
 	bw         *bufio.Writer
 	off        int64
 	name       string
@@ -57,6 +58,13 @@ type Writer struct {
 	cp        [][]cpRef
 	cpDead    []bool
 	copies    []Section
+
+	started bool // the header is written
+	format  int  // the version written: Format, or 2 for readers of that one
+	groups  []Section
+	chunks  []Section
+	dirs    [NumFields]Section
+	head    Section
 }
 
 // cpRef locates one kept record in Writer.cpBuf: the API call at off, then
@@ -83,21 +91,25 @@ func (w *Writer) KeepCopies(limit int) {
 	w.copyLimit = min(max(limit, 0), 255)
 }
 
+// WriteFormat2 makes the writer write format 2 (one index section) instead
+// of Format, for readers that know no later one. Call it before the first
+// Add.
+func (w *Writer) WriteFormat2() {
+	w.format = 2
+	binary.BigEndian.PutUint16(w.hdr[8:], 2)
+}
+
 // NewWriter starts the archive of window (of width nanoseconds) holding n
 // activities, named name in errors, and writes its header to f. A block is
 // closed once it holds blockBytes of records (BlockBuilder.Size).
 func NewWriter(f File, name string, window, width int64, n, blockBytes int) (*Writer, error) {
-	w := &Writer{f: f, bw: bufio.NewWriterSize(f, 1<<20), name: name, window: window, width: width, n: n, blockBytes: blockBytes}
+	w := &Writer{f: f, bw: bufio.NewWriterSize(f, 1<<20), name: name, window: window, width: width, n: n, blockBytes: blockBytes, format: Format}
 	for f := range w.local {
 		w.local[f] = map[string]uint32{}
 	}
 	w.ids = make([]idSeq, 0, n)
-	var hdr [HeaderSize]byte
-	copy(hdr[:], magic)
-	binary.BigEndian.PutUint16(hdr[8:], Format)
-	if _, err := w.bw.Write(hdr[:]); err != nil {
-		return nil, err
-	}
+	copy(w.hdr[:], magic)
+	binary.BigEndian.PutUint16(w.hdr[8:], Format)
 	w.off = HeaderSize
 	return w, nil
 }
@@ -213,6 +225,12 @@ func (w *Writer) Size() int64 { return w.off }
 
 // writeSection compresses raw, writes it and returns where it went.
 func (w *Writer) writeSection(raw []byte, cuts []int) (Section, error) {
+	if !w.started { // the header, before the first section
+		w.started = true
+		if _, err := w.bw.Write(w.hdr[:]); err != nil {
+			return Section{}, err
+		}
+	}
 	w.comp = CompressParts(w.comp[:0], raw, cuts, &w.frames)
 	s := Section{Off: w.off, CLen: uint64(len(w.comp)), RLen: uint64(len(raw)), CRC: crc32.Checksum(w.comp, crcTable)}
 	if _, err := w.bw.Write(w.comp); err != nil {
@@ -251,33 +269,51 @@ func (w *Writer) Finish() error {
 	if err != nil {
 		return err
 	}
-	w.cuts = w.cuts[:0]
-	w.raw = appendIndex(w.raw[:0], w.ids, &w.vals, &w.ords, &w.cuts)
-	// Format 2: per user value, where its copies start (1 + position), or 0.
-	w.cuts = append(w.cuts, len(w.raw))
-	for _, p := range copyAt {
-		w.raw = binary.AppendUvarint(w.raw, p)
-	}
-	ix, err := w.writeSection(w.raw, w.cuts)
-	if err != nil {
-		return err
-	}
-	// Footer.
-	ft := []byte{Format}
-	ft = binary.AppendUvarint(ft, uint64(w.window))
-	ft = binary.AppendUvarint(ft, uint64(w.width))
-	ft = binary.AppendUvarint(ft, uint64(w.n))
 	appendSection := func(b []byte, s Section) []byte {
 		b = binary.AppendUvarint(b, s.CLen)
 		b = binary.AppendUvarint(b, s.RLen)
 		return binary.BigEndian.AppendUint32(b, s.CRC)
 	}
-	ft = appendSection(ft, ix)
+	ft := []byte{byte(w.format)}
+	ft = binary.AppendUvarint(ft, uint64(w.window))
+	ft = binary.AppendUvarint(ft, uint64(w.width))
+	ft = binary.AppendUvarint(ft, uint64(w.n))
+	if w.format >= 3 {
+		if err := w.writeParts(copyAt); err != nil {
+			return err
+		}
+		ft = binary.AppendUvarint(ft, ChunkOrdinals)
+		ft = appendSection(ft, w.head)
+		for _, d := range w.dirs {
+			ft = appendSection(ft, d)
+		}
+	} else {
+		w.cuts = w.cuts[:0]
+		w.raw = appendIndex(w.raw[:0], w.ids, &w.vals, &w.ords, &w.cuts)
+		// Format 2: per user value, where its copies start (1 + position), or 0.
+		w.cuts = append(w.cuts, len(w.raw))
+		for _, p := range copyAt {
+			w.raw = binary.AppendUvarint(w.raw, p)
+		}
+		ix, err := w.writeSection(w.raw, w.cuts)
+		if err != nil {
+			return err
+		}
+		ft = appendSection(ft, ix)
+	}
 	for _, bs := range [][]Section{w.blocks, w.copies} {
 		ft = binary.AppendUvarint(ft, uint64(len(bs)))
 		for _, b := range bs {
 			ft = binary.AppendUvarint(ft, uint64(b.Count))
 			ft = appendSection(ft, b)
+		}
+	}
+	if w.format >= 3 {
+		for _, ss := range [][]Section{w.groups, w.chunks} {
+			ft = binary.AppendUvarint(ft, uint64(len(ss)))
+			for _, s := range ss {
+				ft = appendSection(ft, s)
+			}
 		}
 	}
 	ft = binary.BigEndian.AppendUint32(ft, crc32.Checksum(ft, crcTable))

@@ -1,0 +1,315 @@
+package activitystore
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"github.com/RoaringBitmap/roaring/v2"
+
+	arcfmt "github.com/activitystore/activitystore/internal/archive"
+)
+
+// An archive of format 3 keeps its index in parts (internal/archive,
+// parts.go), and a query reads it as it reads a sealed segment in pebble:
+// piece by piece, each piece through the store's cache. The window's
+// descriptor, built from the archive's head on first use, stays with the
+// archive; a query works on a view of it that carries its context, so that
+// its reads of the archive stop with it.
+
+// arcChunk is one decoded chunk of a format 3 archive.
+type arcChunk struct {
+	ids []ID
+	ch  *arcfmt.Chunk
+}
+
+// key returns the segment whose pieces sl's are in the cache: the
+// archive's own descriptor for a view of it, sl itself otherwise.
+func (sl *sealedSeg) key() *sealedSeg {
+	if sl.base != nil {
+		return sl.base
+	}
+	return sl
+}
+
+// arcView returns a view bounded by ctx of the sealed form of archive a,
+// or nil when a is of a format before 3, whose index loads whole.
+func (s *Store) arcView(ctx context.Context, a *archive) (*sealedSeg, error) {
+	a.mu.Lock()
+	base, ft := a.sl, a.ft
+	a.mu.Unlock()
+	if ft == nil {
+		// Not opened yet: the footer says the format.
+		var err error
+		if _, ft, err = a.acquire(ctx); err != nil {
+			return nil, err
+		}
+		a.release()
+	}
+	if ft.Format < 3 {
+		return nil, nil
+	}
+	if base == nil {
+		var err error
+		if base, err = s.arcDescriptor(ctx, a); err != nil {
+			return nil, err
+		}
+	}
+	return &sealedSeg{window: base.window, n: base.n, chunk: base.chunk, firsts: base.firsts, last: base.last, counts: base.counts,
+		arc: a, base: base, ctx: ctx}, nil
+}
+
+// arcDescriptor reads the head of format 3 archive a into the descriptor
+// of its window, and keeps it with a.
+func (s *Store) arcDescriptor(ctx context.Context, a *archive) (*sealedSeg, error) {
+	a.loadMu.Lock()
+	defer a.loadMu.Unlock()
+	a.mu.Lock()
+	sl := a.sl
+	a.mu.Unlock()
+	if sl != nil {
+		return sl, nil
+	}
+	f, ft, err := a.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer a.release()
+	h, err := ft.ReadHead(f)
+	if err != nil {
+		return nil, archiveErr(a.where(), err)
+	}
+	sl = &sealedSeg{window: a.window, n: ft.N, chunk: ft.Chunk, arc: a}
+	lo, hi := idFloor(ft.Window*ft.Width), idFloor((ft.Window+1)*ft.Width)
+	if (ft.Window+1)*ft.Width < 0 {
+		hi = maxID
+	}
+	in := func(p arcfmt.IDParts) (ID, bool) {
+		if p.Seq > maxSeq {
+			return ID{}, false
+		}
+		id := makeID(p.NS, p.Seq)
+		return id, id.valid() && id.Compare(lo) >= 0 && id.Compare(hi) < 0
+	}
+	sl.firsts = make([]ID, len(h.Firsts))
+	for i, p := range h.Firsts {
+		id, ok := in(p)
+		if !ok || (i > 0 && id.Compare(sl.firsts[i-1]) <= 0) {
+			return nil, archiveCorrupt(a.where(), "head: chunk %d starts out of order or outside window %d", i, ft.Window)
+		}
+		sl.firsts[i] = id
+	}
+	last, ok := in(h.Last)
+	if !ok || len(sl.firsts) == 0 || last.Compare(sl.firsts[len(sl.firsts)-1]) < 0 {
+		return nil, archiveCorrupt(a.where(), "head: last ID out of order or outside window %d", ft.Window)
+	}
+	sl.last = last
+	for _, f := range countedFields {
+		if h.Counts[f] == nil {
+			continue
+		}
+		sl.counts[f] = make(map[string]uint32, len(h.Counts[f]))
+		for _, vc := range h.Counts[f] {
+			sl.counts[f][vc.Value] = uint32(vc.Count)
+		}
+	}
+	a.mu.Lock()
+	a.sl = sl
+	a.mu.Unlock()
+	return sl, nil
+}
+
+// arcRead runs read on archive a's file and footer, with reads bounded by
+// ctx, and names a in its errors.
+func arcRead[T any](ctx context.Context, a *archive, read func(f io.ReaderAt, ft *arcfmt.Footer) (T, error)) (T, error) {
+	var zero T
+	f, ft, err := a.acquire(ctx)
+	if err != nil {
+		return zero, err
+	}
+	defer a.release()
+	v, err := read(f, ft)
+	if err != nil {
+		return zero, archiveErr(a.where(), err)
+	}
+	return v, nil
+}
+
+// arcDir returns the directory of field f of the archive of view sl.
+func (s *Store) arcDir(sl *sealedSeg, f field) (*arcfmt.Dir, error) {
+	key := cacheKey{a: sl.arc, kind: keyDir, f: f}
+	if v, ok := s.cache.Get(key); ok {
+		return v.(*arcfmt.Dir), nil
+	}
+	d, err := arcRead(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) (*arcfmt.Dir, error) { return ft.ReadDir(r, int(f)) })
+	if err != nil {
+		return nil, err
+	}
+	s.loads.Add(1)
+	s.cache.Add(key, d, d.Size())
+	return d, nil
+}
+
+// arcGroup returns value group g of the archive of view sl.
+func (s *Store) arcGroup(sl *sealedSeg, g int) ([]byte, error) {
+	key := cacheKey{a: sl.arc, kind: keyGroup, i: g}
+	if v, ok := s.cache.Get(key); ok {
+		return v.([]byte), nil
+	}
+	raw, err := arcRead(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) ([]byte, error) { return ft.ReadGroup(r, g) })
+	if err != nil {
+		return nil, err
+	}
+	s.cache.Add(key, raw, int64(len(raw))+64)
+	return raw, nil
+}
+
+// arcChunk returns chunk c of the archive of view sl, its IDs checked
+// against the descriptor.
+func (s *Store) arcChunk(sl *sealedSeg, c int) (*arcChunk, error) {
+	key := cacheKey{sl: sl.key(), i: c}
+	if v, ok := s.cache.Get(key); ok {
+		return v.(*arcChunk), nil
+	}
+	var limits [arcfmt.NumFields]int
+	for f := range numFields {
+		d, err := s.arcDir(sl, f)
+		if err != nil {
+			return nil, err
+		}
+		limits[f] = len(d.Values)
+	}
+	ch, err := arcRead(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) (*arcfmt.Chunk, error) { return ft.ReadChunk(r, c, limits) })
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]ID, len(ch.IDs))
+	for i, p := range ch.IDs {
+		if p.Seq <= maxSeq {
+			ids[i] = makeID(p.NS, p.Seq)
+		}
+		if !ids[i].valid() || (i > 0 && ids[i].Compare(ids[i-1]) <= 0) {
+			return nil, archiveCorrupt(sl.arc.where(), "chunk %d: entry %d out of order", c, i)
+		}
+	}
+	first, last := ids[0], ids[len(ids)-1]
+	if c >= len(sl.firsts) || first != sl.firsts[c] || (c+1 < len(sl.firsts) && last.Compare(sl.firsts[c+1]) >= 0) || (c+1 == len(sl.firsts) && last != sl.last) {
+		return nil, archiveCorrupt(sl.arc.where(), "chunk %d disagrees with the head", c)
+	}
+	ac := &arcChunk{ids: ids, ch: ch}
+	s.loads.Add(1)
+	s.cache.Add(key, ac, ch.Size())
+	return ac, nil
+}
+
+// arcValue returns value v of field f in the archive of view sl, nil when
+// none of its activities has it.
+func (s *Store) arcValue(sl *sealedSeg, f field, v string) (*sealedValue, error) {
+	key := cacheKey{sl: sl.key(), i: -1, f: f, v: v}
+	if x, ok := s.cache.Get(key); ok {
+		return x.(*sealedValue), nil
+	}
+	d, err := s.arcDir(sl, f)
+	if err != nil {
+		return nil, err
+	}
+	var sv *sealedValue
+	size := int64(len(v)) + 96
+	if i, ok := d.Find(v); ok {
+		bm, err := s.arcBitmap(sl, d, i)
+		if err != nil {
+			return nil, err
+		}
+		sv = &sealedValue{bm: bm}
+		size += int64(bm.GetSizeInBytes())
+	}
+	s.cache.Add(key, sv, size)
+	return sv, nil
+}
+
+// arcBitmap returns the ordinals of value i of directory d.
+func (s *Store) arcBitmap(sl *sealedSeg, d *arcfmt.Dir, i int) (*roaring.Bitmap, error) {
+	group, err := s.arcGroup(sl, d.Group(i))
+	if err != nil {
+		return nil, err
+	}
+	ords, err := d.Ordinals(i, group, sl.n, nil)
+	if err != nil {
+		return nil, archiveErr(sl.arc.where(), err)
+	}
+	bm := roaring.New()
+	bm.AddMany(ords)
+	return bm, nil
+}
+
+// arcField returns every value of field f in the archive of view sl with
+// its ordinals.
+func (s *Store) arcField(sl *sealedSeg, f field) ([]valueBitmap, error) {
+	d, err := s.arcDir(sl, f)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]valueBitmap, len(d.Values))
+	for i, v := range d.Values {
+		bm, err := s.arcBitmap(sl, d, i)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = valueBitmap{v: v, bm: bm}
+	}
+	return out, nil
+}
+
+// arcRows finds the activities of ids in the archive of view sl: their
+// ordinals, blocks and copy positions, and a function that fills an
+// activity from its record.
+func (s *Store) arcRows(sl *sealedSeg, ft *arcfmt.Footer, ids []ID, out []Activity) ([]arcRow, func(k int, api, det []byte), error) {
+	rows := make([]arcRow, len(ids))
+	chunks := make([]*arcChunk, len(ids))
+	for k, id := range ids {
+		o, err := s.sealedBound(sl, id)
+		if err != nil {
+			return nil, nil, err
+		}
+		c := int(o) / sl.chunk
+		var ch *arcChunk
+		if int(o) < sl.n {
+			if ch, err = s.arcChunk(sl, c); err != nil {
+				return nil, nil, err
+			}
+		}
+		if ch == nil || ch.ids[int(o)%sl.chunk] != id {
+			return nil, nil, &CorruptionError{Where: "archive " + sl.arc.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
+		}
+		chunks[k] = ch
+		cp := int(ch.ch.Copies[int(o)%sl.chunk]) - 1
+		rows[k] = arcRow{ord: int(o), at: ft.BlockAt(ft.N - 1 - int(o)), cp: cp}
+	}
+	var dirs [numFields]*arcfmt.Dir
+	for f := range numFields {
+		var err error
+		if dirs[f], err = s.arcDir(sl, f); err != nil {
+			return nil, nil, err
+		}
+	}
+	fill := func(k int, api, det []byte) {
+		j := rows[k].ord % sl.chunk
+		lab := &chunks[k].ch.Labels
+		label := func(f field) string { return dirs[f].Values[lab[f][j]] }
+		a := &out[k]
+		id := ids[k]
+		*a = Activity{
+			ID: id, Time: id.Time(),
+			Type:     label(fieldType),
+			UserID:   label(fieldUser),
+			Module:   label(fieldModule),
+			Action:   label(fieldAction),
+			Resource: label(fieldResource),
+			APICall:  str(api),
+		}
+		if len(det) > 0 {
+			a.Details = det
+		}
+	}
+	return rows, fill, nil
+}
