@@ -113,6 +113,24 @@ func (ix *arcIndex) copyOf(o int) (int, bool) {
 	return int(at-1) + int(bm.GetCardinality()-bm.Rank(uint32(o))), true
 }
 
+// sameRow reports whether row j of a copy block's rows (format 3; nil
+// before) is ordinal o: its ordinal, ID and labels but the user's.
+func (ix *arcIndex) sameRow(rows *arcfmt.CopyRows, j, o int) bool {
+	if rows == nil {
+		return true
+	}
+	id := ix.seg.ids[o]
+	if int(rows.Ords[j]) != o || rows.IDs[j] != (arcfmt.IDParts{NS: id.UnixNano(), Seq: id.seq()}) {
+		return false
+	}
+	for f := range numFields {
+		if f != fieldUser && string(rows.Label(j, int(f))) != ix.label(f, o) {
+			return false
+		}
+	}
+	return true
+}
+
 // label returns the value of field f of ordinal o.
 func (ix *arcIndex) label(f field, o int) string { return ix.vals[f][ix.labels[f][o]] }
 

@@ -8,6 +8,7 @@ import (
 	"github.com/RoaringBitmap/roaring/v2"
 
 	arcfmt "github.com/activitystore/activitystore/internal/archive"
+	"github.com/activitystore/activitystore/internal/record"
 )
 
 // An archive of format 3 keeps its index in parts (internal/archive,
@@ -216,14 +217,77 @@ func (s *Store) arcValue(sl *sealedSeg, f field, v string) (*sealedValue, error)
 	var sv *sealedValue
 	size := int64(len(v)) + 96
 	if i, ok := d.Find(v); ok {
-		bm, err := s.arcBitmap(sl, d, i)
-		if err != nil {
-			return nil, err
+		if d.CopyAt != nil && d.CopyAt[i] > 0 {
+			if sv, err = s.arcCopies(sl, d, i); err != nil {
+				return nil, err
+			}
+			size += 16 * int64(len(sv.ids))
+			for _, r := range sv.recs {
+				size += 24 + int64(len(r))
+			}
+		} else {
+			bm, err := s.arcBitmap(sl, d, i)
+			if err != nil {
+				return nil, err
+			}
+			sv = &sealedValue{bm: bm}
 		}
-		sv = &sealedValue{bm: bm}
-		size += int64(bm.GetSizeInBytes())
+		size += int64(sv.bm.GetSizeInBytes())
 	}
 	s.cache.Add(key, sv, size)
+	return sv, nil
+}
+
+// arcCopies returns user value i of directory d, which has copies, from its
+// copy block alone: its ordinals, IDs and records, as a sealed segment keeps
+// a sparse user's.
+func (s *Store) arcCopies(sl *sealedSeg, d *arcfmt.Dir, i int) (*sealedValue, error) {
+	a := sl.arc
+	_, ft, err := a.acquire(sl.ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.release()
+	at, n := int(d.CopyAt[i])-1, int(d.Counts[i])
+	k := ft.CopyBlockAt(at)
+	b, err := s.copyBlock(sl.ctx, a, k)
+	if err != nil {
+		return nil, err
+	}
+	user := d.Values[i]
+	j0 := at - ft.Copies[k].First
+	if b.Rows == nil || j0+n > b.Len() {
+		return nil, archiveCorrupt(a.where(), "copy block %d lacks the copies of user %q", k, user)
+	}
+	sv := &sealedValue{ids: make([]ID, n), recs: make([][]byte, n)}
+	ords := make([]uint32, n)
+	size := 0
+	for t := range n {
+		api, det := b.Record(j0 + t)
+		size += len(api) + len(det) + 64
+	}
+	buf := make([]byte, 0, size)
+	for t := range n { // newest first in the block; ascending here
+		j, q := j0+t, n-1-t
+		p := b.Rows.IDs[j]
+		var id ID
+		if p.Seq <= maxSeq {
+			id = makeID(p.NS, p.Seq)
+		}
+		o := b.Rows.Ords[j]
+		if !id.valid() || id.Compare(sl.firsts[0]) < 0 || id.Compare(sl.last) > 0 || int(o) >= sl.n ||
+			(t > 0 && (id.Compare(sv.ids[q+1]) >= 0 || o >= ords[q+1])) {
+			return nil, archiveCorrupt(a.where(), "copy block %d: copy %d of user %q is out of order or outside the window", k, t, user)
+		}
+		sv.ids[q], ords[q] = id, o
+		api, det := b.Record(j)
+		label := func(f field) string { return str(b.Rows.Label(j, int(f))) }
+		start := len(buf)
+		buf = record.Append(buf, &record.Fields{Type: label(fieldType), UserID: user, Module: label(fieldModule), Action: label(fieldAction),
+			APICall: str(api), Resource: label(fieldResource), Details: det})
+		sv.recs[q] = buf[start:len(buf):len(buf)]
+	}
+	sv.bm = roaring.BitmapOf(ords...)
 	return sv, nil
 }
 

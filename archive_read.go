@@ -466,10 +466,11 @@ func (s *Store) verifyArchive(ctx context.Context, a *archive, report func(strin
 			if len(d) > 0 && !isJSONObject(d) {
 				report("archive %s: block %d: record %d has details that are not a JSON object", a.where(), i, j)
 			}
-			if p, ok := ix.copyOf(ft.N - 1 - (ft.Blocks[i].First + j)); ok && copies != nil {
+			o := ft.N - 1 - (ft.Blocks[i].First + j)
+			if p, ok := ix.copyOf(o); ok && copies != nil {
 				k := ft.CopyBlockAt(p)
 				capi, cd := copies[k].Record(p - ft.Copies[k].First)
-				if !bytes.Equal(api, capi) || !bytes.Equal(d, cd) {
+				if !bytes.Equal(api, capi) || !bytes.Equal(d, cd) || !ix.sameRow(copies[k].Rows, p-ft.Copies[k].First, o) {
 					report("archive %s: block %d: record %d differs from its copy in copy block %d", a.where(), i, j, k)
 				}
 			}

@@ -34,8 +34,17 @@ func fillDays(t *testing.T, s *Store, days, perDay int) []ID {
 	return mustAppend(t, s, acts...)
 }
 
+// TestCompactArchivesAndQueriesMatch compacts and checks that the answers
+// stay the same, from archives of the current format and (read by the
+// current version after a reopen) of format 2.
 func TestCompactArchivesAndQueriesMatch(t *testing.T) {
-	s, dir, clock := openTest(t, &Options{ColdAfter: 24 * time.Hour, blockBytes: 2000})
+	for _, format2 := range []bool{false, true} {
+		t.Run(fmt.Sprint("format2=", format2), func(t *testing.T) { testCompactArchivesAndQueriesMatch(t, format2) })
+	}
+}
+
+func testCompactArchivesAndQueriesMatch(t *testing.T, format2 bool) {
+	s, dir, clock := openTest(t, &Options{ColdAfter: 24 * time.Hour, blockBytes: 2000, format2: format2})
 	ctx := context.Background()
 	clock.Set(testBase.Add(6 * 24 * time.Hour))
 	fillDays(t, s, 5, 200)
@@ -252,10 +261,19 @@ func TestCursorSurvivesCompaction(t *testing.T) {
 	equalActs(t, want.Activities, got)
 }
 
+// TestLateArrivalsIntoArchivedWindow appends into archived windows, of the
+// current format and of format 2: queries merge them, and the next Compact
+// writes the window's archive again.
 func TestLateArrivalsIntoArchivedWindow(t *testing.T) {
+	for _, format2 := range []bool{false, true} {
+		t.Run(fmt.Sprint("format2=", format2), func(t *testing.T) { testLateArrivalsIntoArchivedWindow(t, format2) })
+	}
+}
+
+func testLateArrivalsIntoArchivedWindow(t *testing.T, format2 bool) {
 	ctx := context.Background()
 	day := 24 * time.Hour
-	s, dir, clock := openTest(t, &Options{ColdAfter: time.Hour})
+	s, dir, clock := openTest(t, &Options{ColdAfter: time.Hour, format2: format2})
 	clock.Set(testBase.Add(4 * day))
 	fillDays(t, s, 3, 100)
 	require.NoError(t, s.Compact(ctx))

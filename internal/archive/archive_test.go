@@ -270,7 +270,7 @@ func TestFormatBytes(t *testing.T) {
 		sum    string
 	}{
 		{2, "5a7c9a6898bbe8c0191289dc74accc55c3243be4d50e284fe1f742229a0d0aaf"},
-		{Format, "3665fc65e86d4c9891a7cb9587ef7a677e46d66c4bf8f37e83002345936254a5"},
+		{Format, "c0907f28c4ad95d5f60d35c26422797ef5b2145ca72715ca7565129b2afdfc0e"},
 	} {
 		b := writeTestFileAs(t, tc.format, recs, 2000, 2)
 		r := bytes.NewReader(b)

@@ -24,6 +24,9 @@ type Block struct {
 	// off[2j]:off[2j+1] is the APICall of record j, off[2j+1]:off[2j+2] its
 	// Details, in buf.
 	off []uint32
+	// Rows are, in a copy block of format 3, each record's ordinal, ID and
+	// labels; nil otherwise.
+	Rows *CopyRows
 }
 
 // Len returns the number of records.
@@ -317,6 +320,14 @@ func (c *column) lenAt(i int) int {
 	return int(c.off[i+1] - c.off[i])
 }
 
+// at returns value i.
+func (c *column) at(i int) []byte {
+	if c.idx != nil {
+		i = int(c.idx[i])
+	}
+	return c.data[c.off[i]:c.off[i+1]:c.off[i+1]]
+}
+
 // pop returns the column's next value.
 func (c *column) pop() []byte {
 	i := c.next
@@ -413,7 +424,11 @@ func decodeHexColumn(d *codec.Decoder, n int, limit uint64) (column, error) {
 }
 
 // decodeBlock parses a block's raw form holding count records.
-func decodeBlock(raw []byte, count int) (*Block, error) {
+func decodeBlock(raw []byte, count int) (*Block, error) { return decodeBlockRows(raw, count, false) }
+
+// decodeBlockRows parses a block's raw form holding count records, followed
+// by their copy rows if rows.
+func decodeBlockRows(raw []byte, count int, rows bool) (*Block, error) {
 	d := codec.Decoder{B: raw}
 	if count <= 0 || count > len(raw) {
 		return nil, fmt.Errorf("%d records cannot fit %d bytes", count, len(raw))
@@ -481,6 +496,11 @@ func decodeBlock(raw []byte, count int) (*Block, error) {
 	for k := range kCols {
 		if kCols[k], err = decodeColumn(&d, occ[k], MaxDetails); err != nil {
 			return nil, fmt.Errorf("details key %d: %w", k, err)
+		}
+	}
+	if rows {
+		if b.Rows, err = decodeCopyRows(&d, count); err != nil {
+			return nil, err
 		}
 	}
 	if len(d.B) != 0 {

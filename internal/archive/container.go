@@ -297,17 +297,18 @@ func (ft *Footer) ReadIndex(f io.ReaderAt) ([]byte, error) {
 // ReadBlock reads, checks and decodes block i of f. Its errors start with
 // "block i: ".
 func (ft *Footer) ReadBlock(f io.ReaderAt, i int) (*Block, error) {
-	return readBlock(f, ft.Blocks, i, "block")
+	return readBlock(f, ft.Blocks, i, "block", false)
 }
 
 // ReadCopyBlock reads, checks and decodes copy block i of f. Its errors
 // start with "copy block i: ".
 func (ft *Footer) ReadCopyBlock(f io.ReaderAt, i int) (*Block, error) {
-	return readBlock(f, ft.Copies, i, "copy block")
+	return readBlock(f, ft.Copies, i, "copy block", ft.Format >= 3)
 }
 
-// readBlock reads block i of the list bs; what names the list in errors.
-func readBlock(f io.ReaderAt, bs []Section, i int, what string) (*Block, error) {
+// readBlock reads block i of the list bs, with its copy rows if rows; what
+// names the list in errors.
+func readBlock(f io.ReaderAt, bs []Section, i int, what string, rows bool) (*Block, error) {
 	if i < 0 || i >= len(bs) {
 		return nil, corruptf("no %s %d", what, i)
 	}
@@ -316,7 +317,7 @@ func readBlock(f io.ReaderAt, bs []Section, i int, what string) (*Block, error) 
 	if err != nil {
 		return nil, err
 	}
-	b, err := decodeBlock(raw, bs[i].Count)
+	b, err := decodeBlockRows(raw, bs[i].Count, rows)
 	if err != nil {
 		return nil, corruptf("%s %d: %v", what, i, err)
 	}

@@ -2,6 +2,8 @@ package archive
 
 import (
 	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
 	"slices"
 	"strconv"
@@ -42,7 +44,7 @@ import (
 // the five directories and the head, in that order, then the footer.
 
 // ChunkOrdinals is the number of ordinals per chunk the writer uses.
-const ChunkOrdinals = 1024
+const ChunkOrdinals = 128
 
 // Bounds of the chunk size a reader accepts.
 const (
@@ -83,6 +85,10 @@ type Head struct {
 type Dir struct {
 	Values []string // ascending; a value's position is its value number
 	Counts []uint32 // activities per value
+	// CopyAt, of the user field, is per value 1 + the position of its
+	// newest copy in the copy blocks, or 0 for none; its copies are all its
+	// records, newest first, in one copy block.
+	CopyAt []uint64
 	group  []uint32
 	off    []uint32
 	length []uint32
@@ -237,6 +243,22 @@ func (ft *Footer) ReadDir(f io.ReaderAt, fi int) (*Dir, error) {
 			col[i] = uint32(x)
 		}
 	}
+	if fi == UserField {
+		dir.CopyAt = make([]uint64, k)
+		for i := range dir.CopyAt {
+			at := d.Uvarint()
+			if d.Err != nil || at > uint64(ft.CopyCount()) {
+				return nil, corruptf("%s: malformed copy positions", what)
+			}
+			if at > 0 {
+				c := ft.CopyBlockAt(int(at - 1))
+				if s := ft.Copies[c]; int(at-1)+int(dir.Counts[i]) > s.First+s.Count {
+					return nil, corruptf("%s: copies of %q outside their copy block", what, dir.Values[i])
+				}
+			}
+			dir.CopyAt[i] = at
+		}
+	}
 	for i := range dir.group {
 		if int(dir.group[i]) >= len(ft.Groups) || uint64(dir.off[i])+uint64(dir.length[i]) > ft.Groups[dir.group[i]].RLen || dir.length[i] < dir.Counts[i] {
 			return nil, corruptf("%s: list of %q outside its group", what, dir.Values[i])
@@ -257,7 +279,7 @@ func (d *Dir) Group(i int) int { return int(d.group[i]) }
 
 // Size returns the approximate bytes d holds, for caches.
 func (d *Dir) Size() int64 {
-	n := int64(len(d.Values)) * (16 + 4*4)
+	n := int64(len(d.Values))*(16+4*4) + 8*int64(len(d.CopyAt))
 	for _, v := range d.Values {
 		n += int64(len(v))
 	}
@@ -467,6 +489,12 @@ func (w *Writer) writeParts(copyAt []uint64) error {
 				raw = binary.AppendUvarint(raw, uint64(part(l)))
 			}
 		}
+		if f == UserField {
+			cuts = append(cuts, len(raw))
+			for _, v := range order[f] {
+				raw = binary.AppendUvarint(raw, copyAt[v])
+			}
+		}
 		w.raw = raw
 		s, err := w.writeSection(raw, cuts)
 		if err != nil {
@@ -588,6 +616,9 @@ func (ft *Footer) LoadIndex(f io.ReaderAt, id func(o int, ns int64, seq uint64) 
 	used := roaring.New()
 	for v, bm := range ix.Bitmaps[UserField] {
 		at := copyPos[bm.Maximum()]
+		if uint64(at) != dirs[UserField].CopyAt[v] {
+			return nil, corruptf("copies of user %q: the directory and the chunks disagree", ix.Values[UserField][v])
+		}
 		ix.CopyAt[v] = uint64(at)
 		k := uint32(0)
 		for it := bm.ReverseIterator(); it.HasNext(); k++ {
@@ -605,4 +636,114 @@ func (ft *Footer) LoadIndex(f io.ReaderAt, id func(o int, ns int64, seq uint64) 
 		}
 	}
 	return ix, nil
+}
+
+// copyRows gathers what a copy block of format 3 keeps beside each record:
+// its ordinal, its ID and its labels but the user's, so that a light user's
+// page reads its copy block and nothing else.
+//
+// Raw form, after the block's own: the ordinals (uvarints), the IDs (per
+// record zigzag(ns − previous ns), zigzag(sequence − previous sequence),
+// from 0), then a string column per label field but user_id.
+type copyRows struct {
+	ords []uint32
+	ids  []IDParts
+	labs [NumFields]strCol
+}
+
+func (c *copyRows) add(buf []byte, r cpRef) {
+	c.ords = append(c.ords, r.o)
+	c.ids = append(c.ids, IDParts{r.ns, r.seq})
+	p := r.off + r.api + r.det
+	for f := range NumFields {
+		if f != UserField {
+			l := uint32(r.lab[f])
+			c.labs[f].add(buf[p : p+l])
+			p += l
+		}
+	}
+}
+
+func (c *copyRows) reset() {
+	c.ords, c.ids = c.ords[:0], c.ids[:0]
+	for f := range c.labs {
+		c.labs[f].reset()
+	}
+}
+
+func zigzag(x int64) uint64 { return uint64(x<<1 ^ x>>63) }
+
+func unzigzag(u uint64) int64 { return int64(u>>1) ^ -int64(u&1) }
+
+func (c *copyRows) encode(dst []byte, distinct map[string]uint32, cuts *[]int) []byte {
+	*cuts = append(*cuts, len(dst))
+	for _, o := range c.ords {
+		dst = binary.AppendUvarint(dst, uint64(o))
+	}
+	*cuts = append(*cuts, len(dst))
+	var prev IDParts
+	for _, id := range c.ids {
+		dst = binary.AppendUvarint(dst, zigzag(id.NS-prev.NS))
+		dst = binary.AppendUvarint(dst, zigzag(int64(id.Seq-prev.Seq)))
+		prev = id
+	}
+	for f := range c.labs {
+		if f != UserField {
+			*cuts = append(*cuts, len(dst))
+			dst = c.labs[f].encode(dst, distinct, cuts)
+		}
+	}
+	return dst
+}
+
+// CopyRows are what a copy block of format 3 keeps beside its records.
+type CopyRows struct {
+	Ords []uint32  // each record's ordinal
+	IDs  []IDParts // each record's ID
+	labs [NumFields]column
+}
+
+// Label returns field f of record j; the user's is not kept ("").
+func (r *CopyRows) Label(j, f int) []byte {
+	if f == UserField {
+		return nil
+	}
+	return r.labs[f].at(j)
+}
+
+// maxLabel is the longest label a copy row may hold.
+const maxLabel = 1 << 16
+
+func decodeCopyRows(d *codec.Decoder, count int) (*CopyRows, error) {
+	if count > len(d.B) {
+		return nil, errors.New("copy rows: truncated")
+	}
+	r := &CopyRows{Ords: make([]uint32, count), IDs: make([]IDParts, count)}
+	for j := range r.Ords {
+		o := d.Uvarint()
+		if d.Err != nil || o >= 1<<32 {
+			return nil, errors.New("copy rows: bad ordinal")
+		}
+		r.Ords[j] = uint32(o)
+	}
+	var prev IDParts
+	for j := range r.IDs {
+		ns := prev.NS + unzigzag(d.Uvarint())
+		seq := prev.Seq + uint64(unzigzag(d.Uvarint()))
+		if d.Err != nil || ns < 0 {
+			return nil, errors.New("copy rows: bad ID")
+		}
+		prev = IDParts{ns, seq}
+		r.IDs[j] = prev
+	}
+	for f := range r.labs {
+		if f == UserField {
+			continue
+		}
+		var err error
+		if r.labs[f], err = decodeColumn(d, count, maxLabel); err != nil {
+			return nil, fmt.Errorf("copy rows: %s: %w", FieldNames[f], err)
+		}
+	}
+	return r, nil
 }

@@ -78,9 +78,23 @@ func TestParts(t *testing.T) {
 				k := ft.CopyBlockAt(int(p - 1))
 				blk, err := ft.ReadCopyBlock(r, k)
 				require.NoError(t, err)
-				api, det := blk.Record(int(p-1) - ft.Copies[k].First)
+				j := int(p-1) - ft.Copies[k].First
+				api, det := blk.Record(j)
 				require.Equal(t, rec(o).apicall, string(api))
 				require.Equal(t, string(rec(o).details), string(det))
+				// The row beside the copy: ordinal, ID, labels but the user's.
+				require.Equal(t, uint32(o), blk.Rows.Ords[j])
+				require.Equal(t, IDParts{rec(o).ns, rec(o).seq}, blk.Rows.IDs[j])
+				for f := range NumFields {
+					if f != UserField {
+						require.Equal(t, rec(o).labels[f], string(blk.Rows.Label(j, f)))
+					}
+				}
+				// The directory says where the user's copies start.
+				u := ch.Labels[UserField][i]
+				at := dirs[UserField].CopyAt[u]
+				require.NotZero(t, at)
+				require.Equal(t, ft.CopyBlockAt(int(at-1)), k, "a user's copies share one block")
 			}
 		}
 	}

@@ -68,8 +68,15 @@ type Writer struct {
 }
 
 // cpRef locates one kept record in Writer.cpBuf: the API call at off, then
-// the details.
-type cpRef struct{ off, api, det uint32 }
+// the details, then its labels but the user's, lab[f] bytes each; with its
+// ordinal and ID.
+type cpRef struct {
+	off, api, det uint32
+	lab           [NumFields]uint16
+	o             uint32
+	ns            int64
+	seq           uint64
+}
 
 // UserField is the position of the user field in FieldNames: the field
 // whose values with few activities get copy blocks.
@@ -143,7 +150,7 @@ func (w *Writer) Add(ns int64, seq uint64, labels [NumFields]string, apicall str
 		}
 		w.ords[f][v] = append(w.ords[f][v], o)
 		if f == UserField && w.copyLimit > 0 {
-			w.keep(v, apicall, details)
+			w.keep(v, o, ns, seq, &labels, apicall, details)
 		}
 	}
 	w.bb.Add(apicall, details)
@@ -154,18 +161,28 @@ func (w *Writer) Add(ns int64, seq uint64, labels [NumFields]string, apicall str
 }
 
 // keep adds a copy of one record of user value v, or gives v up.
-func (w *Writer) keep(v uint32, apicall string, details []byte) {
+func (w *Writer) keep(v, o uint32, ns int64, seq uint64, labels *[NumFields]string, apicall string, details []byte) {
+	size := len(apicall) + len(details)
+	for _, l := range labels {
+		size += len(l)
+	}
 	switch {
 	case w.cpDead[v]:
 		return
-	case len(w.ords[UserField][v]) > w.copyLimit || len(w.cpBuf)+len(apicall)+len(details) > MaxCopyBytes:
+	case len(w.ords[UserField][v]) > w.copyLimit || len(w.cpBuf)+size > MaxCopyBytes:
 		w.cp[v], w.cpDead[v] = nil, true
 		return
 	}
-	off := len(w.cpBuf)
+	r := cpRef{off: uint32(len(w.cpBuf)), api: uint32(len(apicall)), det: uint32(len(details)), o: o, ns: ns, seq: seq}
 	w.cpBuf = append(w.cpBuf, apicall...)
 	w.cpBuf = append(w.cpBuf, details...)
-	w.cp[v] = append(w.cp[v], cpRef{uint32(off), uint32(len(apicall)), uint32(len(details))})
+	for f, l := range labels {
+		if f != UserField {
+			w.cpBuf = append(w.cpBuf, l...)
+			r.lab[f] = uint16(len(l))
+		}
+	}
+	w.cp[v] = append(w.cp[v], r)
 }
 
 // writeCopies writes the copy blocks and returns, per user value, 1 + the
@@ -184,13 +201,19 @@ func (w *Writer) writeCopies() ([]uint64, error) {
 	}
 	slices.SortFunc(users, func(a, b uint32) int { return strings.Compare(w.vals[UserField][a], w.vals[UserField][b]) })
 	var bb BlockBuilder
+	var rows copyRows
 	pos := 0
 	flush := func() error {
 		if bb.count == 0 {
 			return nil
 		}
 		w.raw = bb.Encode(w.raw[:0])
-		s, err := w.writeSection(w.raw, bb.cuts)
+		cuts := bb.cuts
+		if w.format >= 3 {
+			w.raw = rows.encode(w.raw, bb.distinct, &cuts)
+			rows.reset()
+		}
+		s, err := w.writeSection(w.raw, cuts)
 		if err != nil {
 			return err
 		}
@@ -204,6 +227,7 @@ func (w *Writer) writeCopies() ([]uint64, error) {
 		for _, r := range w.cp[v] {
 			api := w.cpBuf[r.off : r.off+r.api]
 			bb.Add(string(api), w.cpBuf[r.off+r.api:r.off+r.api+r.det])
+			rows.add(w.cpBuf, r)
 			pos++
 		}
 		if bb.bytes >= copyBlockBytes {
