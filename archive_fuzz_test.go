@@ -2,11 +2,14 @@ package activitystore
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"hash/crc32"
 	"io"
+	"os"
 	"path/filepath"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -344,12 +347,82 @@ func FuzzArchiveFile(f *testing.F) {
 		f.Add(c)
 	}
 	f.Add([]byte(`{"not":"an archive, but long enough to be read as one"}`))
+	s, err := Open(f.TempDir(), arcOpts())
+	require.NoError(f, err)
+	f.Cleanup(func() { s.Close() })
 	f.Fuzz(func(t *testing.T, b []byte) {
 		checkArchiveBytes(t, b)
+		checkLazy(t, s, b)
 		if fixed := fixArchiveChecksums(b); fixed != nil {
 			checkArchiveBytes(t, fixed)
+			checkLazy(t, s, fixed)
 		}
 	})
+}
+
+// lazyGen numbers the files checkLazy writes.
+var lazyGen atomic.Uint64
+
+// checkLazy reads a file of format 3 through store s the way queries do,
+// part by part (as if an archive record of s named it): every failure must
+// be ErrCorrupt, and what reads must hold what the queries assume.
+func checkLazy(t *testing.T, s *Store, b []byte) {
+	ft, err := arcfmt.ReadFooter(bytes.NewReader(b), int64(len(b)))
+	if err != nil || ft.Format < 3 {
+		return
+	}
+	name := archiveName(ft.Window, lazyGen.Add(1))
+	path := filepath.Join(s.archDir, name)
+	require.NoError(t, os.WriteFile(path, b, 0o644))
+	defer os.Remove(path)
+	a := &archive{window: ft.Window, width: ft.Width, n: ft.N, size: int64(len(b)), name: name, t: s.tier}
+	defer s.removeArchive(a)
+	ctx := context.Background()
+	corrupt := func(err error) bool {
+		if err != nil {
+			require.ErrorIs(t, err, ErrCorrupt)
+		}
+		return err != nil
+	}
+	sl, err := s.arcView(ctx, a)
+	if corrupt(err) {
+		return
+	}
+	require.NotNil(t, sl)
+	for f := range numFields {
+		vals, err := s.arcField(sl, f)
+		if corrupt(err) {
+			continue
+		}
+		for _, vb := range vals {
+			require.Less(t, int(vb.bm.Maximum()), ft.N)
+			sv, err := s.arcValue(sl, f, vb.v)
+			if !corrupt(err) {
+				require.NotNil(t, sv)
+				require.Less(t, int(sv.bm.Maximum()), ft.N)
+				if sv.ids != nil {
+					require.Len(t, sv.ids, int(sv.bm.GetCardinality()))
+					require.Len(t, sv.recs, len(sv.ids))
+				}
+			}
+		}
+	}
+	var ids []ID
+	for c := range sl.firsts {
+		if ch, err := s.arcChunk(sl, c); !corrupt(err) {
+			ids = append(ids, ch.ids...)
+		}
+	}
+	if len(ids) > 0 {
+		page := slices.Clone(ids[max(0, len(ids)-50):])
+		slices.Reverse(page)
+		out := make([]Activity, len(page))
+		if !corrupt(s.fetchArchived(ctx, a, page, out)) {
+			for k, a := range out {
+				require.Equal(t, page[k], a.ID)
+			}
+		}
+	}
 }
 
 // FuzzDecodeIndex feeds arbitrary raw (decompressed) index sections to
