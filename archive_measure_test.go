@@ -65,13 +65,16 @@ func TestArchiveLayouts(t *testing.T) {
 	t.Logf("blocks, columns, frame per column:    %.4f (+ index = %.4f)", float64(ls.Columns)/raw, float64(ls.Columns+ixBytes)/raw)
 	t.Logf("blocks, columns, 16 KiB + dictionary: %.4f (+ index = %.4f)", float64(ls.ColumnsDict)/raw, float64(ls.ColumnsDict+ixBytes)/raw)
 	t.Logf("archive files written by Compact:     %.4f of raw, %.1f B/activity (index %.1f B/activity)", float64(st.ArchiveBytes)/raw, float64(st.ArchiveBytes)/float64(len(all)), float64(ixBytes)/float64(len(all)))
-	parts, err := activitystore.ArchiveIndexBreakdown(s)
+	parts, err := activitystore.ArchiveParts(s)
 	require.NoError(t, err)
-	for _, k := range []string{"ids", "type", "user_id", "module", "action", "resource"} {
+	for _, k := range []string{"head", "dirs", "groups", "chunks"} {
 		t.Logf("  index part %-8s %5.2f B/activity", k, float64(parts[k])/float64(len(all)))
 	}
 	t.Logf("compaction: %.0f activities/s (%s)", float64(len(all))/el.Seconds(), el.Round(time.Millisecond))
 	t.Logf("with copy blocks (UserCopies 64):     %.4f of raw, %.1f B/activity", float64(cst.ArchiveBytes)/raw, float64(cst.ArchiveBytes)/float64(len(all)))
+	cparts, err := activitystore.ArchiveParts(withCopies)
+	require.NoError(t, err)
+	t.Logf("  of which copy blocks %.1f B/activity", float64(cparts["copies"])/float64(len(all)))
 	require.Less(t, ls.Columns, ls.Rows, "columns should beat rows")
 	require.Less(t, st.ArchiveBytes, ls.JSONLinesZstd, "archives should beat zstd of JSON lines")
 }

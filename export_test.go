@@ -148,71 +148,38 @@ func MeasureLayouts(acts []Activity, blockBytes int) (LayoutSizes, error) {
 	return ls, nil
 }
 
-// ArchiveIndexBytes sums the compressed index sections (ID columns and
-// bitmaps) of the store's archives.
+// ArchiveIndexBytes sums the compressed index sections of the store's
+// archives: the index, or (format 3) its parts.
 func ArchiveIndexBytes(s *Store) (int64, error) {
+	parts, err := ArchiveParts(s)
+	if err != nil {
+		return 0, err
+	}
+	return parts["index"] + parts["head"] + parts["dirs"] + parts["groups"] + parts["chunks"], nil
+}
+
+// ArchiveParts returns, summed over the store's archives, the compressed
+// bytes of each kind of section: blocks, copies (copy blocks), and the
+// index, or (format 3) its head, dirs, groups and chunks.
+func ArchiveParts(s *Store) (map[string]int64, error) {
 	s.mu.RLock()
 	arcs := make([]*archive, 0, len(s.archives))
 	for _, a := range s.archives {
 		arcs = append(arcs, a)
 	}
 	s.mu.RUnlock()
-	var n int64
+	out := map[string]int64{}
 	for _, a := range arcs {
 		_, ft, err := a.acquire(context.Background())
 		if err != nil {
-			return 0, err
-		}
-		n += int64(ft.Index.CLen)
-		a.release()
-	}
-	return n, nil
-}
-
-// ArchiveIndexBreakdown returns, summed over the store's archives, the
-// zstd-compressed size of the ID columns and of each field's bitmaps when
-// compressed on their own.
-func ArchiveIndexBreakdown(s *Store) (map[string]int64, error) {
-	s.mu.RLock()
-	arcs := make([]*archive, 0, len(s.archives))
-	for _, a := range s.archives {
-		arcs = append(arcs, a)
-	}
-	s.mu.RUnlock()
-	enc := arcfmt.Encoder()
-	out := map[string]int64{}
-	for _, a := range arcs {
-		f, ft, err := a.acquire(context.Background())
-		if err != nil {
 			return nil, err
 		}
-		raw, err := ft.ReadIndex(f)
 		a.release()
-		if err != nil {
-			return nil, archiveErr(a.name, err)
-		}
-		d := codec.Decoder{B: raw}
-		for i := 0; i < ft.N; i++ {
-			d.Uvarint()
-			d.Uvarint()
-		}
-		idcol := raw[:len(raw)-len(d.B)]
-		out["ids"] += int64(len(enc.EncodeAll(idcol, nil)))
-		for f := range numFields {
-			start := d.B
-			k := d.Uvarint()
-			for range k {
-				d.Bytes()
+		for k, ss := range map[string][]arcfmt.Section{"blocks": ft.Blocks, "copies": ft.Copies, "groups": ft.Groups, "chunks": ft.Chunks,
+			"dirs": ft.Dirs[:], "head": {ft.Head}, "index": {ft.Index}} {
+			for _, sec := range ss {
+				out[k] += int64(sec.CLen)
 			}
-			var total uint64
-			for range k {
-				total += d.Uvarint()
-			}
-			for range total {
-				d.Uvarint()
-			}
-			part := start[:len(start)-len(d.B)]
-			out[fieldNames[f]] += int64(len(enc.EncodeAll(part, nil)))
 		}
 	}
 	return out, nil
