@@ -186,18 +186,24 @@ func checkCopies(t *testing.T, b []byte, recs []testRecord, limit int) int {
 	return with
 }
 
-// TestCopies writes files that keep copies of the records of users with
-// few activities and checks them, with users both under and over the
-// limit, and with more users than one copy block holds.
-func TestCopies(t *testing.T) {
+// lightRecords returns 5000 test records: user-<i%5> stay heavy; every 3rd
+// record goes to one of 600 light users, who get 2 or 3 each: all under a
+// copy limit of 3, the others over.
+func lightRecords() []testRecord {
 	recs := testRecords(5000)
 	for i := range recs {
-		// user-<i%5> stay heavy; every 3rd record goes to one of 600 light
-		// users, who get 2 or 3 each: all under the limit of 3, the others over.
 		if i%3 == 0 {
 			recs[i].labels[UserField] = fmt.Sprintf("light-%03d", (i/3)%600)
 		}
 	}
+	return recs
+}
+
+// TestCopies writes files that keep copies of the records of users with
+// few activities and checks them, with users both under and over the
+// limit, and with more users than one copy block holds.
+func TestCopies(t *testing.T) {
+	recs := lightRecords()
 	b := writeTestFile(t, recs, 4000, 3)
 	r := bytes.NewReader(b)
 	ft, err := ReadFooter(r, int64(len(b)))

@@ -50,19 +50,12 @@ func DecodeIndex(raw []byte, ft *Footer, id func(o int, ns int64, seq uint64) er
 	if uint64(n) > uint64(len(raw)) {
 		return nil, corruptf("index: %d activities in %d bytes", n, len(raw))
 	}
-	var ns, seq uint64
-	for i := range n {
-		if i == 0 {
-			ns, seq = d.Uvarint(), d.Uvarint()
-		} else {
-			ns += d.Uvarint()
-			dz := d.Uvarint()
-			seq += uint64(int64(dz>>1) ^ -int64(dz&1))
-		}
-		if d.Err != nil || ns > 1<<63-1 {
-			return nil, corruptf("index: ID column entry %d is malformed", i)
-		}
-		if err := id(i, int64(ns), seq); err != nil {
+	ids, ok := decodeIDs(&d, n)
+	if !ok {
+		return nil, corruptf("index: malformed ID column")
+	}
+	for i, x := range ids {
+		if err := id(i, x.NS, x.Seq); err != nil {
 			return nil, err
 		}
 	}

@@ -2,7 +2,6 @@ package archive
 
 import (
 	"bytes"
-	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -12,12 +11,7 @@ import (
 // a field's directory, one value's ordinals, the chunks with their value
 // numbers and copy positions.
 func TestParts(t *testing.T) {
-	recs := testRecords(5000)
-	for i := range recs {
-		if i%3 == 0 {
-			recs[i].labels[UserField] = fmt.Sprintf("light-%03d", (i/3)%600)
-		}
-	}
+	recs := lightRecords()
 	b := writeTestFile(t, recs, 4000, 3)
 	r := bytes.NewReader(b)
 	ft, err := ReadFooter(r, int64(len(b)))
