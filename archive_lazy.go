@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"sort"
 
 	"github.com/RoaringBitmap/roaring/v2"
 
@@ -330,24 +332,28 @@ func (s *Store) arcField(sl *sealedSeg, f field) ([]valueBitmap, error) {
 func (s *Store) arcRows(sl *sealedSeg, ft *arcfmt.Footer, ids []ID, out []Activity) ([]arcRow, func(k int, api, det []byte), error) {
 	rows := make([]arcRow, len(ids))
 	chunks := make([]*arcChunk, len(ids))
+	var ch *arcChunk // the chunk of the last ID: a page's IDs are often in the same
+	ci := -1
 	for k, id := range ids {
-		o, err := s.sealedBound(sl, id)
-		if err != nil {
-			return nil, nil, err
-		}
-		c := int(o) / sl.chunk
-		var ch *arcChunk
-		if int(o) < sl.n {
-			if ch, err = s.arcChunk(sl, c); err != nil {
-				return nil, nil, err
+		// The chunk holding id: the last one starting at or before it.
+		c := sort.Search(len(sl.firsts), func(i int) bool { return sl.firsts[i].Compare(id) > 0 }) - 1
+		j := -1
+		if c >= 0 {
+			if c != ci {
+				var err error
+				if ch, err = s.arcChunk(sl, c); err != nil {
+					return nil, nil, err
+				}
+				ci = c
 			}
+			j, _ = slices.BinarySearchFunc(ch.ids, id, ID.Compare)
 		}
-		if ch == nil || ch.ids[int(o)%sl.chunk] != id {
+		if j < 0 || j >= len(ch.ids) || ch.ids[j] != id {
 			return nil, nil, &CorruptionError{Where: "archive " + sl.arc.where(), Err: fmt.Errorf("activity %s is indexed but missing", id)}
 		}
+		o := c*sl.chunk + j
 		chunks[k] = ch
-		cp := int(ch.ch.Copies[int(o)%sl.chunk]) - 1
-		rows[k] = arcRow{ord: int(o), at: ft.BlockAt(ft.N - 1 - int(o)), cp: cp}
+		rows[k] = arcRow{ord: o, at: ft.BlockAt(ft.N - 1 - o), cp: int(ch.ch.Copies[j]) - 1}
 	}
 	var dirs [numFields]*arcfmt.Dir
 	for f := range numFields {
