@@ -137,14 +137,24 @@ func (ix *arcIndex) label(f field, o int) string { return ix.vals[f][ix.labels[f
 // fill sets a to the activity of ordinal o, with its APICall and Details
 // from a block; a keeps apicall's and details' memory.
 func (ix *arcIndex) fill(a *Activity, o int, apicall, details []byte) {
-	id := ix.seg.ids[o]
+	var labels [numFields]string
+	for f := range numFields {
+		labels[f] = ix.label(f, o)
+	}
+	archivedActivity(a, ix.seg.ids[o], &labels, apicall, details)
+}
+
+// archivedActivity sets a to the activity id of an archive, with its labels
+// in field order and its APICall and Details from a block; a keeps
+// apicall's and details' memory.
+func archivedActivity(a *Activity, id ID, labels *[numFields]string, apicall, details []byte) {
 	*a = Activity{
 		ID: id, Time: id.Time(),
-		Type:     ix.label(fieldType, o),
-		UserID:   ix.label(fieldUser, o),
-		Module:   ix.label(fieldModule, o),
-		Action:   ix.label(fieldAction, o),
-		Resource: ix.label(fieldResource, o),
+		Type:     labels[fieldType],
+		UserID:   labels[fieldUser],
+		Module:   labels[fieldModule],
+		Action:   labels[fieldAction],
+		Resource: labels[fieldResource],
 		APICall:  str(apicall),
 	}
 	if len(details) > 0 {

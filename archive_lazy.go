@@ -44,10 +44,9 @@ func (s *Store) arcView(ctx context.Context, a *archive) (*sealedSeg, error) {
 	if ft == nil {
 		// Not opened yet: the footer says the format.
 		var err error
-		if _, ft, err = a.acquire(ctx); err != nil {
+		if ft, err = a.footer(ctx); err != nil {
 			return nil, err
 		}
-		a.release()
 	}
 	if ft.Format < 3 {
 		return nil, nil
@@ -73,14 +72,13 @@ func (s *Store) arcDescriptor(ctx context.Context, a *archive) (*sealedSeg, erro
 	if sl != nil {
 		return sl, nil
 	}
-	f, ft, err := a.acquire(ctx)
+	var ft *arcfmt.Footer
+	h, err := readArchive(ctx, a, func(f io.ReaderAt, aft *arcfmt.Footer) (*arcfmt.Head, error) {
+		ft = aft
+		return aft.ReadHead(f)
+	})
 	if err != nil {
 		return nil, err
-	}
-	defer a.release()
-	h, err := ft.ReadHead(f)
-	if err != nil {
-		return nil, archiveErr(a.where(), err)
 	}
 	sl = &sealedSeg{window: a.window, n: ft.N, chunk: ft.Chunk, arc: a}
 	lo, hi := idFloor(ft.Window*ft.Width), idFloor((ft.Window+1)*ft.Width)
@@ -122,29 +120,13 @@ func (s *Store) arcDescriptor(ctx context.Context, a *archive) (*sealedSeg, erro
 	return sl, nil
 }
 
-// arcRead runs read on archive a's file and footer, with reads bounded by
-// ctx, and names a in its errors.
-func arcRead[T any](ctx context.Context, a *archive, read func(f io.ReaderAt, ft *arcfmt.Footer) (T, error)) (T, error) {
-	var zero T
-	f, ft, err := a.acquire(ctx)
-	if err != nil {
-		return zero, err
-	}
-	defer a.release()
-	v, err := read(f, ft)
-	if err != nil {
-		return zero, archiveErr(a.where(), err)
-	}
-	return v, nil
-}
-
 // arcDir returns the directory of field f of the archive of view sl.
 func (s *Store) arcDir(sl *sealedSeg, f field) (*arcfmt.Dir, error) {
 	key := cacheKey{a: sl.arc, kind: keyDir, f: f}
 	if v, ok := s.cache.Get(key); ok {
 		return v.(*arcfmt.Dir), nil
 	}
-	d, err := arcRead(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) (*arcfmt.Dir, error) { return ft.ReadDir(r, int(f)) })
+	d, err := readArchive(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) (*arcfmt.Dir, error) { return ft.ReadDir(r, int(f)) })
 	if err != nil {
 		return nil, err
 	}
@@ -159,7 +141,7 @@ func (s *Store) arcGroup(sl *sealedSeg, g int) ([]byte, error) {
 	if v, ok := s.cache.Get(key); ok {
 		return v.([]byte), nil
 	}
-	raw, err := arcRead(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) ([]byte, error) { return ft.ReadGroup(r, g) })
+	raw, err := readArchive(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) ([]byte, error) { return ft.ReadGroup(r, g) })
 	if err != nil {
 		return nil, err
 	}
@@ -182,7 +164,7 @@ func (s *Store) arcChunk(sl *sealedSeg, c int) (*arcChunk, error) {
 		}
 		limits[f] = len(d.Values)
 	}
-	ch, err := arcRead(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) (*arcfmt.Chunk, error) { return ft.ReadChunk(r, c, limits) })
+	ch, err := readArchive(sl.ctx, sl.arc, func(r io.ReaderAt, ft *arcfmt.Footer) (*arcfmt.Chunk, error) { return ft.ReadChunk(r, c, limits) })
 	if err != nil {
 		return nil, err
 	}
@@ -245,11 +227,10 @@ func (s *Store) arcValue(sl *sealedSeg, f field, v string) (*sealedValue, error)
 // a sparse user's.
 func (s *Store) arcCopies(sl *sealedSeg, d *arcfmt.Dir, i int) (*sealedValue, error) {
 	a := sl.arc
-	_, ft, err := a.acquire(sl.ctx)
+	ft, err := a.footer(sl.ctx)
 	if err != nil {
 		return nil, err
 	}
-	a.release()
 	at, n := int(d.CopyAt[i])-1, int(d.Counts[i])
 	k := ft.CopyBlockAt(at)
 	b, err := s.copyBlock(sl.ctx, a, k)
@@ -364,22 +345,11 @@ func (s *Store) arcRows(sl *sealedSeg, ft *arcfmt.Footer, ids []ID, out []Activi
 	}
 	fill := func(k int, api, det []byte) {
 		j := rows[k].ord % sl.chunk
-		lab := &chunks[k].ch.Labels
-		label := func(f field) string { return dirs[f].Values[lab[f][j]] }
-		a := &out[k]
-		id := ids[k]
-		*a = Activity{
-			ID: id, Time: id.Time(),
-			Type:     label(fieldType),
-			UserID:   label(fieldUser),
-			Module:   label(fieldModule),
-			Action:   label(fieldAction),
-			Resource: label(fieldResource),
-			APICall:  str(api),
+		var labels [numFields]string
+		for f := range numFields {
+			labels[f] = dirs[f].Values[chunks[k].ch.Labels[f][j]]
 		}
-		if len(det) > 0 {
-			a.Details = det
-		}
+		archivedActivity(&out[k], ids[k], &labels, api, det)
 	}
 	return rows, fill, nil
 }

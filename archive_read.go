@@ -122,6 +122,32 @@ func (a *archive) check(ft *arcfmt.Footer) error {
 	return nil
 }
 
+// footer returns a's footer, opening the file if needed.
+func (a *archive) footer(ctx context.Context) (*arcfmt.Footer, error) {
+	_, ft, err := a.acquire(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.release()
+	return ft, nil
+}
+
+// readArchive runs read on a's file and footer, with reads bounded by ctx,
+// and names a in its errors.
+func readArchive[T any](ctx context.Context, a *archive, read func(f io.ReaderAt, ft *arcfmt.Footer) (T, error)) (T, error) {
+	var zero T
+	f, ft, err := a.acquire(ctx)
+	if err != nil {
+		return zero, err
+	}
+	defer a.release()
+	v, err := read(f, ft)
+	if err != nil {
+		return zero, archiveErr(a.where(), err)
+	}
+	return v, nil
+}
+
 func (a *archive) release() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -188,14 +214,9 @@ func (s *Store) readBlock(ctx context.Context, a *archive, key cacheKey, cache b
 	if v, ok := s.cache.Get(key); ok {
 		return v.(*arcfmt.Block), nil
 	}
-	f, ft, err := a.acquire(ctx)
+	b, err := readArchive(ctx, a, func(f io.ReaderAt, ft *arcfmt.Footer) (*arcfmt.Block, error) { return read(ft, f, key.i) })
 	if err != nil {
 		return nil, err
-	}
-	defer a.release()
-	b, err := read(ft, f, key.i)
-	if err != nil {
-		return nil, archiveErr(a.where(), err)
 	}
 	if cache {
 		s.cache.Add(key, b, b.Size())
@@ -210,11 +231,10 @@ type arcRow struct{ ord, at, cp int }
 
 // fetchArchived fills out with the activities of ids, all in archive a.
 func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []Activity) error {
-	_, ft, err := a.acquire(ctx)
+	ft, err := a.footer(ctx)
 	if err != nil {
 		return err
 	}
-	a.release()
 	var rows []arcRow
 	var fill func(k int, api, det []byte)
 	sl, err := s.arcView(ctx, a)

@@ -211,11 +211,10 @@ func (s *Store) writeArchive(ctx context.Context, f arcfmt.File, name string, w 
 		if ix, err = s.archiveIndex(ctx, old); err != nil {
 			return 0, err
 		}
-		_, ft, err := old.acquire(ctx)
+		ft, err := old.footer(ctx)
 		if err != nil {
 			return 0, err
 		}
-		old.release()
 		oldBlocks = ft.Blocks
 	}
 	var cur *arcfmt.Block

@@ -158,8 +158,7 @@ func appendIndex(dst []byte, ids []idSeq, vals *[NumFields][]string, ords *[NumF
 			dst = binary.AppendUvarint(dst, seq)
 		} else {
 			dst = binary.AppendUvarint(dst, uint64(ns-pns))
-			ds := int64(seq - pseq)
-			dst = binary.AppendUvarint(dst, uint64(ds<<1^(ds>>63)))
+			dst = binary.AppendUvarint(dst, zigzag(int64(seq-pseq)))
 		}
 		pns, pseq = ns, seq
 	}

@@ -119,8 +119,7 @@ func appendIDs(dst []byte, ids []IDParts) []byte {
 			continue
 		}
 		dst = binary.AppendUvarint(dst, uint64(id.NS-ids[i-1].NS))
-		ds := int64(id.Seq - ids[i-1].Seq)
-		dst = binary.AppendUvarint(dst, uint64(ds<<1^(ds>>63)))
+		dst = binary.AppendUvarint(dst, zigzag(int64(id.Seq-ids[i-1].Seq)))
 	}
 	return dst
 }
@@ -138,8 +137,7 @@ func decodeIDs(d *codec.Decoder, k int) ([]IDParts, bool) {
 			ns, seq = d.Uvarint(), d.Uvarint()
 		} else {
 			ns += d.Uvarint()
-			dz := d.Uvarint()
-			seq += uint64(int64(dz>>1) ^ -int64(dz&1))
+			seq += uint64(unzigzag(d.Uvarint()))
 		}
 		if d.Err != nil || ns > 1<<63-1 {
 			return nil, false
