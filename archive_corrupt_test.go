@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -590,15 +591,31 @@ func writeTestArchiveAs(t testing.TB, format2 bool, path string, w, width int64,
 // bytes; in format 2 if format2), of 400 activities each: 380 of two heavy
 // users (180 and 200) and one each of 20 light users, with what it holds by
 // ID.
-func copyFixture(t *testing.T, format2 bool) (string, map[ID]Activity) {
+func copyFixture(t *testing.T, set func(*Options)) (string, map[ID]Activity) {
 	t.Helper()
 	dir := t.TempDir()
 	o := arcOpts()
 	o.blockBytes = 1000
-	o.format2 = format2
+	if set != nil {
+		set(o)
+	}
 	s, err := Open(dir, o)
 	require.NoError(t, err)
 	want := map[ID]Activity{}
+	appendAll(t, s, want, copyActs())
+	require.NoError(t, s.Compact(context.Background()))
+	staged, err := os.ReadDir(s.stageDir())
+	if !errors.Is(err, os.ErrNotExist) {
+		require.NoError(t, err)
+	}
+	require.Empty(t, staged, "Compact leaves no spill or staging file")
+	require.NoError(t, s.Close())
+	return dir, want
+}
+
+// copyActs returns 400 activities a day for 7 days: two heavy users, and
+// 20 light ones with one activity a day each.
+func copyActs() []Activity {
 	acts := variedActs([]int{0, 1, 2, 3, 4, 5, 6}, 400, 0)
 	for i := range acts {
 		acts[i].UserID = []string{"heavy-a", "heavy-b"}[i%2]
@@ -606,10 +623,81 @@ func copyFixture(t *testing.T, format2 bool) (string, map[ID]Activity) {
 			acts[i].UserID = fmt.Sprintf("light-%02d", i/20%20)
 		}
 	}
-	appendAll(t, s, want, acts)
-	require.NoError(t, s.Compact(context.Background()))
+	return acts
+}
+
+// TestCompactSpillFails puts a file where the spill file of an archive's
+// copies would go: Compact fails naming it and archives nothing, every
+// activity still answers, and once the way is clear Compact archives every
+// cold day.
+func TestCompactSpillFails(t *testing.T) {
+	ctx := context.Background()
+	o := arcOpts()
+	o.blockBytes, o.copyMem = 1000, 256
+	s, err := Open(t.TempDir(), o)
+	require.NoError(t, err)
+	defer s.Close()
+	want := map[ID]Activity{}
+	appendAll(t, s, want, copyActs())
+	require.NoError(t, os.WriteFile(s.stageDir(), nil, 0o644))
+
+	err = s.Compact(ctx)
+	require.ErrorContains(t, err, "cannot open the spill file")
+	require.ErrorContains(t, err, s.stageDir())
+	require.Empty(t, archiveNames(s))
+	checkStoreHolds(t, s, want)
+
+	require.NoError(t, os.Remove(s.stageDir()))
+	require.NoError(t, s.Compact(ctx))
+	require.Len(t, archiveNames(s), 5, "the five cold days")
+	checkStoreHolds(t, s, want)
+	require.NoError(t, s.Verify(ctx))
+}
+
+// TestVerifyCopyRowMismatch replaces an archive by a well-formed one whose
+// copy rows carry a type the index no longer gives their records: Verify
+// reports the copy block as corrupt, naming the file.
+func TestVerifyCopyRowMismatch(t *testing.T) {
+	ctx := context.Background()
+	dir, want := copyFixture(t, nil)
+	var acts []Activity
+	for _, id := range idsDesc(want) {
+		if day(victim).Compare(id.Time()) <= 0 && id.Time().Before(day(victim+1)) {
+			acts = append(acts, want[id])
+		}
+	}
+	s, err := Open(dir, arcOpts())
+	require.NoError(t, err)
+	name := archiveNames(s)[windowOf(victim)]
 	require.NoError(t, s.Close())
-	return dir, want
+	path := filepath.Join(dir, "archive", name)
+	st, err := os.Stat(path)
+	require.NoError(t, err)
+	// A new last letter for the type of a light user's activity, one that
+	// keeps the file's size, which the archive's record holds.
+	i := slices.IndexFunc(acts, func(a Activity) bool { return strings.HasPrefix(a.UserID, "light-") })
+	require.GreaterOrEqual(t, i, 0)
+	same := false
+	for c := byte('a'); c <= 'z' && !same; c++ {
+		renamed := false
+		b := writeTestArchiveWith(t, path, windowOf(victim), int64(24*time.Hour), acts, 1000, func(aw *archiveWriter) {
+			vals := aw.w.Values(int(fieldType))
+			v := slices.Index(vals, acts[i].Type)
+			old := vals[v]
+			vals[v] = old[:len(old)-1] + string(c)
+			renamed = vals[v] != old && slices.Index(vals, vals[v]) == v && !slices.Contains(vals[v+1:], vals[v])
+		})
+		same = renamed && int64(len(b)) == st.Size()
+	}
+	require.True(t, same, "no renamed type keeps the size")
+
+	s, err = Open(dir, arcOpts())
+	require.NoError(t, err)
+	defer s.Close()
+	err = s.Verify(ctx)
+	require.ErrorIs(t, err, ErrCorrupt)
+	require.ErrorContains(t, err, "is not the record it copies")
+	require.ErrorContains(t, err, name)
 }
 
 // cachedBlocks returns the archive blocks and copy blocks in s's cache.
@@ -632,15 +720,25 @@ func cachedBlocks(s *Store) (blocks, copies int) {
 // day and a heavy user's activities are read from the blocks. In format 3 a
 // light user's IDs and records all come from its copy block; in format 2 an
 // archive whose block holding them is in the cache already reads that.
+//
+// The spill case holds at most 256 bytes of copies in memory while it
+// writes an archive, less than a day's light users need: the rest go
+// through a spill file, and every light user still gets its copies.
 func TestArchiveCopyBlocks(t *testing.T) {
-	for _, format2 := range []bool{false, true} {
-		t.Run(fmt.Sprint("format2=", format2), func(t *testing.T) { testArchiveCopyBlocks(t, format2) })
+	for _, c := range []struct {
+		name    string
+		format2 bool
+		copyMem int
+	}{{"format3", false, 0}, {"format2", true, 0}, {"spill", false, 256}} {
+		t.Run(c.name, func(t *testing.T) {
+			testArchiveCopyBlocks(t, c.format2, func(o *Options) { o.format2, o.copyMem = c.format2, c.copyMem })
+		})
 	}
 }
 
-func testArchiveCopyBlocks(t *testing.T, format2 bool) {
+func testArchiveCopyBlocks(t *testing.T, format2 bool, set func(*Options)) {
 	ctx := context.Background()
-	dir, want := copyFixture(t, format2)
+	dir, want := copyFixture(t, set)
 	o := arcOpts()
 	o.CacheBytes = 64 << 20 // keeps what the queries read, to count it
 	s, err := Open(dir, o)
@@ -684,7 +782,7 @@ func testArchiveCopyBlocks(t *testing.T, format2 bool) {
 // names it, and the heavy users, read from the blocks, still answer.
 func TestArchiveCopyBlockCorrupt(t *testing.T) {
 	ctx := context.Background()
-	dir, _ := copyFixture(t, false)
+	dir, _ := copyFixture(t, nil)
 	s, err := Open(dir, arcOpts())
 	require.NoError(t, err)
 	name := archiveNames(s)[windowOf(victim)]

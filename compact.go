@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -197,6 +198,27 @@ func (s *Store) writeArchive(ctx context.Context, f arcfmt.File, name string, w 
 	if err != nil {
 		return 0, err
 	}
+	// Copies beyond what the writer keeps in memory go to a file in the
+	// staging folder, which Open empties should a crash leave it there.
+	var spill vfs.File
+	spillPath := filepath.Join(s.stageDir(), fmt.Sprintf("%016x.copies", uint64(w)))
+	aw.w.SpillCopies(s.opts.copyMem, func() (arcfmt.Spill, error) {
+		if err := s.opts.FS.MkdirAll(s.stageDir(), 0o755); err != nil {
+			return nil, err
+		}
+		f, err := s.opts.FS.Create(spillPath, vfs.WriteCategoryUnspecified)
+		if err != nil {
+			return nil, err
+		}
+		spill = f
+		return f, nil
+	})
+	defer func() {
+		if spill != nil {
+			spill.Close()
+			s.opts.FS.Remove(spillPath)
+		}
+	}()
 	lo, hi := s.windowIDs(w)
 	it, err := snap.NewIter(&pebble.IterOptions{LowerBound: recordKey(nil, hi), UpperBound: recordKey(nil, lo)})
 	if err != nil {

@@ -94,8 +94,10 @@ type Options struct {
 	// most platforms) then reads one key per window, or one small block per
 	// archive, instead of one record or one large block per activity, for
 	// about the records' size again for those activities (on the bench data
-	// at 1M, archives of 58 bytes per activity instead of 33). The default
-	// is 64, the most allowed; -1 keeps none.
+	// at 1M, archives of 58 bytes per activity instead of 33). Compact
+	// holds at most 64 MiB of such copies in memory per archive and puts the
+	// rest in a temporary file under the store's folder. The default is 64,
+	// the most allowed; -1 keeps none.
 	UserCopies int
 
 	// CompactEvery, when positive, runs Compact in the background at that
@@ -130,6 +132,7 @@ type Options struct {
 	lateMin    int               // late ordinals that trigger a renumber at least; default 1024
 	blockBytes int               // record bytes at which an archive block is closed; default 256 KiB
 	format2    bool              // write archives in format 2, as the version before format 3 did
+	copyMem    int               // bytes of copies an archive writer holds in memory before it spills them; 0 for arcfmt.MaxCopyBytes
 	hook       func(step string) // called at each step of moving a segment into an archive
 	checkpoint int               // logged activities after which an open segment is written; default 65536
 	inline     int               // most activities of a value whose IDs a sealed segment keeps beside its bitmap; default 64, -1 none

@@ -652,10 +652,10 @@ type copyRows struct {
 func (c *copyRows) add(buf []byte, r cpRef) {
 	c.ords = append(c.ords, r.o)
 	c.ids = append(c.ids, IDParts{r.ns, r.seq})
-	p := r.off + r.api + r.det
+	p := r.off + uint64(r.api) + uint64(r.det)
 	for f := range NumFields {
 		if f != UserField {
-			l := uint32(r.lab[f])
+			l := uint64(r.lab[f])
 			c.labs[f].add(buf[p : p+l])
 			p += l
 		}

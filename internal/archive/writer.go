@@ -52,12 +52,18 @@ type Writer struct {
 
 	// Copies of the records of users with at most copyLimit activities:
 	// cp[v] lists those of user value v, in arrival order, as offsets into
-	// cpBuf; cpDead[v] is set once v has more, or once cpBuf is full.
+	// the kept bytes: the first spilled of them in spill, the rest in cpBuf.
+	// cpDead[v] is set once v has more, or once no more bytes can be kept.
 	copyLimit int
 	cpBuf     []byte
 	cp        [][]cpRef
 	cpDead    []bool
 	copies    []Section
+	copyMem   int // kept bytes held in memory, at most
+	spillOpen func() (Spill, error)
+	spill     Spill
+	spilled   uint64
+	cpScratch []byte
 
 	started bool // the header is written
 	format  int  // the version written: Format, or 2 for readers of that one
@@ -67,24 +73,48 @@ type Writer struct {
 	head    Section
 }
 
-// cpRef locates one kept record in Writer.cpBuf: the API call at off, then
-// the details, then its labels but the user's, lab[f] bytes each; with its
-// ordinal and ID.
+// cpRef locates one kept record: the API call at off in the kept bytes,
+// then the details, then its labels but the user's, lab[f] bytes each; with
+// its ordinal and ID.
 type cpRef struct {
-	off, api, det uint32
-	lab           [NumFields]uint16
-	o             uint32
-	ns            int64
-	seq           uint64
+	off      uint64
+	api, det uint32
+	lab      [NumFields]uint16
+	o        uint32
+	ns       int64
+	seq      uint64
+}
+
+// size is the bytes the record takes in the kept bytes.
+func (r *cpRef) size() int {
+	n := int(r.api) + int(r.det)
+	for _, l := range r.lab {
+		n += int(l)
+	}
+	return n
 }
 
 // UserField is the position of the user field in FieldNames: the field
 // whose values with few activities get copy blocks.
 const UserField = 1
 
-// MaxCopyBytes is the most record bytes a Writer keeps for copy blocks;
-// users whose records arrive once it is full get none.
+// MaxCopyBytes is the most record bytes a Writer keeps in memory for copy
+// blocks. Once they are full, a writer with SpillCopies moves them to its
+// spill file; one without gives no copies to users whose records arrive
+// after that.
 const MaxCopyBytes = 64 << 20
+
+// MaxSpillBytes is the most record bytes a Writer keeps for copy blocks in
+// all, memory and spill file together.
+const MaxSpillBytes = 16 << 30
+
+// Spill is the file where a Writer moves the copies it keeps once
+// MaxCopyBytes of them are in memory: a temporary file its owner removes
+// after Finish.
+type Spill interface {
+	io.Writer
+	io.ReaderAt
+}
 
 // copyBlockBytes is the record bytes at which a copy block is closed: small,
 // so that reading one user's records decompresses little.
@@ -96,6 +126,19 @@ const copyBlockBytes = 16 << 10
 // block instead of one large block per record. Call it before the first Add.
 func (w *Writer) KeepCopies(limit int) {
 	w.copyLimit = min(max(limit, 0), 255)
+}
+
+// SpillCopies makes the writer keep at most mem bytes of copies in memory
+// (MaxCopyBytes if mem is not in (0, MaxCopyBytes)) and, when open is not
+// nil, lets it keep more: when they fill the memory it calls open, once, and
+// moves them to the file it returns, up to MaxSpillBytes in all. Without
+// open, users whose records arrive once the memory is full get no copies.
+// Call it before the first Add.
+func (w *Writer) SpillCopies(mem int, open func() (Spill, error)) {
+	if mem <= 0 || mem > MaxCopyBytes {
+		mem = MaxCopyBytes
+	}
+	w.copyMem, w.spillOpen = mem, open
 }
 
 // WriteFormat2 makes the writer write format 2 (one index section) instead
@@ -110,7 +153,7 @@ func (w *Writer) WriteFormat2() {
 // activities, named name in errors, and writes its header to f. A block is
 // closed once it holds blockBytes of records (BlockBuilder.Size).
 func NewWriter(f File, name string, window, width int64, n, blockBytes int) (*Writer, error) {
-	w := &Writer{f: f, bw: bufio.NewWriterSize(f, 1<<20), name: name, window: window, width: width, n: n, blockBytes: blockBytes, format: Format}
+	w := &Writer{f: f, bw: bufio.NewWriterSize(f, 1<<20), name: name, window: window, width: width, n: n, blockBytes: blockBytes, format: Format, copyMem: MaxCopyBytes}
 	for f := range w.local {
 		w.local[f] = map[string]uint32{}
 	}
@@ -150,7 +193,9 @@ func (w *Writer) Add(ns int64, seq uint64, labels [NumFields]string, apicall str
 		}
 		w.ords[f][v] = append(w.ords[f][v], o)
 		if f == UserField && w.copyLimit > 0 {
-			w.keep(v, o, ns, seq, &labels, apicall, details)
+			if err := w.keep(v, o, ns, seq, &labels, apicall, details); err != nil {
+				return err
+			}
 		}
 	}
 	w.bb.Add(apicall, details)
@@ -161,28 +206,76 @@ func (w *Writer) Add(ns int64, seq uint64, labels [NumFields]string, apicall str
 }
 
 // keep adds a copy of one record of user value v, or gives v up.
-func (w *Writer) keep(v, o uint32, ns int64, seq uint64, labels *[NumFields]string, apicall string, details []byte) {
-	size := len(apicall) + len(details)
-	for _, l := range labels {
-		size += len(l)
+func (w *Writer) keep(v, o uint32, ns int64, seq uint64, labels *[NumFields]string, apicall string, details []byte) error {
+	if w.cpDead[v] {
+		return nil
 	}
-	switch {
-	case w.cpDead[v]:
-		return
-	case len(w.ords[UserField][v]) > w.copyLimit || len(w.cpBuf)+size > MaxCopyBytes:
+	if len(w.ords[UserField][v]) > w.copyLimit {
 		w.cp[v], w.cpDead[v] = nil, true
-		return
+		return nil
 	}
-	r := cpRef{off: uint32(len(w.cpBuf)), api: uint32(len(apicall)), det: uint32(len(details)), o: o, ns: ns, seq: seq}
+	r := cpRef{api: uint32(len(apicall)), det: uint32(len(details)), o: o, ns: ns, seq: seq}
+	for f, l := range labels {
+		if f != UserField {
+			r.lab[f] = uint16(len(l))
+		}
+	}
+	size := r.size()
+	full := len(w.cpBuf)+size > w.copyMem
+	if full && w.spillOpen != nil && size <= w.copyMem && w.spilled+uint64(len(w.cpBuf)+size) <= MaxSpillBytes {
+		if err := w.spillKept(); err != nil {
+			return err
+		}
+		full = false
+	}
+	if full {
+		w.cp[v], w.cpDead[v] = nil, true
+		return nil
+	}
+	r.off = w.spilled + uint64(len(w.cpBuf))
 	w.cpBuf = append(w.cpBuf, apicall...)
 	w.cpBuf = append(w.cpBuf, details...)
 	for f, l := range labels {
 		if f != UserField {
 			w.cpBuf = append(w.cpBuf, l...)
-			r.lab[f] = uint16(len(l))
 		}
 	}
 	w.cp[v] = append(w.cp[v], r)
+	return nil
+}
+
+// spillKept moves the kept bytes in memory to the spill file, opening it
+// first if need be.
+func (w *Writer) spillKept() error {
+	if w.spill == nil {
+		sp, err := w.spillOpen()
+		if err != nil {
+			return fmt.Errorf("archive %s: cannot open the spill file of its copies: %w", w.name, err)
+		}
+		w.spill = sp
+	}
+	if _, err := w.spill.Write(w.cpBuf); err != nil {
+		return fmt.Errorf("archive %s: cannot write the spill file of its copies: %w", w.name, err)
+	}
+	w.spilled += uint64(len(w.cpBuf))
+	w.cpBuf = w.cpBuf[:0]
+	return nil
+}
+
+// kept returns the bytes holding the record r locates, and r with its
+// offset into them.
+func (w *Writer) kept(r cpRef) ([]byte, cpRef, error) {
+	if r.off >= w.spilled {
+		r.off -= w.spilled
+		return w.cpBuf, r, nil
+	}
+	n := r.size()
+	w.cpScratch = slices.Grow(w.cpScratch[:0], n)[:n]
+	if _, err := w.spill.ReadAt(w.cpScratch, int64(r.off)); err != nil {
+		return nil, r, fmt.Errorf("archive %s: cannot read the spill file of its copies: %w", w.name, err)
+	}
+	r.off = 0
+	return w.cpScratch, r, nil
 }
 
 // writeCopies writes the copy blocks and returns, per user value, 1 + the
@@ -225,9 +318,13 @@ func (w *Writer) writeCopies() ([]uint64, error) {
 	for _, v := range users {
 		at[v] = uint64(pos) + 1
 		for _, r := range w.cp[v] {
-			api := w.cpBuf[r.off : r.off+r.api]
-			bb.Add(string(api), w.cpBuf[r.off+r.api:r.off+r.api+r.det])
-			rows.add(w.cpBuf, r)
+			buf, r, err := w.kept(r)
+			if err != nil {
+				return nil, err
+			}
+			api := buf[r.off : r.off+uint64(r.api)]
+			bb.Add(string(api), buf[r.off+uint64(r.api):r.off+uint64(r.api)+uint64(r.det)])
+			rows.add(buf, r)
 			pos++
 		}
 		if bb.bytes >= copyBlockBytes {
