@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"strings"
@@ -311,7 +312,12 @@ func archivedQueries(ctx context.Context, c *config, d *dataset, sys system, whe
 		// An archived row that reads and decompresses much per run (a
 		// large data set with a small cache) stops after a while, as a
 		// comparator's does.
-		l, err := measure(ctx, c, d, sys, q, c.archivedBudget)
+		var l latency
+		var err error
+		// Labeled, so a profile can be cut by query: -tagfocus query=Q1.
+		pprof.Do(ctx, pprof.Labels("query", q.id, "archives", where), func(ctx context.Context) {
+			l, err = measure(ctx, c, d, sys, q, c.archivedBudget)
+		})
 		bar.Finish()
 		if err != nil {
 			return fmt.Errorf("%s on archives (%s): %w", q.id, where, err)

@@ -45,7 +45,8 @@ type config struct {
 	budget         time.Duration
 	progress       bool
 	systems        []string      // the systems to load and query, in systemNames order
-	cpuProfile     string        // CPU profile of the query phases, if set
+	cpuProfile     string        // CPU profile of the hot query phase, if set
+	cpuProfileArch string        // CPU profile of the query phase on local archives, if set
 	settle         time.Duration // longest wait for the store to settle after the load; default 5 minutes
 	archivedBudget time.Duration // time an archived query row may take before it stops short of runs
 	archives       []string      // where the compaction phase puts the archives: local, s3; default local
@@ -67,6 +68,7 @@ func main() {
 	flag.BoolVar(&c.progress, "progress", true, "show progress bars on standard error")
 	systems := flag.String("systems", "pebble,sqlite", "comparators to load and query beside activitystore, comma separated: pebble, sqlite, or none")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the hot query phase to this file")
+	flag.StringVar(&c.cpuProfileArch, "cpuprofile-archived", "", "write a CPU profile of the query phase on local archives to this file")
 	archives := flag.String("archives", locLocal, "where the compaction phase puts the archives: local, s3 (a SeaweedFS server the bench starts), or local,s3")
 	flag.Parse()
 	if runChild() {
@@ -502,15 +504,9 @@ func run(ctx context.Context, c *config) (*results, error) {
 		// The extra ingest runs left garbage: collect it now, not while
 		// the first queries run.
 		runtime.GC()
-		if c.cpuProfile != "" {
-			f, err := os.Create(c.cpuProfile)
-			if err != nil {
-				return nil, err
-			}
-			defer f.Close()
-			if err := pprof.StartCPUProfile(f); err != nil {
-				return nil, err
-			}
+		stop, err := startProfile(c.cpuProfile)
+		if err != nil {
+			return nil, err
 		}
 		for _, q := range queries {
 			res.Queries[q.id] = map[string]latency{}
@@ -533,9 +529,7 @@ func run(ctx context.Context, c *config) (*results, error) {
 				res.Queries[q.id][name] = l
 			}
 		}
-		if c.cpuProfile != "" {
-			pprof.StopCPUProfile()
-		}
+		stop()
 	}
 
 	// Sizes, then the open time of the populated store.
@@ -605,7 +599,13 @@ func run(ctx context.Context, c *config) (*results, error) {
 			if res.Compaction, err = compactStore(ctx, c, d, o.s, "compaction"); err != nil {
 				return nil, err
 			}
-			if err := archivedQueries(ctx, c, d, o, locLocal, res.Archived, res); err != nil {
+			stop, err := startProfile(c.cpuProfileArch)
+			if err != nil {
+				return nil, err
+			}
+			err = archivedQueries(ctx, c, d, o, locLocal, res.Archived, res)
+			stop()
+			if err != nil {
 				return nil, err
 			}
 		}
@@ -618,6 +618,26 @@ func run(ctx context.Context, c *config) (*results, error) {
 	}
 	res.PeakRSSMB = peakRSS()
 	return res, nil
+}
+
+// startProfile starts a CPU profile into the file path, if set, and
+// returns what stops it.
+func startProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		f.Close()
+	}, nil
 }
 
 // settle waits until s has no open segment and pebble has run no
