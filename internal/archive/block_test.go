@@ -95,3 +95,23 @@ func BenchmarkDecodeBlock(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkReadBlock reads one 256 KiB block of an archive: its checksum,
+// zstd decompression and decoding, what a query pays for a block its cache
+// does not hold.
+func BenchmarkReadBlock(b *testing.B) {
+	recs := testRecords(20000)
+	file := writeTestFile(b, recs, 256<<10)
+	r := bytes.NewReader(file)
+	ft, err := ReadFooter(r, int64(len(file)))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(ft.Blocks[0].RLen))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := ft.ReadBlock(r, 0); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
