@@ -588,9 +588,9 @@ func writeTestArchiveAs(t testing.TB, format2 bool, path string, w, width int64,
 }
 
 // copyFixture returns a store of 7 days, 5 of them archived (blocks of 1000
-// bytes; in format 2 if format2), of 400 activities each: 380 of two heavy
-// users (180 and 200) and one each of 20 light users, with what it holds by
-// ID.
+// bytes, with the options set changes), of 400 activities each: 380 of two
+// heavy users (180 and 200) and one each of 20 light users, with what it
+// holds by ID. It checks that Compact left nothing in the staging folder.
 func copyFixture(t *testing.T, set func(*Options)) (string, map[ID]Activity) {
 	t.Helper()
 	dir := t.TempDir()
