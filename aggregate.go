@@ -251,7 +251,7 @@ func (s *Store) countValues(ctx context.Context, pt part, f field, c ordSet, lo,
 			if err != nil || len(hs) == 0 {
 				return err
 			}
-			acts, err := s.fetch(ctx, hs)
+			acts, err := s.fetch(ctx, hs, false)
 			if err != nil {
 				return err
 			}

@@ -417,7 +417,7 @@ func checkLazy(t *testing.T, s *Store, b []byte) {
 		page := slices.Clone(ids[max(0, len(ids)-50):])
 		slices.Reverse(page)
 		out := make([]Activity, len(page))
-		if !corrupt(s.fetchArchived(ctx, a, page, out)) {
+		if !corrupt(s.fetchArchived(ctx, a, page, out, true)) {
 			for k, a := range out {
 				require.Equal(t, page[k], a.ID)
 			}

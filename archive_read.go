@@ -229,8 +229,60 @@ func (s *Store) readBlock(ctx context.Context, a *archive, key cacheKey, cache b
 // none).
 type arcRow struct{ ord, at, cp int }
 
-// fetchArchived fills out with the activities of ids, all in archive a.
-func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []Activity) error {
+// fetchArchived fills out with the activities of ids, all in archive a:
+// those the record cache holds from it, the others from the archive, which
+// keep adds to the cache.
+func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []Activity, keep bool) error {
+	if s.records == nil {
+		return s.readArchived(ctx, a, ids, out)
+	}
+	var buf recordBuf
+	buf.init(len(ids))
+	var at []int // the positions of the activities to read from the archive
+	for k, id := range ids {
+		v, ok := s.records.get(id)
+		if !ok {
+			at = append(at, k)
+			continue
+		}
+		buf.put(k, v)
+		if err := decodeRecord(id, buf.get(k), &out[k]); err != nil {
+			return &CorruptionError{Where: "record " + id.String(), Err: err}
+		}
+	}
+	switch len(at) {
+	case 0:
+		return nil
+	case len(ids):
+		if err := s.readArchived(ctx, a, ids, out); err != nil {
+			return err
+		}
+	default:
+		sub := make([]ID, len(at))
+		for j, k := range at {
+			sub[j] = ids[k]
+		}
+		subOut := make([]Activity, len(at))
+		if err := s.readArchived(ctx, a, sub, subOut); err != nil {
+			return err
+		}
+		for j, k := range at {
+			out[k] = subOut[j]
+		}
+	}
+	if keep {
+		var enc []byte
+		for _, k := range at {
+			enc = appendRecord(enc[:0], &out[k])
+			s.records.add(ids[k], enc)
+		}
+	}
+	return nil
+}
+
+// readArchived fills out with the activities of ids, all in archive a, read
+// from its blocks.
+func (s *Store) readArchived(ctx context.Context, a *archive, ids []ID, out []Activity) error {
 	ft, err := a.footer(ctx)
 	if err != nil {
 		return err

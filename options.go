@@ -87,6 +87,14 @@ type Options struct {
 	// whatever the store's size. The default is 128 MiB.
 	CacheBytes int64
 
+	// RecordCacheBytes bounds the memory of the records that pages (All,
+	// Recent, Get) read, kept for the next pages that hold them, the least
+	// recently used evicted first. A page whose records it holds copies
+	// them instead of seeking each in pebble or decompressing its archive
+	// block. Records never change, so a kept one is never stale. Iter does
+	// not fill it. The default is 32 MiB; -1 keeps none.
+	RecordCacheBytes int64
+
 	// UserCopies is how many activities a user may have in a window, at
 	// most, for the window's sealed segment to keep a copy of their records
 	// beside the user's bitmap, and its archive a copy in its copy blocks
@@ -159,6 +167,8 @@ func (o *Options) withDefaults() (Options, error) {
 		return c, fmt.Errorf("%w: RetainFor %s is negative", ErrInvalidOptions, c.RetainFor)
 	case c.CacheBytes < 0:
 		return c, fmt.Errorf("%w: CacheBytes %d is negative", ErrInvalidOptions, c.CacheBytes)
+	case c.RecordCacheBytes < -1:
+		return c, fmt.Errorf("%w: RecordCacheBytes %d is below -1", ErrInvalidOptions, c.RecordCacheBytes)
 	case c.CompactEvery < 0:
 		return c, fmt.Errorf("%w: CompactEvery %s is negative", ErrInvalidOptions, c.CompactEvery)
 	case c.UserCopies < -1 || c.UserCopies > inlineIDs:
@@ -191,6 +201,9 @@ func (o *Options) withDefaults() (Options, error) {
 	}
 	if c.CacheBytes == 0 {
 		c.CacheBytes = 128 << 20
+	}
+	if c.RecordCacheBytes == 0 {
+		c.RecordCacheBytes = 32 << 20
 	}
 	if c.MemTableSize != 0 && (c.MemTableSize < 1<<20 || c.MemTableSize >= 4<<30) {
 		return c, fmt.Errorf("%w: MemTableSize %d is outside [1 MiB, 4 GiB)", ErrInvalidOptions, c.MemTableSize)

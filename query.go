@@ -206,7 +206,7 @@ func (q *Query) All(ctx context.Context) (Page, error) {
 			hs = hs[:p.limit]
 			page.Next = encodeCursor(hs[len(hs)-1].id)
 		}
-		page.Activities, err = s.fetch(ctx, hs)
+		page.Activities, err = s.fetch(ctx, hs, true)
 		return err
 	})
 	return page, err
@@ -247,7 +247,7 @@ func (q *Query) Iter(ctx context.Context) iter.Seq2[Activity, error] {
 				err = s.reading(func() error {
 					hs, err := s.hits(ctx, &p, want)
 					if err == nil {
-						acts, err = s.fetch(ctx, hs)
+						acts, err = s.fetch(ctx, hs, false)
 					}
 					return err
 				})

@@ -73,6 +73,7 @@ func OpenReader(opts *Options) (*Store, error) {
 		}
 	}
 	s.cache = lru.New[cacheKey, any](o.CacheBytes)
+	s.records = newRecordCache(o.RecordCacheBytes)
 	s.stopCtx, s.stopFn = context.WithCancel(context.Background())
 	if err := s.Refresh(context.Background()); err != nil {
 		return nil, err
@@ -187,7 +188,7 @@ func (s *Store) refreshNode(ctx context.Context, n int) error {
 		}
 		o := s.opts
 		o.Node = n
-		ns = &Store{opts: o, db: db, tier: t, cache: s.cache, stop: make(chan struct{}),
+		ns = &Store{opts: o, db: db, tier: t, cache: s.cache, records: s.records, stop: make(chan struct{}),
 			segs: map[int64]*segment{}, sealed: map[int64]*sealedSeg{}, archives: map[int64]*archive{}}
 		ns.stopCtx, ns.stopFn = context.WithCancel(context.Background())
 		ns.readOnly = true
@@ -472,7 +473,7 @@ func fetchMerged(ctx context.Context, nodes []*Store, hs []hit, from []int) ([]A
 		if len(mine) == 0 {
 			continue
 		}
-		acts, err := n.fetch(ctx, mine)
+		acts, err := n.fetch(ctx, mine, true)
 		if err != nil {
 			return nil, err
 		}
@@ -741,6 +742,7 @@ func (s *Store) statsReader(ctx context.Context) (Stats, error) {
 	}
 	st.CacheBytes, _ = s.cache.Size()
 	st.CacheLimit = s.opts.CacheBytes
+	st.RecordCacheHits, st.RecordCacheBytes = s.records.stats()
 	return st, nil
 }
 

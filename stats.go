@@ -42,6 +42,11 @@ type Stats struct {
 	// not those read from archives, nor those decoded from the copies a
 	// sealed segment keeps for its sparse users (Options.UserCopies).
 	RecordReads int64
+	// RecordCacheHits counts the records pages took from the record cache
+	// (Options.RecordCacheBytes) since Open, instead of reading them from
+	// pebble or an archive; RecordCacheBytes is the memory it holds.
+	RecordCacheHits  int64
+	RecordCacheBytes int64
 	// Archives counts the archive files, ArchivedActivities the activities
 	// in them (also counted in Activities) and ArchiveBytes their size.
 	Archives           int
@@ -130,6 +135,7 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 	st.RebuiltActivities = int(s.rebuiltActs.Load())
 	st.SegmentLoads = s.loads.Load()
 	st.RecordReads = s.recordReads.Load()
+	st.RecordCacheHits, st.RecordCacheBytes = s.records.stats()
 	return st, nil
 }
 

@@ -79,6 +79,7 @@ type Store struct {
 	readOnly  bool    // OpenReader's store and its node stores
 	archDir   string
 	cache     *lru.Cache[cacheKey, any]
+	records   *recordCache // nil: Options.RecordCacheBytes is -1
 	compactMu sync.Mutex   // one compaction or drop at a time
 	archived  atomic.Int64 // activities moved to archives by this Store
 	stopCtx   context.Context
@@ -157,6 +158,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 		s.tier = &dirTier{fs: o.FS, dir: s.archDir, hook: o.hook}
 	}
 	s.cache = lru.New[cacheKey, any](o.CacheBytes)
+	s.records = newRecordCache(o.RecordCacheBytes)
 	s.tail.init(o.TailBacklog)
 	s.stopCtx, s.stopFn = context.WithCancel(context.Background())
 	s.wopts = pebble.Sync
@@ -442,7 +444,7 @@ func (s *Store) applyLog(seg *segment) (int, error) {
 		hs[i].id = id
 	}
 	acts := make([]Activity, len(ids))
-	if err := s.fetchPebble(hs, nil, acts); err != nil {
+	if err := s.fetchPebble(hs, nil, acts, false); err != nil {
 		return 0, err
 	}
 	for i := len(acts) - 1; i >= 0; i-- { // oldest first

@@ -447,7 +447,7 @@ func (s *Store) getMany(ctx context.Context, ids []ID) ([]Activity, []bool, erro
 		sorted := slices.Clone(hs)
 		slices.SortFunc(sorted, func(a, b hit) int { return b.id.Compare(a.id) })
 		sorted = slices.CompactFunc(sorted, func(a, b hit) bool { return a.id == b.id })
-		acts, err := s.fetch(ctx, sorted)
+		acts, err := s.fetch(ctx, sorted, true)
 		if err != nil {
 			return err
 		}
@@ -483,8 +483,11 @@ func (s *Store) spanOf(w int64) (span, bool) {
 
 // fetch reads the activities of hs, which are newest first. The records in
 // pebble are read with one iterator; those with copies are decoded from
-// them. The caller holds s.swapMu for reading.
-func (s *Store) fetch(ctx context.Context, hs []hit) ([]Activity, error) {
+// them. Records read from pebble or from archives go to the record cache if
+// keep: pages a client may ask for again, not the chunks of a walk through
+// every match, which would push them out. The caller holds s.swapMu for
+// reading.
+func (s *Store) fetch(ctx context.Context, hs []hit, keep bool) ([]Activity, error) {
 	out := make([]Activity, len(hs))
 	inPebble := 0
 	for i := range hs {
@@ -493,7 +496,7 @@ func (s *Store) fetch(ctx context.Context, hs []hit) ([]Activity, error) {
 		}
 	}
 	if inPebble == len(hs) {
-		return out, s.fetchPebble(hs, nil, out)
+		return out, s.fetchPebble(hs, nil, out, keep)
 	}
 	var at []int // the positions of the hits read from pebble
 	if inPebble > 0 {
@@ -525,13 +528,13 @@ func (s *Store) fetch(ctx context.Context, hs []hit) ([]Activity, error) {
 		groups = append(groups, [2]int{i, j})
 		i = j
 	}
-	if err := s.fetchGroups(ctx, hs, groups, out); err != nil {
+	if err := s.fetchGroups(ctx, hs, groups, out, keep); err != nil {
 		return nil, err
 	}
 	if len(at) == 0 {
 		return out, nil
 	}
-	return out, s.fetchPebble(hs, at, out)
+	return out, s.fetchPebble(hs, at, out, keep)
 }
 
 // bucketReads is the most archives of a bucket one page reads from at once.
@@ -542,13 +545,13 @@ const bucketReads = 8
 // read one at a time while the caches answer; once one group had to ask
 // the server, the rest are read several at a time, since each such read
 // waits for the network.
-func (s *Store) fetchGroups(ctx context.Context, hs []hit, groups [][2]int, out []Activity) error {
+func (s *Store) fetchGroups(ctx context.Context, hs []hit, groups [][2]int, out []Activity, keep bool) error {
 	one := func(g [2]int) error {
 		ids := make([]ID, g[1]-g[0])
 		for k := range ids {
 			ids[k] = hs[g[0]+k].id
 		}
-		return s.fetchArchived(ctx, hs[g[0]].arc, ids, out[g[0]:g[1]])
+		return s.fetchArchived(ctx, hs[g[0]].arc, ids, out[g[0]:g[1]], keep)
 	}
 	t, remote := s.tier.(*s3Tier)
 	remote = remote && t.gets != nil
@@ -583,9 +586,10 @@ func (s *Store) fetchGroups(ctx context.Context, hs []hit, groups [][2]int, out 
 }
 
 // fetchPebble reads the records of the hits hs[at[k]] (of every hit when at
-// is nil), whose IDs descend, with one iterator, into out at the same
-// positions. The activities share one buffer.
-func (s *Store) fetchPebble(hs []hit, at []int, out []Activity) error {
+// is nil), whose IDs descend, into out at the same positions: those the
+// record cache holds from it, the others with one iterator, which keep
+// adds to the cache. The activities share one buffer.
+func (s *Store) fetchPebble(hs []hit, at []int, out []Activity, keep bool) error {
 	n := len(hs)
 	if at != nil {
 		n = len(at)
@@ -593,42 +597,99 @@ func (s *Store) fetchPebble(hs []hit, at []int, out []Activity) error {
 	if n == 0 {
 		return nil
 	}
-	pos := func(k int) int {
-		if at == nil {
-			return k
+	var buf recordBuf
+	buf.init(n)
+	var missBuf [128]int
+	miss := missBuf[:0] // the k of the records to read from pebble
+	for k := range n {
+		if v, ok := s.records.get(hs[posOf(at, k)].id); ok {
+			buf.put(k, v)
+		} else {
+			miss = append(miss, k)
 		}
-		return at[k]
 	}
-	s.recordReads.Add(int64(n))
+	if len(miss) > 0 {
+		if err := s.readPage(hs, at, miss, &buf, keep); err != nil {
+			return err
+		}
+	}
+	for k := range n {
+		p := posOf(at, k)
+		if err := decodeRecord(hs[p].id, buf.get(k), &out[p]); err != nil {
+			return &CorruptionError{Where: "record " + hs[p].id.String(), Err: err}
+		}
+	}
+	return nil
+}
+
+// posOf returns at[k], or k when at is nil.
+func posOf(at []int, k int) int {
+	if at == nil {
+		return k
+	}
+	return at[k]
+}
+
+// recordBuf holds the records of a page in one buffer, in any order.
+type recordBuf struct {
+	spanBuf [128][2]int
+	spans   [][2]int // spans[k] is where record k lies in arena
+	arena   []byte
+	n       int
+}
+
+// init readies b for n records.
+func (b *recordBuf) init(n int) {
+	b.n = n
+	b.spans = b.spanBuf[:]
+	if n > len(b.spanBuf) {
+		b.spans = make([][2]int, n)
+	}
+}
+
+// put copies v in as record k.
+func (b *recordBuf) put(k int, v []byte) {
+	if b.arena == nil {
+		b.arena = make([]byte, 0, (len(v)+32)*b.n*5/4)
+	}
+	b.spans[k] = [2]int{len(b.arena), len(b.arena) + len(v)}
+	b.arena = append(b.arena, v...)
+}
+
+// get returns record k.
+func (b *recordBuf) get(k int) []byte {
+	sp := b.spans[k]
+	return b.arena[sp[0]:sp[1]:sp[1]]
+}
+
+// readPage reads from pebble, with one iterator, the records of the hits
+// hs[posOf(at, k)] for each k of miss (ascending, so their IDs descend) into
+// buf, and into the record cache if keep.
+func (s *Store) readPage(hs []hit, at, miss []int, buf *recordBuf, keep bool) error {
+	s.recordReads.Add(int64(len(miss)))
 	bounds := make([]byte, 0, 2*17+1)
-	lower := recordKey(bounds, hs[pos(0)].id)
-	upper := append(recordKey(lower[len(lower):], hs[pos(n-1)].id), 0)
+	lower := recordKey(bounds, hs[posOf(at, miss[0])].id)
+	upper := append(recordKey(lower[len(lower):], hs[posOf(at, miss[len(miss)-1])].id), 0)
 	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lower, UpperBound: upper})
 	if err != nil {
 		return err
 	}
 	defer it.Close()
-	var offBuf [129]int
-	offs := offBuf[:]
-	if n+1 > len(offBuf) {
-		offs = make([]int, n+1)
-	}
-	var arena []byte
 	var key [17]byte
 	stepping := true
-	for i := range n {
-		id := hs[pos(i)].id
-		k := recordKey(key[:0], id)
+	for i, k := range miss {
+		id := hs[posOf(at, k)].id
+		rk := recordKey(key[:0], id)
 		// While the records are adjacent keys (a page without filter),
 		// step with Next. After the first gap, only seek: ascending seeks
 		// let pebble step forward within each level before it searches,
 		// which a Next in between would prevent.
 		found := false
 		if stepping && i > 0 {
-			found = it.Next() && bytes.Equal(it.Key(), k)
+			found = it.Next() && bytes.Equal(it.Key(), rk)
 			stepping = found
 		}
-		if !found && (!it.SeekGE(k) || !bytes.Equal(it.Key(), k)) {
+		if !found && (!it.SeekGE(rk) || !bytes.Equal(it.Key(), rk)) {
 			if err := it.Error(); err != nil {
 				return err
 			}
@@ -638,16 +699,9 @@ func (s *Store) fetchPebble(hs []hit, at []int, out []Activity) error {
 		if err != nil {
 			return err
 		}
-		if arena == nil {
-			arena = make([]byte, 0, (len(v)+32)*n*5/4)
-		}
-		arena = append(arena, v...)
-		offs[i+1] = len(arena)
-	}
-	for i := range n {
-		id := hs[pos(i)].id
-		if err := decodeRecord(id, arena[offs[i]:offs[i+1]:offs[i+1]], &out[pos(i)]); err != nil {
-			return &CorruptionError{Where: "record " + id.String(), Err: err}
+		buf.put(k, v)
+		if keep {
+			s.records.add(id, v)
 		}
 	}
 	return nil
