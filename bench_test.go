@@ -18,6 +18,8 @@ import (
 
 var benchN = flag.Int("bench.n", 1_000_000, "activities in the store the query benchmarks run on")
 
+var benchRecordCache = flag.Int64("bench.recordcache", 0, "Options.RecordCacheBytes of the query benchmarks' stores (0: the default, -1: none)")
+
 var benchEnd = time.Date(2026, 11, 1, 0, 0, 0, 0, time.UTC)
 
 func benchNow() time.Time { return benchEnd.Add(time.Hour) }
@@ -64,7 +66,7 @@ func (bs *builtStore) get(b *testing.B, archived bool) *activitystore.Store {
 		if bs.err != nil {
 			return
 		}
-		opts := &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour}
+		opts := &activitystore.Options{NoSync: true, Now: benchNow, SealEvery: time.Hour, RecordCacheBytes: *benchRecordCache}
 		if archived {
 			opts.ColdAfter = time.Nanosecond
 		}
