@@ -284,7 +284,7 @@ func (s *segment) sorted() *segment {
 	n := len(s.ids)
 	newOrd := make([]uint32, n)
 	out := newSegment(s.window)
-	out.ids = make([]ID, 0, n)
+	out.ids = make([]ID, 0, max(n, cap(s.ids))) // keeps the room s made ahead
 	lb := s.lateByID
 	for o := 0; o < n || len(lb) > 0; {
 		if o < n && s.late.Contains(uint32(o)) {

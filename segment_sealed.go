@@ -221,7 +221,8 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 // segment's sealed form. The caller holds seg.mu; RunOptimize changes the
 // bitmaps, so for writing. When recs is set, each user value with at most
 // copies activities keeps copies of their records, as recs gives them by
-// ID; a value with a record recs lacks keeps none.
+// ID; a value with a record recs lacks keeps none. set must copy its
+// arguments, as a pebble batch does.
 func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, dicts *[numFields]dict, set func(k, v []byte) error) (*sealedSeg, error) {
 	if seg.late != nil {
 		return nil, fmt.Errorf("activitystore: segment %d is not sorted", seg.window)
@@ -256,13 +257,15 @@ func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, 
 			sl.counts[f][dicts[f].value(vn)] = uint32(bm.GetCardinality())
 		}
 	}
+	var buf appendBuf // reused: set copies what it is given
 	for f := range numFields {
 		for vn, bm := range seg.bms[f] {
 			bm.RunOptimize()
-			data, err := bm.ToBytes()
-			if err != nil {
+			buf.b = buf.b[:0]
+			if _, err := bm.WriteTo(&buf); err != nil {
 				return nil, err
 			}
+			data := buf.b
 			sl.bytes[f] += uint64(len(data))
 			if c := bm.GetCardinality(); c <= uint64(inline) {
 				for it := bm.Iterator(); it.HasNext(); {
@@ -277,12 +280,22 @@ func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, 
 				}
 			}
 			k = bitmapKey(k[:0], seg.window, gen, f, dicts[f].value(vn))
-			if err := set(k, appendCRC(data)); err != nil {
+			data = appendCRC(data)
+			if err := set(k, data); err != nil {
 				return nil, err
 			}
+			buf.b = data
 		}
 	}
 	return sl, nil
+}
+
+// appendBuf is an io.Writer that appends to b.
+type appendBuf struct{ b []byte }
+
+func (a *appendBuf) Write(p []byte) (int, error) {
+	a.b = append(a.b, p...)
+	return len(p), nil
 }
 
 // appendCopies appends to data the copies of the records of bm's members,

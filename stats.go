@@ -93,9 +93,9 @@ func (s *Store) Stats(ctx context.Context) (Stats, error) {
 				st.SealedSegments++
 			}
 			st.LateOrdinals += len(seg.lateByID)
-			st.OpenBytes += 16 * int64(n)
+			st.OpenBytes += 16 * int64(cap(seg.ids)) // room made ahead counts
 			if seg.pmax != nil {
-				st.OpenBytes += 16*int64(n) + 4*int64(len(seg.lateByID))
+				st.OpenBytes += 16*int64(cap(seg.pmax)) + 4*int64(len(seg.lateByID))
 			}
 			for f, b := range seg.indexBytes() {
 				st.IndexBytesByField[fieldNames[f]] += int64(b)

@@ -74,16 +74,20 @@ type Store struct {
 	archives map[int64]*archive
 	spans    []span // every window with data, newest first; replaced, never changed in place
 
-	tier      tier    // where archives live
-	rd        *reader // set by OpenReader
-	readOnly  bool    // OpenReader's store and its node stores
-	archDir   string
-	cache     *lru.Cache[cacheKey, any]
-	records   *recordCache // nil: Options.RecordCacheBytes is -1
-	compactMu sync.Mutex   // one compaction or drop at a time
-	archived  atomic.Int64 // activities moved to archives by this Store
-	stopCtx   context.Context
-	stopFn    context.CancelFunc
+	tier     tier    // where archives live
+	rd       *reader // set by OpenReader
+	readOnly bool    // OpenReader's store and its node stores
+	archDir  string
+	cache    *lru.Cache[cacheKey, any]
+	records  *recordCache       // nil: Options.RecordCacheBytes is -1
+	sealWait map[int64]sealWait // due windows the background sealer lets wait; its own
+	// idsHint is the activities of window hintWindow, the newest sealed,
+	// at most maxIDsHint; under mu.
+	idsHint, hintWindow int64
+	compactMu           sync.Mutex   // one compaction or drop at a time
+	archived            atomic.Int64 // activities moved to archives by this Store
+	stopCtx             context.Context
+	stopFn              context.CancelFunc
 
 	dicts [numFields]dict
 	tail  tailLog
@@ -185,7 +189,8 @@ func Open(dir string, opts *Options) (*Store, error) {
 		return nil, err
 	}
 	s.bg.Add(1)
-	go s.every(o.SealEvery, "sealing", s.sealDue)
+	s.sealWait = map[int64]sealWait{}
+	go s.every(o.SealEvery, "sealing", s.sealBackground)
 	if o.CompactEvery > 0 {
 		s.bg.Add(1)
 		go s.every(o.CompactEvery, "compaction", s.compact)

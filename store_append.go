@@ -63,10 +63,26 @@ func (s *Store) openSegment(w int64) (*segment, error) {
 			}
 		}
 	}
+	// A new newest window is likely to take as many activities as the one
+	// before: its IDs start with room for that many (the previous newest
+	// window's if it is open, else the last sealed one's), rather than
+	// being copied over and over as they grow.
+	hint := 0
+	if spans := s.allSpans(); loaded == nil && len(spans) > 0 && spans[0].window < w && spans[0].hot != nil {
+		spans[0].hot.mu.RLock()
+		hint = min(spans[0].hot.len(), maxIDsHint)
+		spans[0].hot.mu.RUnlock()
+	}
 	s.mu.Lock()
 	if seg = s.segs[w]; seg == nil {
 		if loaded == nil {
 			loaded = newSegment(w)
+			if len(s.spans) == 0 || s.spans[0].window < w {
+				if hint == 0 {
+					hint = int(s.idsHint)
+				}
+				loaded.ids = make([]ID, 0, hint)
+			}
 		}
 		seg = loaded
 		s.segs[w] = seg
@@ -126,9 +142,12 @@ func (s *Store) Append(ctx context.Context, acts ...Activity) ([]ID, error) {
 	}
 	ids := make([]ID, len(acts))
 	vals := make([][numFields]uint32, len(acts))
-	b := s.db.NewBatchWithSize(len(acts) * 64)
+	// Room for the records, their keys and the append log entries up
+	// front, so that neither the batch nor the log entry grows by copies.
+	b := s.db.NewBatchWithSize(size + len(acts)*64)
 	defer b.Close()
-	var kbuf, vbuf, lbuf []byte
+	var kbuf, vbuf []byte
+	lbuf := make([]byte, 0, 16*len(acts)+4)
 	var windows []int64 // distinct windows of the batch, in batch order
 	// logRun writes the append log entry of the run of activities from
 	// ids[start:end], all in one window.

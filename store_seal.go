@@ -2,6 +2,7 @@ package activitystore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,9 +12,49 @@ import (
 )
 
 // sealDue seals every open segment whose window ended SealAfter ago.
-func (s *Store) sealDue(ctx context.Context) error {
+func (s *Store) sealDue(ctx context.Context) error { return s.sealPass(ctx, false) }
+
+// sealBackground is the background sealer's pass: sealDue, but a due
+// window that took appends since the previous pass waits for a pass that
+// finds it idle, for at most maxBusyPasses passes. A window loaded from
+// history (an import of old activities, all of them due) is then sealed
+// once, after its load, not again and again while it fills; a checkpoint
+// still bounds what a crash leaves to replay.
+func (s *Store) sealBackground(ctx context.Context) error { return s.sealPass(ctx, true) }
+
+// maxBusyPasses is how many passes of the background sealer a due window
+// may wait for while it takes appends.
+const maxBusyPasses = 10
+
+// busy reports whether the due window w, holding n activities, took
+// appends since the previous pass and may wait. Only the background
+// sealer calls it.
+func (s *Store) busy(w int64, n int) bool {
+	st, ok := s.sealWait[w]
+	if ok && st.n == n || st.passes >= maxBusyPasses {
+		delete(s.sealWait, w)
+		return false
+	}
+	s.sealWait[w] = sealWait{n: n, passes: st.passes + 1}
+	return true
+}
+
+// sealWait is what the background sealer saw of a due window it let wait.
+type sealWait struct{ n, passes int }
+
+func (s *Store) sealPass(ctx context.Context, background bool) error {
 	cutoff := s.opts.Now().Add(-s.opts.SealAfter).UnixNano()
-	for _, sp := range s.allSpans() {
+	spans := s.allSpans()
+	if background {
+		// Forget the windows no longer open (sealed by Close, Compact or
+		// a pass that found them idle).
+		for w := range s.sealWait {
+			if i, ok := slices.BinarySearchFunc(spans, w, func(sp span, w int64) int { return cmp.Compare(w, sp.window) }); !ok || spans[i].hot == nil {
+				delete(s.sealWait, w)
+			}
+		}
+	}
+	for _, sp := range spans {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
@@ -22,8 +63,11 @@ func (s *Store) sealDue(ctx context.Context) error {
 		}
 		sp.hot.mu.RLock()
 		due := !sp.hot.sealed && (sp.window+1)*s.width <= cutoff
-		logged := sp.hot.logged
+		logged, n := sp.hot.logged, sp.hot.len()
 		sp.hot.mu.RUnlock()
+		if due && background && s.busy(sp.window, n) {
+			due = false
+		}
 		var err error
 		switch {
 		case due:
@@ -61,6 +105,10 @@ func (s *Store) seal(w int64) error { return s.write(w, true) }
 // Open loads the written form and reads only the records the log names.
 func (s *Store) checkpoint(w int64) error { return s.write(w, false) }
 
+// maxIDsHint bounds the IDs a new window's segment makes room for at
+// first (16 MiB).
+const maxIDsHint = 1 << 20
+
 // write is seal (drop) or checkpoint (!drop).
 func (s *Store) write(w int64, drop bool) error {
 	s.sealMu.Lock()
@@ -70,13 +118,6 @@ func (s *Store) write(w int64, drop bool) error {
 	s.mu.RUnlock()
 	if seg == nil {
 		return nil
-	}
-	b := s.db.NewBatch()
-	defer b.Close()
-	b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)
-	b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
-	if drop {
-		b.Delete(windowKey(prefixDirty, w), nil)
 	}
 	var sl *sealedSeg
 	var recs map[ID][]byte
@@ -91,6 +132,20 @@ func (s *Store) write(w int64, drop bool) error {
 		if err := s.gatherCopies(w, recs); err != nil {
 			return err
 		}
+	}
+	// Room for what the batch will hold, so that it does not grow by
+	// copies: the ID column and the inline IDs (16 bytes an activity each,
+	// at most), the bitmaps (a few bytes an activity) and the copies.
+	size := 40*n + 1<<16
+	for _, r := range recs {
+		size += len(r) + 3
+	}
+	b := s.db.NewBatchWithSize(size)
+	defer b.Close()
+	b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)
+	b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
+	if drop {
+		b.Delete(windowKey(prefixDirty, w), nil)
 	}
 	if n > 0 {
 		gen, err := s.allocSeq(1)
@@ -121,6 +176,9 @@ func (s *Store) write(w int64, drop bool) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if drop && n > 0 && (s.idsHint == 0 || w >= s.hintWindow) {
+		s.idsHint, s.hintWindow = int64(min(n, maxIDsHint)), w
+	}
 	if drop {
 		delete(s.segs, w)
 		if sl != nil {

@@ -47,6 +47,7 @@ type config struct {
 	systems        []string      // the systems to load and query, in systemNames order
 	cpuProfile     string        // CPU profile of the hot query phase, if set
 	cpuProfileArch string        // CPU profile of the query phase on local archives, if set
+	cpuProfileLoad string        // CPU profile of the store's load, if set
 	settle         time.Duration // longest wait for the store to settle after the load; default 5 minutes
 	archivedBudget time.Duration // time an archived query row may take before it stops short of runs
 	archives       []string      // where the compaction phase puts the archives: local, s3; default local
@@ -68,6 +69,7 @@ func main() {
 	flag.BoolVar(&c.progress, "progress", true, "show progress bars on standard error")
 	systems := flag.String("systems", "pebble,sqlite", "comparators to load and query beside activitystore, comma separated: pebble, sqlite, or none")
 	flag.StringVar(&c.cpuProfile, "cpuprofile", "", "write a CPU profile of the hot query phase to this file")
+	flag.StringVar(&c.cpuProfileLoad, "cpuprofile-load", "", "write a CPU profile of the store's load (the NoSync, 1-writer row) to this file")
 	flag.StringVar(&c.cpuProfileArch, "cpuprofile-archived", "", "write a CPU profile of the query phase on local archives to this file")
 	archives := flag.String("archives", locLocal, "where the compaction phase puts the archives: local, s3 (a SeaweedFS server the bench starts), or local,s3")
 	flag.Parse()
@@ -422,6 +424,9 @@ func run(ctx context.Context, c *config) (*results, error) {
 		var after func([]activitystore.Activity)
 		if o, ok := sys.(*ours); ok {
 			o.setIDs = true
+			// Room for every ID up front: growing a slice of them inside
+			// the timed appends would charge its copies to the store.
+			d.ids = make([]activitystore.ID, 0, d.n)
 			// One writer: batches are appended in order.
 			after = func(b []activitystore.Activity) {
 				for _, a := range b {
@@ -429,7 +434,14 @@ func run(ctx context.Context, c *config) (*results, error) {
 				}
 			}
 		}
+		stop := func() {}
+		if name == sysOurs && c.cpuProfileLoad != "" {
+			if stop, err = startProfile(c.cpuProfileLoad); err != nil {
+				return nil, err
+			}
+		}
 		r, err := ingest(ctx, c, sys, d.each, d.batches(), 1, "load "+name, jsonPer, after)
+		stop()
 		if err != nil {
 			return nil, fmt.Errorf("load %s: %w", name, err)
 		}
