@@ -78,8 +78,10 @@
 //     one key per window, with no record lookups.
 //   - archived: in a file (below).
 //
-// A segment is sealed once its window has been closed for Options.SealAfter,
-// and every open segment is sealed by Close, in one pebble batch with the
+// A segment is sealed once its window has been closed for Options.SealAfter
+// and a look of the background sealer (every Options.SealEvery) finds that
+// it took no append since the previous look (or after ten looks), and every
+// open segment is sealed by Close, in one pebble batch with the
 // removal of the window's dirty mark. An append into a sealed window loads
 // its index and opens it again until the next seal.
 //
@@ -90,8 +92,10 @@
 // only the windows the crash left with unsealed activities (see below). The store's memory is then the open
 // segments (Stats.OpenBytes: the windows still taking appends, about 25
 // bytes per activity) plus the cache of sealed and archived data
-// (Stats.CacheBytes, at most Options.CacheBytes), plus pebble's block cache
-// and memtables (Options.BlockCacheSize, Options.MemTableSize).
+// (Stats.CacheBytes, at most Options.CacheBytes), plus the records pages
+// read, kept for the next pages (Stats.RecordCacheBytes, at most
+// Options.RecordCacheBytes), plus pebble's block cache and memtables
+// (Options.BlockCacheSize, Options.MemTableSize).
 
 // # Archives and retention
 //

@@ -32,7 +32,10 @@ type Options struct {
 	SealAfter time.Duration
 
 	// SealEvery is how often the background sealer looks for segments to
-	// seal. The default is 30 seconds.
+	// seal. A due segment that took appends since the sealer's previous
+	// look (a window being imported from history) waits for a look that
+	// finds it idle, ten looks at most, so that it is sealed once, not
+	// again and again as it fills. The default is 30 seconds.
 	SealEvery time.Duration
 
 	// MemTableSize is pebble's memtable size in bytes. The default is 64 MiB,
