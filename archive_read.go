@@ -238,16 +238,15 @@ func (s *Store) fetchArchived(ctx context.Context, a *archive, ids []ID, out []A
 	}
 	var buf recordBuf
 	buf.init(len(ids))
-	var at []int // the positions of the activities to read from the archive
-	for k, id := range ids {
-		v, ok := s.records.get(id)
-		if !ok {
-			at = append(at, k)
+	// The positions of the activities to read from the archive.
+	at := s.records.take(len(ids), func(k int) ID { return ids[k] }, &buf, nil)
+	for k, j := 0, 0; k < len(ids); k++ {
+		if j < len(at) && at[j] == k {
+			j++
 			continue
 		}
-		buf.put(k, v)
-		if err := decodeRecord(id, buf.get(k), &out[k]); err != nil {
-			return &CorruptionError{Where: "record " + id.String(), Err: err}
+		if err := decodeRecord(ids[k], buf.get(k), &out[k]); err != nil {
+			return &CorruptionError{Where: "record " + ids[k].String(), Err: err}
 		}
 	}
 	switch len(at) {

@@ -30,16 +30,27 @@ func newRecordCache(max int64) *recordCache {
 	return &recordCache{c: lru.New[ID, []byte](max)}
 }
 
-// get returns the record of id; it must not be changed.
-func (rc *recordCache) get(id ID) ([]byte, bool) {
+// take copies into buf, as record k, the kept record of id(k) for each k
+// below n, and returns miss with the k whose record it does not hold
+// appended, ascending.
+func (rc *recordCache) take(n int, id func(k int) ID, buf *recordBuf, miss []int) []int {
 	if rc == nil {
-		return nil, false
+		for k := range n {
+			miss = append(miss, k)
+		}
+		return miss
 	}
-	v, ok := rc.c.Get(id)
-	if ok {
-		rc.hits.Add(1)
+	hits := 0
+	for k := range n {
+		if v, ok := rc.c.Get(id(k)); ok {
+			buf.put(k, v)
+			hits++
+		} else {
+			miss = append(miss, k)
+		}
 	}
-	return v, ok
+	rc.hits.Add(int64(hits))
+	return miss
 }
 
 // add keeps a copy of v as the record of id.

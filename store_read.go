@@ -600,14 +600,8 @@ func (s *Store) fetchPebble(hs []hit, at []int, out []Activity, keep bool) error
 	var buf recordBuf
 	buf.init(n)
 	var missBuf [128]int
-	miss := missBuf[:0] // the k of the records to read from pebble
-	for k := range n {
-		if v, ok := s.records.get(hs[posOf(at, k)].id); ok {
-			buf.put(k, v)
-		} else {
-			miss = append(miss, k)
-		}
-	}
+	// The k of the records to read from pebble.
+	miss := s.records.take(n, func(k int) ID { return hs[posOf(at, k)].id }, &buf, missBuf[:0])
 	if len(miss) > 0 {
 		if err := s.readPage(hs, at, miss, &buf, keep); err != nil {
 			return err
