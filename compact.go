@@ -148,6 +148,12 @@ func (s *Store) archiveWindow(ctx context.Context, w int64) error {
 	lo, hi := s.windowIDs(w)
 	b := s.db.NewBatch()
 	defer b.Close()
+	if err := s.deleteUserEntries(b, w); err != nil {
+		s.sealMu.Unlock()
+		s.swapMu.Unlock()
+		s.removeObject(name)
+		return err
+	}
 	b.Set(windowKey(prefixArchive, w), a.meta(), nil)
 	b.DeleteRange(recordKey(nil, hi), recordKey(nil, lo), nil)
 	b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)

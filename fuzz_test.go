@@ -34,7 +34,7 @@ func FuzzDecodeRecord(f *testing.F) {
 }
 
 // FuzzDecodeSealed feeds arbitrary bytes to the decoders of a sealed
-// segment's descriptor and bitmaps, the places a sealed index is read from
+// segment's descriptor, bitmaps and user entries, the places a sealed index is read from
 // disk: they must return an error or a value whose invariants hold, never
 // panic.
 func FuzzDecodeSealed(f *testing.F) {
@@ -92,6 +92,11 @@ func FuzzDecodeSealed(f *testing.F) {
 				if sv.recs != nil && (f != copyField || len(sv.recs) != len(sv.ids)) {
 					t.Fatalf("%d record copies for %d IDs in field %s", len(sv.recs), len(sv.ids), f)
 				}
+			}
+		}
+		if sv, ok, err := decodeUserEntry(b, sl, "a"); err == nil && ok {
+			if sv.bm.IsEmpty() || sv.bm.Maximum() >= 40 || uint64(len(sv.ids)) != sv.bm.GetCardinality() || len(sv.recs) != len(sv.ids) {
+				t.Fatalf("user entry of %d ordinals, %d IDs and %d copies", sv.bm.GetCardinality(), len(sv.ids), len(sv.recs))
 			}
 		}
 	})

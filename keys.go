@@ -19,6 +19,10 @@ import (
 // gen (uint64) is a sequence number taken at each seal: a reader that holds
 // an older descriptor finds its keys gone instead of reading the new ones.
 //
+//	'u' len user ^window gen     -> a user's entry in one sealed segment (segment_sealed.go):
+//	                                its IDs and copies of its records when it has few
+//	                                there, else a mark; a user's entries are adjacent,
+//	                                newest window first, so one scan reads many windows
 //	'n' window seq               -> IDs of one append batch in the window since its
 //	                                segment was last written (sealed or checkpointed)
 //	'a' window                   -> record of the window's archive file
@@ -28,6 +32,7 @@ const (
 	prefixDirty      = 'd'
 	prefixDescriptor = 'h'
 	prefixSegment    = 's'
+	prefixUser       = 'u'
 	prefixLog        = 'n'
 	prefixArchive    = 'a'
 	prefixMeta       = 'm'
@@ -93,6 +98,37 @@ func chunkKey(dst []byte, w int64, gen uint64, c int) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, gen)
 	dst = append(dst, partIDs)
 	return binary.BigEndian.AppendUint32(dst, uint32(c))
+}
+
+// userPrefix returns the prefix of the user keys of user v: its length
+// first, so that no user's keys fall among another's.
+func userPrefix(dst []byte, v string) []byte {
+	dst = append(dst, prefixUser)
+	dst = binary.AppendUvarint(dst, uint64(len(v)))
+	return append(dst, v...)
+}
+
+// userKey returns the key of user v's entry in the sealed segment of
+// window w and generation gen. Newer windows sort first.
+func userKey(dst []byte, v string, w int64, gen uint64) []byte {
+	dst = userPrefix(dst, v)
+	dst = binary.BigEndian.AppendUint64(dst, ^uint64(w))
+	return binary.BigEndian.AppendUint64(dst, gen)
+}
+
+// userKeyParts returns the user, window and generation of a user key, and
+// false when k is not one.
+func userKeyParts(k []byte) (v []byte, w int64, gen uint64, ok bool) {
+	if len(k) < 2 || k[0] != prefixUser {
+		return nil, 0, 0, false
+	}
+	n, m := binary.Uvarint(k[1:])
+	if m <= 0 || n > uint64(len(k)) || uint64(len(k)-1-m) != n+16 {
+		return nil, 0, 0, false
+	}
+	v = k[1+m : 1+m+int(n)]
+	rest := k[1+m+int(n):]
+	return v, int64(^binary.BigEndian.Uint64(rest)), binary.BigEndian.Uint64(rest[8:]), true
 }
 
 // logKey returns the key of the append log entry of window w whose first

@@ -394,34 +394,58 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 		require.NoError(t, s.Close())
 	}
 
-	// Inline IDs that disagree with the ID column, then a copy that differs
-	// from its record, each under a good checksum.
-	tamper := func(change func(ids, copies []byte)) error {
+	// A copy in the user's entry that differs from its record, then inline
+	// IDs that disagree with the ID column (in the value and the entry
+	// alike), each under a good checksum.
+	tamper := func(change func(db *pebble.DB, w int64, sl *sealedSeg)) error {
 		db, err := pebble.Open(dir+"/db", &pebble.Options{})
 		require.NoError(t, err)
 		w := testBase.UnixNano() / int64(time.Hour)
 		sl := readDescriptor(t, db, w, int64(time.Hour))
 		require.Equal(t, inlineIDs, sl.copies)
-		k := bitmapKey(nil, w, sl.gen, fieldUser, "light")
-		v, c, err := db.Get(k)
-		require.NoError(t, err)
-		body := slices.Clone(v[:len(v)-4])
-		c.Close()
-		_, used, err := decodeBitmapPrefix(body, sl.n)
-		require.NoError(t, err)
-		require.Equal(t, byte(1), body[used+3*16], "copies follow the IDs")
-		change(body[used:used+3*16], body[used+3*16+1:])
-		require.NoError(t, db.Set(k, appendCRC(body), pebble.Sync))
+		require.True(t, sl.far)
+		change(db, w, sl)
 		require.NoError(t, db.Close())
 		s := reopenTest(t, dir, &Options{})
 		err = s.Verify(ctx)
 		require.NoError(t, s.Close())
 		return err
 	}
-	err = tamper(func(_, copies []byte) { copies[len(copies)-1] ^= 1 })
+	// edit rewrites the value of k, under a good checksum.
+	edit := func(db *pebble.DB, k []byte, change func(body []byte)) {
+		v, c, err := db.Get(k)
+		require.NoError(t, err)
+		body := slices.Clone(v[:len(v)-4])
+		c.Close()
+		change(body)
+		require.NoError(t, db.Set(k, appendCRC(body), pebble.Sync))
+	}
+	err = tamper(func(db *pebble.DB, w int64, sl *sealedSeg) {
+		edit(db, bitmapKey(nil, w, sl.gen, fieldUser, "light"), func(body []byte) {
+			_, used, err := decodeBitmapPrefix(body, sl.n)
+			require.NoError(t, err)
+			require.Equal(t, []byte{2}, body[used+3*16:], "the copies are in the user's entry")
+		})
+		edit(db, userKey(nil, "light", w, sl.gen), func(body []byte) {
+			require.Equal(t, byte(1), body[0], "an entry with copies")
+			body[len(body)-1] ^= 1
+		})
+	})
 	require.ErrorIs(t, err, ErrCorrupt)
-	assert.Contains(t, err.Error(), "its copy beside the user_id bitmap")
-	err = tamper(func(ids, _ []byte) { ids[len(ids)-1]-- }) // the last ID, one sequence number lower: still in order
+	assert.Contains(t, err.Error(), "the copy its user_id keeps in segment")
+	err = tamper(func(db *pebble.DB, w int64, sl *sealedSeg) {
+		// the last ID, one sequence number lower: still in order
+		edit(db, bitmapKey(nil, w, sl.gen, fieldUser, "light"), func(body []byte) {
+			_, used, err := decodeBitmapPrefix(body, sl.n)
+			require.NoError(t, err)
+			body[used+3*16-1]--
+		})
+		edit(db, userKey(nil, "light", w, sl.gen), func(body []byte) {
+			_, used, err := decodeBitmapPrefix(body[1:], sl.n)
+			require.NoError(t, err)
+			body[1+used+3*16-1]--
+		})
+	})
 	require.ErrorIs(t, err, ErrCorrupt)
 	assert.Contains(t, err.Error(), "disagree with the ID column")
 }

@@ -61,6 +61,11 @@ func (s *Store) dropBefore(ctx context.Context, t time.Time) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	for _, w := range segs {
+		if err := s.deleteUserEntries(b, w); err != nil {
+			s.sealMu.Unlock()
+			s.swapMu.Unlock()
+			return fmt.Errorf("activitystore: cannot drop windows before %s: %w", t.Format(time.RFC3339), err)
+		}
 		lo, hi := s.windowIDs(w)
 		b.DeleteRange(recordKey(nil, hi), recordKey(nil, lo), nil)
 		b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)

@@ -37,16 +37,24 @@ import (
 //	            are at most the inline limit, their IDs (16 bytes each,
 //	            ascending); for a user_id value with at most the copy limit
 //	            of them, a byte 1 and each record (uvarint length, bytes)
-//	            in the same order, or a byte 0 for none; CRC-32C
+//	            in the same order, or a byte 0 for none, or (version 6) a
+//	            byte 2: they are in the user's entry; CRC-32C
 //	ID chunk:   up to chunk IDs of 16 bytes, ascending, CRC-32C
+//	user entry: (version 6, when the copy limit is not 0) one per user of
+//	            the segment: a byte 1 and the user's value as above with
+//	            its copies (byte 1 and the records) when it has them, else
+//	            a byte 0; CRC-32C
 //
 // Ordinals of a sealed segment are in ID order, so ordinal o is the o-th ID
 // of the column and no ordinal is late. A sparse value (a light user, a
 // rare resource) keeps its IDs beside its bitmap, so a query for it reads
 // one key per segment and no ID chunk; a sparse user also keeps a copy of
-// its records there, so "this user's recent activity" reads no record key
-// at all.
-const sealedVersion = 5
+// its records, so "this user's recent activity" reads no record key at
+// all. Since version 6 those copies are in the user's entries, which sort
+// by user and then newest window first: one short scan reads a light
+// user's values in many windows, where a key per window would read a block
+// of each.
+const sealedVersion = 6
 
 // countedFields are the fields whose activity counts per value the
 // descriptor keeps (when they have at most countedValues values), so that
@@ -76,7 +84,8 @@ type sealedSeg struct {
 	inline int                          // values with at most this many ordinals keep their IDs in their key
 	idsIn  uint64                       // bytes of IDs kept in value keys
 	copies int                          // user values with at most this many ordinals may keep copies of their records; 0 none
-	recsIn uint64                       // bytes of record copies kept in value keys
+	recsIn uint64                       // bytes of record copies kept in value keys or user entries
+	far    bool                         // every user of it has a user entry (version 6, copies > 0)
 	firsts []ID                         // first ID of each chunk
 	last   ID                           // the newest ID
 	bytes  [numFields]uint64            // serialized bitmap bytes per field
@@ -192,6 +201,7 @@ func decodeDescriptor(w, width int64, v []byte) (*sealedSeg, error) {
 		return nil, corruptf(sl.where(), "descriptor: malformed")
 	}
 	sl.n, sl.chunk, sl.inline, sl.copies = int(n), int(per), int(inline), int(copies)
+	sl.far = ver >= 6 && copies > 0
 	nc := (sl.n + sl.chunk - 1) / sl.chunk
 	if len(d.B) != 16*(nc+1) {
 		return nil, corruptf(sl.where(), "descriptor: %d bytes of IDs for %d chunks", len(d.B), nc)
@@ -234,7 +244,7 @@ func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, 
 		copies = 0
 	}
 	copies = min(copies, inline)
-	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), chunk: chunkIDs, inline: inline, copies: copies, last: seg.ids[len(seg.ids)-1]}
+	sl := &sealedSeg{window: seg.window, gen: gen, n: len(seg.ids), chunk: chunkIDs, inline: inline, copies: copies, far: copies > 0, last: seg.ids[len(seg.ids)-1]}
 	var k, v []byte
 	for c := 0; c*sl.chunk < len(seg.ids); c++ {
 		ids := seg.ids[c*sl.chunk : min((c+1)*sl.chunk, len(seg.ids))]
@@ -258,6 +268,7 @@ func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, 
 		}
 	}
 	var buf appendBuf // reused: set copies what it is given
+	var entry []byte  // a user's entry
 	for f := range numFields {
 		for vn, bm := range seg.bms[f] {
 			bm.RunOptimize()
@@ -267,6 +278,8 @@ func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, 
 			}
 			data := buf.b
 			sl.bytes[f] += uint64(len(data))
+			far := sl.far && field(f) == copyField
+			entry = append(entry[:0], 0)
 			if c := bm.GetCardinality(); c <= uint64(inline) {
 				for it := bm.Iterator(); it.HasNext(); {
 					id := seg.ids[it.Next()]
@@ -277,14 +290,29 @@ func (seg *segment) persist(gen uint64, inline, copies int, recs map[ID][]byte, 
 					before := len(data)
 					data = appendCopies(data, bm, seg.ids, recs)
 					sl.recsIn += uint64(len(data) - before)
+					if far && data[before] == 1 {
+						// The copies go to the user's entry, with the
+						// bitmap and the IDs, so that it answers alone.
+						entry = append(entry[:0], 1)
+						entry = append(entry, data...)
+						data = append(data[:before], 2)
+					}
 				}
 			}
-			k = bitmapKey(k[:0], seg.window, gen, f, dicts[f].value(vn))
+			v := dicts[f].value(vn)
+			k = bitmapKey(k[:0], seg.window, gen, f, v)
 			data = appendCRC(data)
 			if err := set(k, data); err != nil {
 				return nil, err
 			}
 			buf.b = data
+			if far {
+				k = userKey(k[:0], v, seg.window, gen)
+				entry = appendCRC(entry)
+				if err := set(k, entry); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	return sl, nil
@@ -431,6 +459,7 @@ type sealedValue struct {
 	bm   *roaring.Bitmap
 	ids  []ID
 	recs [][]byte
+	far  bool // its copies are in the user's entry, not read with it
 }
 
 // sealedBitmap returns the value v of field f in sl, nil when no activity
@@ -448,6 +477,14 @@ func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, 
 	if x, ok := s.cache.Get(key); ok {
 		return x.(*sealedValue), nil
 	}
+	if f == copyField && sl.far {
+		if err := s.scanUser(sl, v); err != nil {
+			return nil, err
+		}
+		if x, ok := s.cache.Get(key); ok {
+			return x.(*sealedValue), nil
+		}
+	}
 	raw, c, err := s.db.Get(bitmapKey(nil, sl.window, sl.gen, f, v))
 	var sv *sealedValue
 	switch {
@@ -461,11 +498,21 @@ func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, 
 		s.loads.Add(1)
 		x, err := decodeSealedValue(raw, sl, f, v, true)
 		c.Close()
+		if err == nil && x.far {
+			err = s.userCopies(sl, v, &x)
+		}
 		if err != nil {
 			return nil, err
 		}
 		sv = &x
 	}
+	s.cacheValue(sl, f, v, sv)
+	return sv, nil
+}
+
+// cacheValue puts value v of field f in sl in the cache: sv, or nil for
+// none.
+func (s *Store) cacheValue(sl *sealedSeg, f field, v string, sv *sealedValue) {
 	size := int64(len(v)) + 96
 	if sv != nil {
 		size += int64(sv.bm.GetSizeInBytes()) + 16*int64(len(sv.ids)) + 24*int64(len(sv.recs))
@@ -473,8 +520,106 @@ func (s *Store) sealedValueRaw(sl *sealedSeg, f field, v string) (*sealedValue, 
 			size += int64(len(r))
 		}
 	}
-	s.cache.Add(key, sv, size)
-	return sv, nil
+	s.cache.Add(cacheKey{sl: sl, i: -1, f: f, v: v}, sv, size)
+}
+
+// userCopies sets the copies of sv, user v's value in sl, from the user's
+// entry, which must hold the same IDs.
+func (s *Store) userCopies(sl *sealedSeg, v string, sv *sealedValue) error {
+	raw, c, err := s.db.Get(userKey(nil, v, sl.window, sl.gen))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return corruptf(sl.where(), "entry of %s %q is gone", copyField, v)
+	}
+	if err != nil {
+		return fmt.Errorf("activitystore: cannot read %s: %w", sl.where(), err)
+	}
+	e, ok, err := decodeUserEntry(raw, sl, v)
+	c.Close()
+	if err != nil {
+		return err
+	}
+	if !ok || !slices.Equal(e.ids, sv.ids) || !e.bm.Equals(sv.bm) {
+		return corruptf(sl.where(), "entry of %s %q disagrees with its value", copyField, v)
+	}
+	sv.recs, sv.far = e.recs, false
+	return nil
+}
+
+// Bounds of one scanUser: it stops once its entries hold this many
+// activities or bytes, enough for a few pages.
+const (
+	scanUserActs  = 256
+	scanUserBytes = 64 << 10
+)
+
+// scanUser reads user v's entries from sl's window back, in one scan, and
+// puts in the cache, for each sealed segment it passes, the user's value
+// there (from entries with copies) or nil (no entry: the user has no
+// activity there). It stops at an entry without copies (a user with many
+// activities there, whose value is read from its value key when asked
+// for), or at its bounds.
+func (s *Store) scanUser(sl *sealedSeg, v string) error {
+	// The spans are taken before the scan: each segment in them was
+	// committed before they were, so its entries are in the scan, unless
+	// the segment was replaced since, and then it is read by nobody new.
+	spans := s.allSpans()
+	i := sort.Search(len(spans), func(i int) bool { return spans[i].window <= sl.window })
+	// absent caches nil for the segment of span i when it has user entries:
+	// the scan passed its window without finding one.
+	absent := func(sp span) {
+		if sp.hot == nil && sp.sl != nil && sp.sl.far {
+			s.cacheValue(sp.sl, copyField, v, nil)
+		}
+	}
+	p := userPrefix(nil, v)
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: userKey(nil, v, sl.window, 0), UpperBound: prefixEnd(p)})
+	if err != nil {
+		return err
+	}
+	acts, bytes, done := 0, 0, true
+	for it.First(); it.Valid(); it.Next() {
+		_, w, gen, ok := userKeyParts(it.Key())
+		if !ok {
+			done = false
+			break
+		}
+		for ; i < len(spans) && spans[i].window > w; i++ {
+			absent(spans[i])
+		}
+		if i == len(spans) || spans[i].window != w || spans[i].hot != nil || spans[i].sl == nil || spans[i].sl.gen != gen || !spans[i].sl.far {
+			continue // an entry of a segment replaced since, or open again
+		}
+		cur := spans[i].sl
+		raw, err := it.ValueAndErr()
+		if err != nil {
+			it.Close()
+			return err
+		}
+		sv, ok, err := decodeUserEntry(raw, cur, v)
+		if err != nil || !ok {
+			// The value key answers for this one, and reports what is
+			// wrong with it.
+			done = false
+			break
+		}
+		s.loads.Add(1)
+		s.cacheValue(cur, copyField, v, &sv)
+		i++
+		acts, bytes = acts+len(sv.ids), bytes+len(raw)
+		if acts >= scanUserActs || bytes >= scanUserBytes {
+			done = false
+			break
+		}
+	}
+	if err := it.Close(); err != nil {
+		return err
+	}
+	if done {
+		for ; i < len(spans); i++ {
+			absent(spans[i])
+		}
+	}
+	return nil
 }
 
 // decodeSealedValue parses the value of v in field f of sl as read from
@@ -485,6 +630,32 @@ func decodeSealedValue(raw []byte, sl *sealedSeg, f field, v string, copies bool
 	if !ok {
 		return sealedValue{}, corruptf(sl.where(), "field %s: bitmap of %q: checksum mismatch", f, v)
 	}
+	return decodeSealedBody(body, sl, f, v, copies, sl.far)
+}
+
+// decodeUserEntry parses user v's entry in sl: its value with the copies
+// of its records, or false when the entry says to read the value key.
+func decodeUserEntry(raw []byte, sl *sealedSeg, v string) (sealedValue, bool, error) {
+	body, ok := checkCRC(raw)
+	if !ok || len(body) == 0 {
+		return sealedValue{}, false, corruptf(sl.where(), "entry of %s %q: checksum mismatch", copyField, v)
+	}
+	switch {
+	case body[0] == 0 && len(body) == 1:
+		return sealedValue{}, false, nil
+	case body[0] == 1:
+		sv, err := decodeSealedBody(body[1:], sl, copyField, v, true, false)
+		if err == nil && sv.recs == nil {
+			err = corruptf(sl.where(), "entry of %s %q: no record copies", copyField, v)
+		}
+		return sv, err == nil, err
+	}
+	return sealedValue{}, false, corruptf(sl.where(), "entry of %s %q: malformed", copyField, v)
+}
+
+// decodeSealedBody is decodeSealedValue past the checksum; far tells
+// whether a byte 2 may say that the copies are in the user's entry.
+func decodeSealedBody(body []byte, sl *sealedSeg, f field, v string, copies, far bool) (sealedValue, error) {
 	bm, used, err := decodeBitmapPrefix(body, sl.n)
 	if err != nil {
 		return sealedValue{}, corruptf(sl.where(), "field %s: bitmap of %q: %v", f, v, err)
@@ -516,6 +687,10 @@ func decodeSealedValue(raw []byte, sl *sealedSeg, f field, v string, copies bool
 	}
 	sv := sealedValue{bm: bm, ids: ids}
 	if tail == nil || (tail[0] == 0 && len(tail) == 1) {
+		return sv, nil
+	}
+	if far && tail[0] == 2 && len(tail) == 1 {
+		sv.far = true
 		return sv, nil
 	}
 	bad := func() (sealedValue, error) {
@@ -642,7 +817,8 @@ func (s *Store) loadSealed(sl *sealedSeg, dicts *[numFields]dict, copies map[ID]
 }
 
 // sealedFieldUncached reads every value of field f in sl from pebble, with
-// the copies of their records if copies.
+// the copies of their records if copies (a read of its entry per user,
+// where the copies are there).
 func (s *Store) sealedFieldUncached(sl *sealedSeg, f field, copies bool) ([]valueBitmap, error) {
 	if sl.arc != nil {
 		return s.arcField(sl, f)
@@ -661,6 +837,9 @@ func (s *Store) sealedFieldUncached(sl *sealedSeg, f field, copies bool) ([]valu
 			return nil, err
 		}
 		sv, err := decodeSealedValue(raw, sl, f, v, copies)
+		if err == nil && sv.far && copies {
+			err = s.userCopies(sl, v, &sv)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -696,4 +875,57 @@ func (s *Store) current(sl *sealedSeg) bool {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.sealed[sl.window] == sl
+}
+
+// deleteUserEntries adds to b the deletion of the user entries of window
+// w's form in pebble, the one its descriptor names: one per user value of
+// that form. When the descriptor or the values cannot be read, it deletes
+// every user entry of w, found by a scan of all of them.
+func (s *Store) deleteUserEntries(b *pebble.Batch, w int64) error {
+	v, c, err := s.db.Get(windowKey(prefixDescriptor, w))
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("activitystore: cannot read segment %d: %w", w, err)
+	}
+	sl, derr := decodeDescriptor(w, s.width, v)
+	c.Close()
+	if derr == nil && !sl.far {
+		return nil
+	}
+	if derr == nil {
+		p := fieldPrefix(w, sl.gen, copyField)
+		it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: p, UpperBound: prefixEnd(p)})
+		if err != nil {
+			return err
+		}
+		var k []byte
+		for it.First(); it.Valid(); it.Next() {
+			k = userKey(k[:0], string(it.Key()[len(p):]), w, sl.gen)
+			if err := b.Delete(k, nil); err != nil {
+				it.Close()
+				return err
+			}
+		}
+		if it.Close() == nil {
+			return nil
+		}
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixUser}, UpperBound: []byte{prefixUser + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		if _, kw, _, ok := userKeyParts(it.Key()); !ok || kw == w {
+			if err := b.Delete(it.Key(), nil); err != nil {
+				it.Close()
+				return err
+			}
+		}
+	}
+	if err := it.Close(); err != nil {
+		return fmt.Errorf("activitystore: cannot read the user entries of segment %d: %w", w, err)
+	}
+	return nil
 }

@@ -360,6 +360,7 @@ func (s *Store) upgradeFormat1() error {
 		return err
 	}
 	b.DeleteRange([]byte{prefixSegment}, []byte{prefixSegment + 1}, nil)
+	b.DeleteRange([]byte{prefixUser}, []byte{prefixUser + 1}, nil)
 	b.Set(metaFormat, binary.BigEndian.AppendUint64(nil, storeFormat), nil)
 	if err := s.commit(b, pebble.Sync); err != nil {
 		return fmt.Errorf("activitystore: cannot upgrade %s to format %d: %w", s.dir, storeFormat, err)

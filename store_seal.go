@@ -142,6 +142,9 @@ func (s *Store) write(w int64, drop bool) error {
 	}
 	b := s.db.NewBatchWithSize(size)
 	defer b.Close()
+	if err := s.deleteUserEntries(b, w); err != nil {
+		return err
+	}
 	b.DeleteRange(windowKey(prefixSegment, w), windowKey(prefixSegment, w+1), nil)
 	b.DeleteRange(windowKey(prefixLog, w), windowKey(prefixLog, w+1), nil)
 	if drop {
