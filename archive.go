@@ -49,7 +49,7 @@ func missing(where string, err error) error {
 // decodeBitmap decodes and validates a portable roaring bitmap of ordinals
 // below n. It never panics on malformed input.
 func decodeBitmap(data []byte, n int) (*roaring.Bitmap, error) {
-	bm, used, err := decodeBitmapPrefix(data, n)
+	bm, used, err := decodeBitmapPrefix(data, n, false)
 	if err == nil && used != len(data) {
 		err = fmt.Errorf("bitmap: %d bytes after it", len(data)-used)
 	}
@@ -57,15 +57,22 @@ func decodeBitmap(data []byte, n int) (*roaring.Bitmap, error) {
 }
 
 // decodeBitmapPrefix is decodeBitmap for a bitmap followed by other bytes:
-// it also returns how many bytes the bitmap took.
-func decodeBitmapPrefix(data []byte, n int) (bm *roaring.Bitmap, used int, err error) {
+// it also returns how many bytes the bitmap took. If alias, the bitmap
+// shares data's bytes (copying them before a change), so data must never
+// change.
+func decodeBitmapPrefix(data []byte, n int, alias bool) (bm *roaring.Bitmap, used int, err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			bm, used, err = nil, 0, fmt.Errorf("bitmap: %v", r)
 		}
 	}()
 	bm = roaring.New()
-	k, err := bm.ReadFrom(bytes.NewReader(data))
+	var k int64
+	if alias {
+		k, err = bm.FromBuffer(data)
+	} else {
+		k, err = bm.ReadFrom(bytes.NewReader(data))
+	}
 	if err != nil {
 		return nil, 0, fmt.Errorf("bitmap: %w", err)
 	}

@@ -178,3 +178,37 @@ func BenchmarkUnmarshalJSON(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkDecodeUserEntry decodes a light user's entry in a sealed
+// segment (2 activities, with their copies) and puts it in the cache, as a
+// scan of the user's windows does for each.
+func BenchmarkDecodeUserEntry(b *testing.B) {
+	s, _, _ := openTest(b, &Options{SegmentWidth: time.Hour})
+	var acts []Activity
+	for i := range 300 {
+		a := act("model.deploy", fmt.Sprintf("user-%d", i%150), testBase.Add(time.Duration(i)*time.Second))
+		a.APICall, a.Resource = "POST /api/serving/deploy", "model/42"
+		a.Details = json.RawMessage(`{"ip":"10.1.2.3","status":200,"duration_ms":41,"request_id":"03c5b80963e07b271b45ef8485e3fa68"}`)
+		acts = append(acts, a)
+	}
+	mustAppend(b, s, acts...)
+	if err := s.sealDue(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	w := testBase.UnixNano() / int64(time.Hour)
+	sl := s.sealed[w]
+	raw, c, err := s.db.Get(userKey(nil, "user-7", w, sl.gen))
+	if err != nil {
+		b.Fatal(err)
+	}
+	raw = append([]byte(nil), raw...)
+	c.Close()
+	b.ReportAllocs()
+	for b.Loop() {
+		sv, ok, err := decodeUserEntry(raw, sl, "user-7")
+		if err != nil || !ok || len(sv.recs) != 2 {
+			b.Fatal(ok, err)
+		}
+		s.cacheValue(sl, copyField, "user-7", &sv)
+	}
+}

@@ -422,7 +422,7 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 	}
 	err = tamper(func(db *pebble.DB, w int64, sl *sealedSeg) {
 		edit(db, bitmapKey(nil, w, sl.gen, fieldUser, "light"), func(body []byte) {
-			_, used, err := decodeBitmapPrefix(body, sl.n)
+			_, used, err := decodeBitmapPrefix(body, sl.n, false)
 			require.NoError(t, err)
 			require.Equal(t, []byte{2}, body[used+3*16:], "the copies are in the user's entry")
 		})
@@ -436,12 +436,12 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 	err = tamper(func(db *pebble.DB, w int64, sl *sealedSeg) {
 		// the last ID, one sequence number lower: still in order
 		edit(db, bitmapKey(nil, w, sl.gen, fieldUser, "light"), func(body []byte) {
-			_, used, err := decodeBitmapPrefix(body, sl.n)
+			_, used, err := decodeBitmapPrefix(body, sl.n, false)
 			require.NoError(t, err)
 			body[used+3*16-1]--
 		})
 		edit(db, userKey(nil, "light", w, sl.gen), func(body []byte) {
-			_, used, err := decodeBitmapPrefix(body[1:], sl.n)
+			_, used, err := decodeBitmapPrefix(body[1:], sl.n, false)
 			require.NoError(t, err)
 			body[1+used+3*16-1]--
 		})

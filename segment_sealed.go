@@ -656,7 +656,13 @@ func decodeUserEntry(raw []byte, sl *sealedSeg, v string) (sealedValue, bool, er
 // decodeSealedBody is decodeSealedValue past the checksum; far tells
 // whether a byte 2 may say that the copies are in the user's entry.
 func decodeSealedBody(body []byte, sl *sealedSeg, f field, v string, copies, far bool) (sealedValue, error) {
-	bm, used, err := decodeBitmapPrefix(body, sl.n)
+	own := copies && f == copyField
+	if own {
+		// One copy of the value, which the bitmap and the record copies
+		// then share, rather than a copy of each.
+		body = bytes.Clone(body)
+	}
+	bm, used, err := decodeBitmapPrefix(body, sl.n, own)
 	if err != nil {
 		return sealedValue{}, corruptf(sl.where(), "field %s: bitmap of %q: %v", f, v, err)
 	}
@@ -700,9 +706,7 @@ func decodeSealedBody(body []byte, sl *sealedSeg, f field, v string, copies, far
 		return bad()
 	}
 	d := codec.Decoder{B: tail[1:]}
-	var buf []byte
-	if copies {
-		buf = make([]byte, 0, len(d.B))
+	if own {
 		sv.recs = make([][]byte, card)
 	}
 	for i := range ids {
@@ -710,9 +714,8 @@ func decodeSealedBody(body []byte, sl *sealedSeg, f field, v string, copies, far
 		if d.Err != nil || n == 0 || n > uint64(len(d.B)) {
 			return bad()
 		}
-		if copies {
-			buf = append(buf, d.B[:n]...)
-			sv.recs[i] = buf[len(buf)-int(n) : len(buf) : len(buf)]
+		if own {
+			sv.recs[i] = d.B[:n:n]
 		}
 		d.B = d.B[n:]
 	}
