@@ -69,13 +69,15 @@
 //     late list grows is renumbered in memory.
 //   - sealed: renumbered in ID order and written to pebble as a small
 //     descriptor, one key per label value (its bitmap, and for a value
-//     with at most 64 activities in the window their IDs too; for such a
-//     user, copies of their records, see Options.UserCopies) and the ID
-//     column in chunks of 1024. A read loads only the keys of the values it
+//     with at most 64 activities in the window their IDs too) and the ID
+//     column in chunks of 1024, and one entry per user, with copies of the
+//     records of a user with at most 64 activities there (see
+//     Options.UserCopies). A read loads only the keys of the values it
 //     filters on and the chunks that hold its matches (none for a sparse
 //     value), through one cache bounded by Options.CacheBytes, and nothing
-//     else of it is in memory. A light user's recent activity is read from
-//     one key per window, with no record lookups.
+//     else of it is in memory. A user's entries sort by user, then newest
+//     window first, so a light user's recent activity is read in one short
+//     scan over its windows, with no record lookups.
 //   - archived: in a file (below).
 //
 // A segment is sealed once its window has been closed for Options.SealAfter

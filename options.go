@@ -100,15 +100,15 @@ type Options struct {
 
 	// UserCopies is how many activities a user may have in a window, at
 	// most, for the window's sealed segment to keep a copy of their records
-	// beside the user's bitmap, and its archive a copy in its copy blocks
+	// in the user's entry, and its archive a copy in its copy blocks
 	// (ARCHIVE.md). A query for a user with few activities (most users of
-	// most platforms) then reads one key per window, or one small block per
-	// archive, instead of one record or one large block per activity, for
-	// about the records' size again for those activities (on the bench data
-	// at 1M, archives of 58 bytes per activity instead of 33). Compact
-	// holds at most 64 MiB of such copies in memory per archive and puts the
-	// rest in a temporary file under the store's folder. The default is 64,
-	// the most allowed; -1 keeps none.
+	// most platforms) then reads its entries of all windows in one scan, or
+	// one small block per archive, instead of one record or one large block
+	// per activity, for about the records' size again for those activities
+	// (on the bench data at 1M, archives of 58 bytes per activity instead
+	// of 33). Compact holds at most 64 MiB of such copies in memory per
+	// archive and puts the rest in a temporary file under the store's
+	// folder. The default is 64, the most allowed; -1 keeps none.
 	UserCopies int
 
 	// CompactEvery, when positive, runs Compact in the background at that

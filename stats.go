@@ -36,11 +36,11 @@ type Stats struct {
 	RebuiltSegments   int
 	RebuiltActivities int
 	// SegmentLoads counts the pieces of sealed segments (bitmaps, ID chunks,
-	// whole fields) read from pebble since Open.
+	// whole fields, a user's entry of a window) read from pebble since Open.
 	SegmentLoads int64
 	// RecordReads counts the records queries read from pebble since Open:
 	// not those read from archives, nor those decoded from the copies a
-	// sealed segment keeps for its sparse users (Options.UserCopies).
+	// sealed segment keeps in its sparse users' entries (Options.UserCopies).
 	RecordReads int64
 	// RecordCacheHits counts the records pages took from the record cache
 	// (Options.RecordCacheBytes) since Open, instead of reading them from

@@ -182,3 +182,88 @@ func TestUserEntries(t *testing.T) {
 	}
 	assert.Equal(t, kept, page("light"))
 }
+
+// TestSealedVersion5 opens a store whose sealed segments keep the copies of
+// light users' records in their value keys (descriptor version 5, before
+// user entries): queries answer from those copies, Verify passes, and a
+// window sealed again gets user entries.
+func TestSealedVersion5(t *testing.T) {
+	ctx := context.Background()
+	s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour})
+	var acts []Activity
+	for h := range 3 {
+		for i := range 100 {
+			user := "heavy"
+			if i%25 == 0 {
+				user = "light"
+			}
+			acts = append(acts, act("t", user, testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
+		}
+	}
+	ids := mustAppend(t, s, acts...)
+	require.NoError(t, s.sealDue(ctx))
+	require.NoError(t, s.Close())
+
+	// Rewrite every sealed segment as version 5 wrote it.
+	db, err := pebble.Open(dir+"/db", &pebble.Options{})
+	require.NoError(t, err)
+	b := db.NewBatch()
+	for h := range 3 {
+		w := testBase.Add(time.Duration(h)*time.Hour).UnixNano() / int64(time.Hour)
+		sl := readDescriptor(t, db, w, int64(time.Hour))
+		require.True(t, sl.far)
+		for _, user := range []string{"light", "heavy"} {
+			uk := userKey(nil, user, w, sl.gen)
+			entry, c, err := db.Get(uk)
+			require.NoError(t, err)
+			entry = slices.Clone(entry)
+			c.Close()
+			require.NoError(t, b.Delete(uk, nil))
+			if user == "light" {
+				// The entry is a byte 1 and the value with its copies.
+				require.Equal(t, byte(1), entry[0])
+				require.NoError(t, b.Set(bitmapKey(nil, w, sl.gen, fieldUser, user), appendCRC(entry[1:len(entry)-4]), nil))
+			}
+		}
+		desc := sl.encode()
+		desc = appendCRC(append([]byte{5}, desc[1:len(desc)-4]...))
+		require.NoError(t, b.Set(windowKey(prefixDescriptor, w), desc, nil))
+	}
+	require.NoError(t, b.Commit(pebble.Sync))
+	require.NoError(t, db.Close())
+
+	s = reopenTest(t, dir, &Options{Now: clock.Now})
+	for _, sl := range s.sealed {
+		require.False(t, sl.far)
+	}
+	require.Empty(t, userEntries(t, s))
+	var want []ID
+	for i := len(acts) - 1; i >= 0; i-- {
+		if acts[i].UserID == "light" {
+			want = append(want, ids[i])
+		}
+	}
+	page := func() []ID {
+		p, err := s.Query().Users("light").All(ctx)
+		require.NoError(t, err)
+		var got []ID
+		for _, a := range p.Activities {
+			got = append(got, a.ID)
+		}
+		return got
+	}
+	before := s.recordReads.Load()
+	assert.Equal(t, want, page())
+	assert.Equal(t, before, s.recordReads.Load(), "from the copies in the value keys")
+	require.NoError(t, s.Verify(ctx))
+
+	// A late arrival: window 0 is sealed again, now with user entries.
+	late := mustAppend(t, s, act("t", "light", testBase.Add(30*time.Minute)))
+	require.NoError(t, s.sealDue(ctx))
+	w0 := testBase.UnixNano() / int64(time.Hour)
+	require.Equal(t, map[int64]int{w0: 2}, userEntries(t, s))
+	require.NoError(t, s.Verify(ctx))
+	want = append(want, late[0])
+	slices.SortFunc(want, func(a, b ID) int { return b.Compare(a) })
+	assert.Equal(t, want, page())
+}
