@@ -176,7 +176,7 @@ func Open(dir string, opts *Options) (*Store, error) {
 	if o.Pebble != nil {
 		o.Pebble(po)
 	}
-	db, err := pebble.Open(filepath.Join(dir, "db"), po)
+	db, err := openPebble(filepath.Join(dir, "db"), po)
 	cache.Unref()
 	if err != nil {
 		lf.Close()
