@@ -171,7 +171,11 @@
 //     all. With NoSync an Append does not wait for the log, so the activities
 //     acknowledged shortly before the failure (those still in the block
 //     being written) may be missing after the reopen, as after a machine
-//     crash. Store.WriteErr reports the state.
+//     crash; and pebble may have started a newer log (a memtable filled up)
+//     before the failure surfaced, so that the log that ends inside a record
+//     is no longer its newest, which pebble refuses to open: Open removes
+//     the newer logs that hold no record and opens again. Store.WriteErr
+//     reports the state.
 //   - A failed write of pebble's tables (a flush or a compaction) is
 //     retried by pebble in the background; appends go on into memory until
 //     its limit on unflushed memtables makes them wait.

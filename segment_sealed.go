@@ -560,15 +560,18 @@ const (
 // for), or at its bounds.
 func (s *Store) scanUser(sl *sealedSeg, v string) error {
 	// The spans are taken before the scan: each segment in them was
-	// committed before they were, so its entries are in the scan, unless
-	// the segment was replaced since, and then it is read by nobody new.
+	// committed before they were, so its entries are in the scan if it is
+	// still current once the scan is done (a segment replaced is never
+	// current again).
 	spans := s.allSpans()
+	s.hook("userscan")
 	i := sort.Search(len(spans), func(i int) bool { return spans[i].window <= sl.window })
-	// absent caches nil for the segment of span i when it has user entries:
-	// the scan passed its window without finding one.
+	// absent notes the segment of a span when it has user entries: the scan
+	// passed its window without finding one.
+	var none []*sealedSeg
 	absent := func(sp span) {
 		if sp.hot == nil && sp.sl != nil && sp.sl.far {
-			s.cacheValue(sp.sl, copyField, v, nil)
+			none = append(none, sp.sl)
 		}
 	}
 	p := userPrefix(nil, v)
@@ -618,6 +621,15 @@ func (s *Store) scanUser(sl *sealedSeg, v string) error {
 		for ; i < len(spans); i++ {
 			absent(spans[i])
 		}
+	}
+	// A segment replaced since the spans were taken lost its entries to the
+	// new one: a reader still holding it finds its value key gone instead,
+	// and runs again.
+	s.mu.RLock()
+	none = slices.DeleteFunc(none, func(sl *sealedSeg) bool { return s.sealed[sl.window] != sl })
+	s.mu.RUnlock()
+	for _, sl := range none {
+		s.cacheValue(sl, copyField, v, nil)
 	}
 	return nil
 }

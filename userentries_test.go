@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -266,4 +267,62 @@ func TestSealedVersion5(t *testing.T) {
 	want = append(want, late[0])
 	slices.SortFunc(want, func(a, b ID) int { return b.Compare(a) })
 	assert.Equal(t, want, page())
+}
+
+// TestUserScanRace seals a window again between the moment a scan of a
+// user's entries takes the store's windows and the moment it reads: the
+// replaced segment, which a reader may still hold, is not recorded as
+// lacking the user (its entries are gone, not absent); the new one's value
+// is read from the scan.
+func TestUserScanRace(t *testing.T) {
+	ctx := context.Background()
+	var s *Store
+	var once sync.Once
+	hour := func(h int) int64 { return testBase.Add(time.Duration(h)*time.Hour).UnixNano() / int64(time.Hour) }
+	late := act("t", "light", testBase.Add(30*time.Minute))
+	hook := func(step string) {
+		if step == "userscan" {
+			once.Do(func() {
+				mustAppend(t, s, late)
+				require.NoError(t, s.sealDue(ctx))
+			})
+		}
+	}
+	s, _, _ = openTest(t, &Options{SegmentWidth: time.Hour, hook: hook})
+	var acts []Activity
+	for h := range 3 {
+		for i := range 50 {
+			user := "heavy"
+			if i%10 == 0 {
+				user = "light"
+			}
+			acts = append(acts, act("t", user, testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
+		}
+	}
+	mustAppend(t, s, acts...)
+	require.NoError(t, s.sealDue(ctx))
+	s.mu.RLock()
+	old, newest := s.sealed[hour(0)], s.sealed[hour(2)]
+	s.mu.RUnlock()
+
+	sv, err := s.sealedBitmap(newest, copyField, "light")
+	require.NoError(t, err)
+	require.Len(t, sv.ids, 5)
+	s.mu.RLock()
+	renewed := s.sealed[hour(0)]
+	s.mu.RUnlock()
+	require.NotSame(t, old, renewed, "window 0 was sealed again during the scan")
+	_, held := s.cache.Get(cacheKey{sl: old, i: -1, f: copyField, v: "light"})
+	assert.False(t, held, "the replaced segment is not recorded as lacking the user")
+	x, held := s.cache.Get(cacheKey{sl: renewed, i: -1, f: copyField, v: "light"})
+	if held {
+		assert.Len(t, x.(*sealedValue).ids, 6, "the new segment's value, late arrival included")
+	}
+	_, err = s.sealedBitmap(old, copyField, "light")
+	var sf *sealedFault
+	require.ErrorAs(t, err, &sf, "a reader holding the replaced segment runs again")
+	assert.True(t, sf.stale)
+	page, err := s.Query().Users("light").All(ctx)
+	require.NoError(t, err)
+	assert.Len(t, page.Activities, 16)
 }
