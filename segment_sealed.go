@@ -546,10 +546,12 @@ func (s *Store) userCopies(sl *sealedSeg, v string, sv *sealedValue) error {
 }
 
 // Bounds of one scanUser: it stops once its entries hold this many
-// activities or bytes, enough for a few pages.
+// activities or bytes, a page of 50 and a little more. A user with more
+// activities than that in a few windows is scanned again from where the
+// query got to: reading ahead much further reads entries no page asks for.
 const (
-	scanUserActs  = 256
-	scanUserBytes = 64 << 10
+	scanUserActs  = 64
+	scanUserBytes = 32 << 10
 )
 
 // scanUser reads user v's entries from sl's window back, in one scan, and
