@@ -1,6 +1,7 @@
 package activitystore
 
 import (
+	"cmp"
 	"errors"
 	"io"
 	"path/filepath"
@@ -62,7 +63,7 @@ func emptyNewestLogs(fs vfs.FS, dir string) ([]string, error) {
 			logs = append(logs, log{n, filepath.Join(dir, name)})
 		}
 	}
-	slices.SortFunc(logs, func(a, b log) int { return -cmpUint(a.num, b.num) })
+	slices.SortFunc(logs, func(a, b log) int { return cmp.Compare(b.num, a.num) })
 	var empty []string
 	for i, l := range logs {
 		if i == len(logs)-1 {
@@ -78,16 +79,6 @@ func emptyNewestLogs(fs vfs.FS, dir string) ([]string, error) {
 		empty = append(empty, l.path)
 	}
 	return empty, nil
-}
-
-func cmpUint(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // logHasRecord reports whether the log at path, number num, holds at
