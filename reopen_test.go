@@ -316,16 +316,7 @@ func TestSparseValuesKeepIDs(t *testing.T) {
 	fill := func(inline, copies int) (string, []ID) {
 		s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour, inline: inline, UserCopies: copies})
 		clock.Set(testBase.Add(24 * time.Hour))
-		var acts []Activity
-		for h := range 3 {
-			for i := range 300 {
-				user := "heavy"
-				if i%100 == 7 {
-					user = "light"
-				}
-				acts = append(acts, act("user.login", user, testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
-			}
-		}
+		acts := hourlyActs("user.login", 3, 300, func(i int) bool { return i%100 == 7 })
 		ids := mustAppend(t, s, acts...)
 		require.NoError(t, s.Close())
 		var light []ID

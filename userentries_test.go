@@ -191,16 +191,7 @@ func TestUserEntries(t *testing.T) {
 func TestSealedVersion5(t *testing.T) {
 	ctx := context.Background()
 	s, dir, clock := openTest(t, &Options{SegmentWidth: time.Hour})
-	var acts []Activity
-	for h := range 3 {
-		for i := range 100 {
-			user := "heavy"
-			if i%25 == 0 {
-				user = "light"
-			}
-			acts = append(acts, act("t", user, testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
-		}
-	}
+	acts := hourlyActs("t", 3, 100, func(i int) bool { return i%25 == 0 })
 	ids := mustAppend(t, s, acts...)
 	require.NoError(t, s.sealDue(ctx))
 	require.NoError(t, s.Close())
@@ -289,16 +280,7 @@ func TestUserScanRace(t *testing.T) {
 		}
 	}
 	s, _, _ = openTest(t, &Options{SegmentWidth: time.Hour, hook: hook})
-	var acts []Activity
-	for h := range 3 {
-		for i := range 50 {
-			user := "heavy"
-			if i%10 == 0 {
-				user = "light"
-			}
-			acts = append(acts, act("t", user, testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
-		}
-	}
+	acts := hourlyActs("t", 3, 50, func(i int) bool { return i%10 == 0 })
 	mustAppend(t, s, acts...)
 	require.NoError(t, s.sealDue(ctx))
 	s.mu.RLock()
@@ -325,4 +307,21 @@ func TestUserScanRace(t *testing.T) {
 	page, err := s.Query().Users("light").All(ctx)
 	require.NoError(t, err)
 	assert.Len(t, page.Activities, 16)
+}
+
+// hourlyActs returns per activities of type typ in each of the first hours
+// hours from testBase, a second apart: the i-th of each hour by user
+// "light" when light(i), else by "heavy".
+func hourlyActs(typ string, hours, per int, light func(i int) bool) []Activity {
+	var acts []Activity
+	for h := range hours {
+		for i := range per {
+			user := "heavy"
+			if light(i) {
+				user = "light"
+			}
+			acts = append(acts, act(typ, user, testBase.Add(time.Duration(h)*time.Hour+time.Duration(i)*time.Second)))
+		}
+	}
+	return acts
 }
