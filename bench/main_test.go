@@ -158,3 +158,17 @@ func TestSuiteS3(t *testing.T) {
 	}
 	t.Log("\n" + out.String())
 }
+
+// TestCLIQueryError runs the command line's query on a store it cannot
+// open: the row names the command's own error, which the bench keeps out of
+// its output when the command succeeds.
+func TestCLIQueryError(t *testing.T) {
+	c := &config{n: 1000, ingestN: 1000, seed: 1, dir: t.TempDir()}
+	d, err := generate(c)
+	require.NoError(t, err)
+	notDir := filepath.Join(t.TempDir(), "file")
+	require.NoError(t, os.WriteFile(notDir, []byte("not a store"), 0o644))
+	r := cliQuery(c, d, notDir)
+	require.NotEmpty(t, r.Err)
+	require.Contains(t, r.Err, notDir, "the command's own message")
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -204,7 +205,10 @@ func cliQuery(c *config, d *dataset, dir string) reopenResult {
 		return r
 	}
 	cmd := exec.Command(exe, "-measure-cmd", "--", bin, "--dir", dir, "query", "--user", d.userName(2500), "--limit", "50")
-	cmd.Stderr = os.Stderr
+	// The command writes its next cursor to standard error: kept out of
+	// the bench's output, and shown only when the command fails.
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err == nil {
 		err = json.Unmarshal(out, &r)
@@ -212,6 +216,9 @@ func cliQuery(c *config, d *dataset, dir string) reopenResult {
 	r.Case, r.FirstMS = "activitystore query --user (CLI)", r.WallMS
 	if err != nil {
 		r.Err = err.Error()
+	}
+	if r.Err != "" {
+		r.Err = strings.TrimSpace(r.Err + ": " + stderr.String())
 	}
 	return r
 }
