@@ -160,8 +160,8 @@ func TestSuiteS3(t *testing.T) {
 }
 
 // TestCLIQueryError runs the command line's query on a store it cannot
-// open: the row names the command's own error, which the bench keeps out of
-// its output when the command succeeds.
+// open: the row names the command's own error, which the bench captures
+// instead of passing it through.
 func TestCLIQueryError(t *testing.T) {
 	c := &config{n: 1000, ingestN: 1000, seed: 1, dir: t.TempDir()}
 	d, err := generate(c)
